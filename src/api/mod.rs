@@ -1,0 +1,182 @@
+//! The operator's local HTTP API and page.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /` | the operator page (live points and alarms, acknowledge) |
+//! | `GET /api/state` | points, active alarms, device health, queue depths |
+//! | `GET /api/points` · `GET /api/alarms` | the two halves of it |
+//! | `POST /api/alarms/ack` | `{"alarm_id": "...", "by": "name"}` |
+//! | `GET /api/history?point=ID&since=1h` | raw readings and 5-minute statistics |
+//! | `GET /api/events?since=24h` | alarm events from the local log |
+//! | `GET /metrics` | Prometheus |
+//! | `GET /health` | 200 while the gateway runs |
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::oneshot;
+
+use crate::runtime::{AckCmd, Shared, since};
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/health", get(|| async { "ok" }))
+        .route("/metrics", get(|| async { crate::metrics::render() }))
+        .route("/api/state", get(state))
+        .route("/api/points", get(points))
+        .route("/api/alarms", get(alarms))
+        .route("/api/alarms/ack", post(ack))
+        .route("/api/history", get(history))
+        .route("/api/events", get(events))
+        .with_state(shared)
+}
+
+async fn page() -> Html<&'static str> {
+    Html(include_str!("page.html"))
+}
+
+fn alarms_json(sh: &Shared) -> serde_json::Value {
+    let alarms = sh.alarms.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut list: Vec<_> = alarms
+        .iter()
+        .map(|a| {
+            json!({
+                "alarm_id": a.alarm_id, "rule_id": a.rule_id, "kind": a.kind, "level": a.level,
+                "level_color": crate::model::level_color(a.level), "name": a.name, "point_id": a.point_id,
+                "value": a.value, "threshold": a.threshold, "message": a.message,
+                "raised_at": sh.id.time(a.raised_at), "acked_by": a.acked_by,
+                "acked_at": a.acked_at.map(|t| sh.id.time(t)), "latching": a.latching, "condition": a.condition,
+            })
+        })
+        .collect();
+    list.sort_by_key(|a| (a["level"].as_u64(), a["raised_at"].as_str().map(String::from)));
+    json!(list)
+}
+
+async fn state(State(sh): State<Arc<Shared>>) -> Json<serde_json::Value> {
+    let points = sh.points.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let devices = sh.devices_online.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let q = |name| sh.store.stats(name).map(|s| s.depth).unwrap_or(0);
+    Json(json!({
+        "site": {"id": sh.cfg.site.id, "name": sh.cfg.site.name, "kind": sh.cfg.site.kind.as_str()},
+        "gateway": sh.cfg.gateway.id,
+        "now": sh.id.time(Utc::now()),
+        "points": points,
+        "alarms": alarms_json(&sh),
+        "devices": sh.cfg.devices.iter().map(|d| json!({
+            "id": d.id, "name": d.name, "online": devices.get(&d.id).copied(),
+        })).collect::<Vec<_>>(),
+        "queues": {"influx": q("influx"), "uplink": q("uplink")},
+    }))
+}
+
+async fn points(State(sh): State<Arc<Shared>>) -> Json<serde_json::Value> {
+    Json(json!(sh.points.read().unwrap_or_else(|p| p.into_inner()).clone()))
+}
+
+async fn alarms(State(sh): State<Arc<Shared>>) -> Json<serde_json::Value> {
+    Json(alarms_json(&sh))
+}
+
+#[derive(Deserialize)]
+struct AckBody {
+    alarm_id: String,
+    by: String,
+}
+
+async fn ack(State(sh): State<Arc<Shared>>, Json(body): Json<AckBody>) -> Response {
+    if body.by.trim().is_empty() {
+        return (StatusCode::BAD_REQUEST, Json(json!({"error": "`by` must name who acknowledges"}))).into_response();
+    }
+    let (tx, rx) = oneshot::channel();
+    let cmd = AckCmd { alarm_id: body.alarm_id.clone(), by: body.by.trim().to_string(), reply: Some(tx) };
+    if sh.acks.send(cmd).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "the gateway is stopping"}))).into_response();
+    }
+    match rx.await {
+        Ok(Ok(())) => Json(json!({"ok": true, "alarm_id": body.alarm_id})).into_response(),
+        Ok(Err(e)) => (StatusCode::CONFLICT, Json(json!({"error": e}))).into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "the gateway is stopping"}))).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    point: String,
+    #[serde(default = "default_since")]
+    since: String,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_since() -> String {
+    "1h".into()
+}
+fn default_limit() -> usize {
+    10_000
+}
+
+async fn history(State(sh): State<Arc<Shared>>, Query(q): Query<HistoryQuery>) -> Response {
+    let from = match since(&q.since, Utc::now()) {
+        Ok(t) => t,
+        Err(e) => return (StatusCode::BAD_REQUEST, Json(json!({"error": e}))).into_response(),
+    };
+    if sh.cfg.point(&q.point).is_none() {
+        return (StatusCode::NOT_FOUND, Json(json!({"error": format!("no point `{}`", q.point)}))).into_response();
+    }
+    let store = sh.store.clone();
+    let (point, limit, id) = (q.point.clone(), q.limit.min(100_000), sh.id.clone());
+    let r = tokio::task::spawn_blocking(move || {
+        let raw = store.history(&point, from, limit)?;
+        let stats = store.stats_5m(&point, from)?;
+        Ok::<_, crate::store::StoreError>((raw, stats))
+    })
+    .await;
+    match r {
+        Ok(Ok((raw, stats))) => Json(json!({
+            "point": q.point,
+            "raw": raw.iter().map(|h| json!({
+                "at": chrono::DateTime::from_timestamp_millis(h.at_ms).map(|t| id.time(t)),
+                "value": h.value, "quality": if h.quality == 0 { "good" } else { "bad" },
+            })).collect::<Vec<_>>(),
+            "stats_5m": stats.iter().map(|(b, mn, mx, mean, n)| json!({
+                "start": chrono::DateTime::from_timestamp_millis(*b).map(|t| id.time(t)),
+                "min": mn, "max": mx, "mean": mean, "count": n,
+            })).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": e.to_string()}))).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": e.to_string()}))).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    #[serde(default = "default_events_since")]
+    since: String,
+}
+
+fn default_events_since() -> String {
+    "24h".into()
+}
+
+async fn events(State(sh): State<Arc<Shared>>, Query(q): Query<EventsQuery>) -> Response {
+    let from = match since(&q.since, Utc::now()) {
+        Ok(t) => t,
+        Err(e) => return (StatusCode::BAD_REQUEST, Json(json!({"error": e}))).into_response(),
+    };
+    let store = sh.store.clone();
+    match tokio::task::spawn_blocking(move || store.alarm_log(from, 10_000)).await {
+        Ok(Ok(v)) => Json(json!(v)).into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": e.to_string()}))).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": e.to_string()}))).into_response(),
+    }
+}

@@ -1,0 +1,336 @@
+//! Loading and checking the config file.
+//!
+//! `load()` reads the TOML file with the `config` crate (so that
+//! `RISKGATE__SECTION__FIELD` environment variables can override scalar
+//! fields on an installed gateway), deserializes it section by section and
+//! element by element, and then runs the pure `validate()`. Every problem
+//! found on the way is collected, so an installer sees all of them at once,
+//! each with the file, the field path and what is wrong.
+//!
+//! Unknown fields are errors. They are found with `serde_ignored` rather than
+//! `#[serde(deny_unknown_fields)]`, because the latter stops at the first
+//! unknown field and hides every other error in the file.
+
+pub mod presets;
+pub mod raw;
+mod validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use raw::*;
+pub use validate::validate;
+
+/// One problem in a config file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    /// Field path such as `devices[2].points[0].scale`; empty for the file.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.file, self.path, self.message)
+        }
+    }
+}
+
+/// A checked configuration: the file as written with defaults filled in,
+/// presets expanded, and every cross-reference known to hold.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub file: PathBuf,
+    pub site: Site,
+    pub gateway: Gateway,
+    pub http: Http,
+    pub store: Store,
+    pub serial_lines: Vec<SerialLine>,
+    pub devices: Vec<Device>,
+    pub rules: Vec<Rule>,
+    pub influxdb: Option<Influx>,
+    pub uplink: Option<Uplink>,
+    /// Settings that are allowed but looser than the standard a preset
+    /// cites; `riskgate validate` prints them.
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    pub fn tz(&self) -> chrono_tz::Tz {
+        self.site.timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai)
+    }
+
+    pub fn device(&self, id: &str) -> Option<&Device> {
+        self.devices.iter().find(|d| d.id == id)
+    }
+
+    /// Finds a point and the device it belongs to.
+    pub fn point(&self, id: &str) -> Option<(&Device, &Point)> {
+        self.devices
+            .iter()
+            .find_map(|d| d.points.iter().find(|p| p.id == id).map(|p| (d, p)))
+    }
+
+    pub fn uplink_client_id(&self) -> String {
+        self.uplink
+            .as_ref()
+            .and_then(|u| u.client_id.clone())
+            .unwrap_or_else(|| format!("riskgate-{}", self.gateway.id))
+    }
+}
+
+/// Reads, parses and checks a config file.
+pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![ConfigError { file: path.display().to_string(), path: String::new(), message: format!("cannot read: {e}") }]
+    })?;
+    load_str(&text, path)
+}
+
+/// Parses and checks config text; `path` names the file in errors and is the
+/// base for relative preset look-ups.
+pub fn load_str(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
+    let file = path.display().to_string();
+    let err = |p: &str, m: String| ConfigError { file: file.clone(), path: p.to_string(), message: m };
+    let built = config::Config::builder()
+        .add_source(config::File::from_str(text, config::FileFormat::Toml))
+        .add_source(config::Environment::with_prefix("RISKGATE").prefix_separator("__").separator("__"))
+        .build()
+        .map_err(|e| vec![err("", format!("not valid TOML: {e}"))])?;
+    let tree: config::Map<String, config::Value> = built
+        .try_deserialize()
+        .map_err(|e| vec![err("", format!("not valid TOML: {e}"))])?;
+
+    let mut errors = Vec::new();
+    let known = [
+        "site", "gateway", "http", "store", "serial_lines", "devices", "presets", "rules", "influxdb", "uplink",
+    ];
+    let mut keys: Vec<&String> = tree.keys().collect();
+    keys.sort();
+    for k in keys {
+        if !known.contains(&k.as_str()) {
+            errors.push(err(k, format!("unknown field; expected one of {}", known.join(", "))));
+        }
+    }
+
+    let site: Option<Site> = section(&tree, "site", true, &file, &mut errors);
+    let gateway: Option<Gateway> = section(&tree, "gateway", true, &file, &mut errors);
+    let http: Option<Http> = section(&tree, "http", false, &file, &mut errors);
+    let store: Option<Store> = section(&tree, "store", false, &file, &mut errors);
+    let influxdb: Option<Influx> = section(&tree, "influxdb", false, &file, &mut errors);
+    let uplink: Option<Uplink> = section(&tree, "uplink", false, &file, &mut errors);
+    let (serial_lines, line_paths) = list::<SerialLine>(&tree, "serial_lines", &file, &mut errors);
+    let (devices, device_paths) = list::<Device>(&tree, "devices", &file, &mut errors);
+    let (preset_uses, _) = list::<PresetUse>(&tree, "presets", &file, &mut errors);
+    let (rules, own_rule_paths) = list::<Rule>(&tree, "rules", &file, &mut errors);
+
+    // Point ids of devices that failed to parse are still known, so that a
+    // rule naming them is not reported as naming a missing point.
+    let mut lenient_points = Vec::new();
+    if let Some(config::Value { kind: config::ValueKind::Array(devs), .. }) = tree.get("devices") {
+        for d in devs {
+            if let Ok(t) = d.clone().into_table() {
+                if let Some(Ok(pts)) = t.get("points").map(|p| p.clone().into_array()) {
+                    for p in pts {
+                        if let Ok(pt) = p.into_table() {
+                            if let Some(Ok(id)) = pt.get("id").map(|i| i.clone().into_string()) {
+                                lenient_points.push(id);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    let expanded = presets::expand(&preset_uses, &file, &mut errors);
+    let (all_rules, rule_paths, mut warnings) = presets::merge(expanded, rules, own_rule_paths);
+
+    let (Some(site), Some(gateway)) = (site, gateway) else {
+        return Err(errors);
+    };
+    let mut cfg = Config {
+        file: path.to_path_buf(),
+        site,
+        gateway,
+        http: http.unwrap_or_default(),
+        store: store.unwrap_or_default(),
+        serial_lines,
+        devices,
+        rules: all_rules,
+        influxdb,
+        uplink,
+        warnings: Vec::new(),
+    };
+    let paths = validate::Paths { lines: line_paths, devices: device_paths, rules: rule_paths, lenient_points };
+    let mut verrors = validate(&cfg, &paths);
+    for e in &mut verrors {
+        e.file = file.clone();
+    }
+    errors.extend(verrors);
+    cfg.warnings.append(&mut warnings);
+    if errors.is_empty() { Ok(cfg) } else { Err(errors) }
+}
+
+/// Deserializes `value` into `T`, reporting every unknown field and every
+/// type error, each with its full path under `prefix`.
+///
+/// serde stops at the first type error; to report the others too, the
+/// offending field is taken out and the element deserialized again (a
+/// field taken out is not reported a second time as missing).
+fn typed<T: serde::de::DeserializeOwned>(
+    value: &config::Value,
+    prefix: &str,
+    file: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
+    // Through JSON, so serde's own messages ("unknown variant `x`, expected
+    // one of ...") reach the user rather than the config crate's.
+    let mut json: serde_json::Value = match value.clone().try_deserialize() {
+        Ok(j) => j,
+        Err(e) => {
+            errors.push(ConfigError { file: file.into(), path: prefix.into(), message: e.to_string() });
+            return None;
+        }
+    };
+    let mut removed: Vec<String> = Vec::new();
+    let mut unknown_seen = std::collections::HashSet::new();
+    for _ in 0..32 {
+        let mut unknown = Vec::new();
+        let mut note = |p: serde_ignored::Path<'_>| unknown.push(p.to_string());
+        let de = serde_ignored::Deserializer::new(json.clone(), &mut note);
+        let result: Result<T, _> = serde_path_to_error::deserialize(de);
+        for u in unknown {
+            if unknown_seen.insert(u.clone()) {
+                errors.push(ConfigError { file: file.into(), path: join(prefix, &u), message: "unknown field".into() });
+            }
+        }
+        match result {
+            // With bad fields taken out the element may still parse (their
+            // defaults stand in); it is checked further so that its other
+            // errors are reported too. The load fails on the errors above.
+            Ok(v) => return Some(v),
+            Err(e) => {
+                let inner = e.path().to_string();
+                let msg = e.inner().to_string();
+                // "missing field `x`" for a field we took out: already reported.
+                let missing_removed = removed.iter().any(|r| {
+                    let (parent, last) = r.rsplit_once('.').unwrap_or(("", r));
+                    let here = if inner == "." { "" } else { inner.as_str() };
+                    parent == here && msg.contains(&format!("missing field `{last}`"))
+                });
+                let p = if inner == "." { prefix.to_string() } else { join(prefix, &inner) };
+                if !missing_removed {
+                    errors.push(ConfigError { file: file.into(), path: p, message: msg });
+                }
+                if inner == "." || !remove_path(&mut json, &inner) {
+                    return None;
+                }
+                removed.push(inner);
+            }
+        }
+    }
+    None
+}
+
+/// Removes the field at a serde path such as `points[4].type`.
+fn remove_path(v: &mut serde_json::Value, path: &str) -> bool {
+    let mut segs: Vec<String> = Vec::new();
+    for part in path.split('.') {
+        let mut rest = part;
+        if let Some(i) = rest.find('[') {
+            if i > 0 {
+                segs.push(rest[..i].to_string());
+            }
+            rest = &rest[i..];
+            while let Some(end) = rest.find(']') {
+                segs.push(rest[..=end].to_string());
+                rest = &rest[end + 1..];
+            }
+        } else {
+            segs.push(rest.to_string());
+        }
+    }
+    let Some(last) = segs.pop() else { return false };
+    let mut cur = v;
+    for s in &segs {
+        cur = match s.strip_prefix('[').and_then(|x| x.strip_suffix(']')) {
+            Some(i) => match i.parse::<usize>().ok().and_then(|i| cur.get_mut(i)) {
+                Some(c) => c,
+                None => return false,
+            },
+            None => match cur.get_mut(s.as_str()) {
+                Some(c) => c,
+                None => return false,
+            },
+        };
+    }
+    match cur.as_object_mut() {
+        Some(o) => o.remove(&last).is_some(),
+        None => false,
+    }
+}
+
+fn join(prefix: &str, inner: &str) -> String {
+    let inner = inner.trim_start_matches('.');
+    if prefix.is_empty() {
+        inner.to_string()
+    } else if inner.starts_with('[') || inner.is_empty() {
+        format!("{prefix}{inner}")
+    } else {
+        format!("{prefix}.{inner}")
+    }
+}
+
+fn section<T: serde::de::DeserializeOwned>(
+    tree: &config::Map<String, config::Value>,
+    name: &str,
+    required: bool,
+    file: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
+    match tree.get(name) {
+        Some(v) => typed(v, name, file, errors),
+        None => {
+            if required {
+                errors.push(ConfigError { file: file.into(), path: name.into(), message: "missing section".into() });
+            }
+            None
+        }
+    }
+}
+
+/// Deserializes an array of tables element by element, so that one bad
+/// element does not hide the errors of the others. Returns the elements that
+/// parsed and, beside them, the path each came from (`devices[3]`), so later
+/// errors name the element as written even when an earlier one was dropped.
+fn list<T: serde::de::DeserializeOwned>(
+    tree: &config::Map<String, config::Value>,
+    name: &str,
+    file: &str,
+    errors: &mut Vec<ConfigError>,
+) -> (Vec<T>, Vec<String>) {
+    let mut out = (Vec::new(), Vec::new());
+    let Some(v) = tree.get(name) else { return out };
+    match v.clone().into_array() {
+        Ok(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let p = format!("{name}[{i}]");
+                if let Some(t) = typed(item, &p, file, errors) {
+                    out.0.push(t);
+                    out.1.push(p);
+                }
+            }
+        }
+        Err(_) => errors.push(ConfigError {
+            file: file.into(),
+            path: name.into(),
+            message: format!("must be an array of tables ([[{name}]])"),
+        }),
+    }
+    out
+}

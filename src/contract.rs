@@ -1,0 +1,151 @@
+//! The county uplink contract (`docs/contract/county-mqtt.md`, a copy of
+//! `shared/contracts/`): topics and payloads, built in one place.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value as J, json};
+
+use crate::config::Config;
+use crate::model::{AlarmState, AlarmTransition, level_color};
+
+pub const ALARM_SCHEMA: &str = "riskgate.alarm.v1";
+pub const STATUS_SCHEMA: &str = "riskgate.status.v1";
+
+/// The site's identity and the uplink's topic names.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub gateway_id: String,
+    pub site_id: String,
+    pub site_kind: &'static str,
+    pub region_code: Option<String>,
+    pub prefix: String,
+    pub tz: chrono_tz::Tz,
+}
+
+impl Identity {
+    pub fn from_config(cfg: &Config) -> Identity {
+        Identity {
+            gateway_id: cfg.gateway.id.clone(),
+            site_id: cfg.site.id.clone(),
+            site_kind: cfg.site.kind.as_str(),
+            region_code: cfg.site.region_code.clone(),
+            prefix: cfg.uplink.as_ref().map(|u| u.topic_prefix.clone()).unwrap_or_else(|| "riskgate/v1".into()),
+            tz: cfg.tz(),
+        }
+    }
+
+    pub fn alarm_topic(&self) -> String {
+        format!("{}/{}/alarm", self.prefix, self.site_id)
+    }
+    pub fn status_topic(&self) -> String {
+        format!("{}/{}/status", self.prefix, self.site_id)
+    }
+    pub fn ack_topic(&self) -> String {
+        format!("{}/{}/ack", self.prefix, self.site_id)
+    }
+
+    /// RFC 3339 with milliseconds and the site's offset, as the contract asks.
+    pub fn time(&self, t: DateTime<Utc>) -> String {
+        t.with_timezone(&self.tz).to_rfc3339_opts(SecondsFormat::Millis, false)
+    }
+
+    /// `event_id` is the gateway id and the zero-padded `seq`: unique per
+    /// gateway for ever, because `seq` is persisted and never reused.
+    pub fn event_id(&self, seq: u64) -> String {
+        format!("{}:{seq:012}", self.gateway_id)
+    }
+
+    pub fn alarm_payload(&self, seq: u64, t: &AlarmTransition) -> J {
+        let mut v = json!({
+            "schema": ALARM_SCHEMA,
+            "event_id": self.event_id(seq),
+            "seq": seq,
+            "gateway_id": self.gateway_id,
+            "site_id": self.site_id,
+            "site_kind": self.site_kind,
+            "alarm_id": t.alarm_id,
+            "rule_id": t.rule_id,
+            "kind": t.kind,
+            "level": t.level,
+            "level_color": level_color(t.level),
+            "state": match t.state {
+                AlarmState::Raised => "raised",
+                AlarmState::Escalated => "escalated",
+                AlarmState::Acknowledged => "acknowledged",
+                AlarmState::Cleared => "cleared",
+            },
+            "message": truncate(&t.message, 1024),
+            "raised_at": self.time(t.raised_at),
+            "ts": self.time(t.ts),
+        });
+        let o = v.as_object_mut().expect("object");
+        if let Some(rc) = &self.region_code {
+            o.insert("region_code".into(), json!(rc));
+        }
+        if let Some(p) = &t.point_id {
+            o.insert("point_id".into(), json!(truncate(p, 128)));
+        }
+        if let Some(p) = &t.point_name {
+            o.insert("point_name".into(), json!(truncate(p, 256)));
+        }
+        if let Some(x) = &t.value {
+            o.insert("value".into(), x.clone());
+        } else if t.point_id.is_some() {
+            // A point alarm without a value: the reading was bad (fail safe).
+            o.insert("value".into(), J::Null);
+        }
+        if let Some(u) = &t.unit {
+            o.insert("unit".into(), json!(truncate(u, 32)));
+        }
+        if let Some(x) = &t.threshold {
+            o.insert("threshold".into(), x.clone());
+        }
+        if let Some(b) = &t.acked_by {
+            o.insert("acked_by".into(), json!(truncate(b, 128)));
+        }
+        if !t.actions.is_empty() {
+            o.insert("actions".into(), serde_json::to_value(&t.actions).unwrap_or(J::Null));
+        }
+        v
+    }
+
+    pub fn status_payload(&self, online: bool, now: DateTime<Utc>, extra: &StatusCounts) -> J {
+        let mut v = json!({
+            "schema": STATUS_SCHEMA,
+            "gateway_id": self.gateway_id,
+            "site_id": self.site_id,
+            "state": if online { "online" } else { "offline" },
+            "ts": self.time(now),
+            "version": env!("CARGO_PKG_VERSION"),
+        });
+        if online {
+            let o = v.as_object_mut().expect("object");
+            o.insert("active_alarms".into(), json!(extra.active_alarms));
+            o.insert("devices_online".into(), json!(extra.devices_online));
+            o.insert("devices_total".into(), json!(extra.devices_total));
+            o.insert("queue_depth".into(), json!(extra.queue_depth));
+        }
+        v
+    }
+}
+
+/// Numbers for the retained status.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StatusCounts {
+    pub active_alarms: u64,
+    pub devices_online: u64,
+    pub devices_total: u64,
+    pub queue_depth: u64,
+}
+
+fn truncate(s: &str, max_chars: usize) -> String {
+    s.chars().take(max_chars).collect()
+}
+
+/// A remote acknowledgement from the county platform.
+#[derive(Clone, Debug, serde::Deserialize, PartialEq)]
+pub struct RemoteAck {
+    pub alarm_id: String,
+    pub by: String,
+    #[serde(default)]
+    pub at: Option<String>,
+}

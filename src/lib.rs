@@ -1,0 +1,19 @@
+//! riskgate: an edge gateway for industrial-safety sites.
+//!
+//! The data path, one module a step:
+//! `source` (poll devices) → `rules` (judge, pure, clock passed in) →
+//! `store` (durable queues) → `sink` (InfluxDB, county MQTT uplink).
+//! `runtime` wires them; `api` serves the operator page; `config` checks
+//! everything before any of it starts.
+
+pub mod api;
+pub mod config;
+pub mod contract;
+pub mod demo;
+pub mod metrics;
+pub mod model;
+pub mod rules;
+pub mod runtime;
+pub mod sink;
+pub mod source;
+pub mod store;

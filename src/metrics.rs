@@ -1,0 +1,72 @@
+//! Prometheus counters and gauges, served at `/metrics`. Each is updated
+//! next to the log line of the same event, so logs and metrics agree.
+
+use std::sync::OnceLock;
+
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+
+pub struct Metrics {
+    pub registry: Registry,
+    /// Polls by device and result (`ok`, `timeout`, `transport`, `exception`, `decode`).
+    pub polls: IntCounterVec,
+    /// Frames that failed their CRC, had a wrong transaction id or could not
+    /// be parsed, by device.
+    pub bad_frames: IntCounterVec,
+    /// MQTT source payloads that were not valid JSON or lacked a mapped field.
+    pub malformed_payloads: IntCounterVec,
+    /// Readings handed to the rule engine, by device.
+    pub readings: IntCounterVec,
+    /// Alarm transitions by kind and state.
+    pub alarm_events: IntCounterVec,
+    /// Rows waiting in each durable queue.
+    pub queue_depth: IntGaugeVec,
+    /// Age in seconds of the oldest row in each durable queue.
+    pub queue_oldest_age: IntGaugeVec,
+    /// Rows dropped from a queue because its size limit was reached.
+    pub queue_dropped: IntCounterVec,
+    /// Rows delivered (acknowledged by the sink), by queue.
+    pub delivered: IntCounterVec,
+    /// Batches set aside because the sink rejected them (4xx), by queue.
+    pub rejected: IntCounterVec,
+    /// Devices currently answering (1) or not (0).
+    pub device_up: IntGaugeVec,
+}
+
+pub fn metrics() -> &'static Metrics {
+    static M: OnceLock<Metrics> = OnceLock::new();
+    M.get_or_init(|| {
+        let registry = Registry::new();
+        let cv = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("metric definition");
+            registry.register(Box::new(c.clone())).expect("metric registration");
+            c
+        };
+        let gv = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("metric definition");
+            registry.register(Box::new(g.clone())).expect("metric registration");
+            g
+        };
+        Metrics {
+            polls: cv("riskgate_polls_total", "Device polls by result", &["device", "result"]),
+            bad_frames: cv("riskgate_bad_frames_total", "Corrupt or mismatched frames", &["device"]),
+            malformed_payloads: cv("riskgate_malformed_payloads_total", "Malformed MQTT source payloads", &["device"]),
+            readings: cv("riskgate_readings_total", "Readings handed to the rule engine", &["device"]),
+            alarm_events: cv("riskgate_alarm_events_total", "Alarm transitions", &["kind", "state"]),
+            queue_depth: gv("riskgate_queue_depth", "Rows waiting in a durable queue", &["queue"]),
+            queue_oldest_age: gv("riskgate_queue_oldest_age_seconds", "Age of the oldest queued row", &["queue"]),
+            queue_dropped: cv("riskgate_queue_dropped_total", "Rows dropped at the size limit", &["queue"]),
+            delivered: cv("riskgate_delivered_total", "Rows acknowledged by the sink", &["queue"]),
+            rejected: cv("riskgate_rejected_total", "Rows set aside after a 4xx", &["queue"]),
+            device_up: gv("riskgate_device_up", "1 while the device answers", &["device"]),
+            registry,
+        }
+    })
+}
+
+pub fn render() -> String {
+    use prometheus::Encoder;
+    let mut buf = Vec::new();
+    let enc = prometheus::TextEncoder::new();
+    let _ = enc.encode(&metrics().registry.gather(), &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
+}

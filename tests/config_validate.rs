@@ -1,0 +1,282 @@
+//! `riskgate validate`: every shipped example is accepted; a bad config is
+//! refused with every error, each naming the file, the field and the problem.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_riskgate")
+}
+
+fn examples() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn every_example_config_is_valid() {
+    let files = examples();
+    assert!(files.iter().any(|f| f.ends_with("coal-mine.example.toml")), "{files:?}");
+    for f in files {
+        let out = Command::new(bin()).args(["validate", "--config"]).arg(&f).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{} should be valid:\n{}",
+            f.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
+    }
+}
+
+const BASE: &str = r#"
+[site]
+id = "s1"
+kind = "coal_mine"
+[gateway]
+id = "gw1"
+data_dir = "/tmp/x"
+"#;
+
+fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("site.toml");
+    std::fs::write(&p, text).unwrap();
+    (dir, p)
+}
+
+fn errors_of(text: &str) -> Vec<String> {
+    let (_d, p) = write(text);
+    match riskgate::config::load(&p) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+fn has(errors: &[String], path: &str, words: &str) -> bool {
+    errors.iter().any(|e| e.contains(&format!(": {path}: ")) && e.contains(words))
+}
+
+#[test]
+fn unknown_field_and_missing_point_are_both_reported_with_exit_2() {
+    let text = format!(
+        r#"{BASE}
+[[devices]]
+id = "gd1"
+protocol = "modbus_tcp"
+host = "127.0.0.1"
+pol_interval = "1s"
+  [[devices.points]]
+  id = "ch4"
+  register = "holding"
+  address = 0
+  type = "f32"
+
+[[rules]]
+id = "r1"
+kind = "threshold"
+point = "ch4.missing"
+op = ">="
+value = 1.5
+level = 1
+"#
+    );
+    let (_d, p) = write(&text);
+    let out = Command::new(bin()).args(["validate", "--config"]).arg(&p).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let file = p.display().to_string();
+    assert!(err.contains(&format!("{file}: devices[0].pol_interval: unknown field")), "{err}");
+    assert!(err.contains(&format!("{file}: rules[0].point: no point `ch4.missing`")), "{err}");
+}
+
+#[test]
+fn impossible_values_and_references_are_all_listed() {
+    let text = format!(
+        r#"{BASE}
+[[devices]]
+id = "gd1"
+protocol = "modbus_tcp"
+host = "127.0.0.1"
+poll_interval = "-1s"
+  [[devices.points]]
+  id = "ch4"
+  register = "holding"
+  address = 0
+  type = "f32"
+  [[devices.points]]
+  id = "inside"
+  register = "holding"
+  address = 1
+  type = "u16"
+  [[devices.points]]
+  id = "ch4"
+  register = "holding"
+  address = 10
+  type = "u16"
+  byte_order = "CDAB"
+  [[devices.points]]
+  id = "edge"
+  register = "input"
+  address = 65535
+  type = "u32"
+  [[devices.points]]
+  id = "weird"
+  register = "holding"
+  address = 20
+  type = "float128"
+
+[[devices]]
+id = "gd1"
+protocol = "modbus_rtu"
+  [[devices.points]]
+  id = "x"
+  register = "coil"
+  address = 0
+  type = "f32"
+
+[[rules]]
+id = "r1"
+kind = "threshold"
+point = "ch4"
+op = ">="
+value = 1.5
+recovery = 2.0
+level = 5
+
+[[rules]]
+id = "r1"
+kind = "interlock"
+when = "ch4 && !nothing"
+level = 2
+"#
+    );
+    let e = errors_of(&text);
+    assert!(has(&e, "devices[0].poll_interval", "not a duration"), "{e:#?}");
+    assert!(has(&e, "devices[0].points[1].address", "overlap"), "{e:#?}");
+    assert!(has(&e, "devices[0].points[2].id", "duplicate point id"), "{e:#?}");
+    assert!(has(&e, "devices[0].points[2].byte_order", "does not fit"), "{e:#?}");
+    assert!(has(&e, "devices[0].points[3].address", "runs past 65535"), "{e:#?}");
+    assert!(has(&e, "devices[0].points[4].type", "unknown variant `float128`, expected one of"), "{e:#?}");
+    assert!(has(&e, "devices[1].id", "duplicate device id"), "{e:#?}");
+    assert!(has(&e, "devices[1].line", "required for protocol modbus_rtu"), "{e:#?}");
+    assert!(has(&e, "devices[1].points[0].type", "must be bool"), "{e:#?}");
+    assert!(has(&e, "rules[0].level", "5 is not a level"), "{e:#?}");
+    assert!(has(&e, "rules[0].recovery", "could never clear"), "{e:#?}");
+    assert!(has(&e, "rules[1].id", "duplicate rule id"), "{e:#?}");
+    assert!(has(&e, "rules[1].when", "`&&` needs a bool but got a number"), "{e:#?}");
+    assert!(has(&e, "rules[1].when", "no point `nothing`"), "{e:#?}");
+}
+
+#[test]
+fn uplink_without_tls_needs_explicit_plain_tcp() {
+    let e = errors_of(&format!("{BASE}\n[uplink]\nhost = \"broker\"\n"));
+    assert!(has(&e, "uplink.tls", "plain_tcp = true"), "{e:#?}");
+    let ok = errors_of(&format!("{BASE}\n[uplink]\nhost = \"broker\"\nplain_tcp = true\n"));
+    assert!(ok.is_empty(), "{ok:#?}");
+}
+
+#[test]
+fn presets_expand_and_a_looser_override_is_warned() {
+    let text = format!(
+        r#"{BASE}
+[[devices]]
+id = "gd1"
+protocol = "modbus_tcp"
+host = "127.0.0.1"
+  [[devices.points]]
+  id = "ch4.face"
+  register = "holding"
+  address = 0
+  type = "f32"
+
+[[presets]]
+name = "coal-methane-face"
+id_prefix = "f-"
+bind = {{ ch4 = "ch4.face" }}
+
+[[rules]]
+id = "f-ch4-cut"
+kind = "threshold"
+point = "ch4.face"
+op = ">="
+value = 2.0
+recovery = 1.0
+level = 1
+"#
+    );
+    let (_d, p) = write(&text);
+    let cfg = riskgate::config::load(&p).expect("valid");
+    let ids: Vec<&str> = cfg.rules.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["f-ch4-alarm", "f-ch4-cut"], "the site rule replaces the preset rule of the same id");
+    assert_eq!(cfg.rules[1].value, Some(2.0));
+    assert_eq!(cfg.warnings.len(), 1, "{:?}", cfg.warnings);
+    assert!(cfg.warnings[0].contains("looser") && cfg.warnings[0].contains("coal-methane-face"), "{:?}", cfg.warnings);
+
+    let out = Command::new(bin()).args(["validate", "--config"]).arg(&p).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warning:"));
+}
+
+#[test]
+fn a_preset_needs_its_bindings() {
+    let e = errors_of(&format!("{BASE}\n[[presets]]\nname = \"coal-methane-face\"\n[[presets]]\nname = \"no-such\"\n"));
+    assert!(has(&e, "presets[0].bind.ch4", "needs `ch4` bound"), "{e:#?}");
+    assert!(has(&e, "presets[1].name", "no preset `no-such`"), "{e:#?}");
+}
+
+#[test]
+fn every_shipped_preset_is_valid_when_bound() {
+    // Bind every placeholder to a point of the right type and check that
+    // the expanded rules validate: a broken preset fails here, not on site.
+    for (name, text) in riskgate::config::presets::PRESETS {
+        let params: Vec<String> = text
+            .lines()
+            .find(|l| l.starts_with("params"))
+            .map(|l| toml::from_str::<toml::Table>(l).unwrap()["params"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect())
+            .unwrap();
+        let mut points = String::new();
+        let mut binds = Vec::new();
+        let mut members_rules = String::new();
+        for (i, p) in params.iter().enumerate() {
+            let value = match p.as_str() {
+                "op" => "\">=\"".to_string(),
+                "members" => {
+                    members_rules = (0..4)
+                        .map(|k| format!("[[rules]]\nid = \"m{k}\"\nkind = \"threshold\"\npoint = \"n0\"\nop = \">=\"\nvalue = {k}\nlevel = {}\n", 4 - k))
+                        .collect();
+                    "[\"m0\", \"m1\", \"m2\", \"m3\"]".to_string()
+                }
+                "blue" | "yellow" | "orange" | "red" | "cut_value" | "alarm_value" | "flood_limit" | "design_flood" | "rain_1h"
+                | "rise_1h" | "deadband" => format!("{}", i + 1),
+                "working" | "cam_online" | "cam_blocked" | "cut" | "feed" | "fan" => {
+                    points.push_str(&format!("  [[devices.points]]\n  id = \"b{i}\"\n  register = \"coil\"\n  address = {i}\n"));
+                    format!("\"b{i}\"")
+                }
+                _ => {
+                    points.push_str(&format!(
+                        "  [[devices.points]]\n  id = \"n{i}\"\n  register = \"holding\"\n  address = {}\n  type = \"f32\"\n",
+                        100 + 2 * i
+                    ));
+                    format!("\"n{i}\"")
+                }
+            };
+            binds.push(format!("{p} = {value}"));
+        }
+        if !points.contains("\"n0\"") {
+            points.push_str("  [[devices.points]]\n  id = \"n0\"\n  register = \"holding\"\n  address = 500\n  type = \"f32\"\n");
+        }
+        let text = format!(
+            "{BASE}\n[[devices]]\nid = \"d\"\nprotocol = \"modbus_tcp\"\nhost = \"h\"\n{points}\n[[presets]]\nname = \"{name}\"\nbind = {{ {} }}\n{members_rules}",
+            binds.join(", ")
+        );
+        let e = errors_of(&text);
+        assert!(e.is_empty(), "preset {name}: {e:#?}\n{text}");
+    }
+}
