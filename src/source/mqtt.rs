@@ -1,0 +1,479 @@
+//! The MQTT source: one subscription per device (an AI video box, a gas
+//! monitor with an MQTT uplink …), each JSON message mapped to the device's
+//! points by their `path`.
+//!
+//! Fail safe: a box that goes quiet, or only sends garbage, turns its points
+//! bad after `heartbeat` and keeps them bad (re-sent every `heartbeat`) until
+//! a valid message arrives. The last good value is never left standing.
+//!
+//! What counts as a *valid* message: a live (not retained) publish on the
+//! device's topic whose payload is at most [`MAX_PAYLOAD`] bytes of JSON.
+//! Points whose path is missing or whose value has the wrong type are bad
+//! (`Decode`) in that message's readings; the message still counts as a sign
+//! of life (the box is talking, its data is what is wrong).
+//!
+//! Retained messages are ignored: the broker hands them out on (re)subscribe
+//! as the last thing the box once said, which may be hours old.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, MqttOptions, Packet, Publish, QoS, StateError,
+    SubscribeReasonCode,
+};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{DataType, Device};
+use crate::metrics::metrics;
+use crate::model::{BadReason, Input, Quality, Reading, Value};
+use crate::source::jsonpath::JsonPath;
+
+/// Payloads larger than this are counted as malformed and dropped.
+pub const MAX_PAYLOAD: usize = 256 * 1024;
+/// The client accepts packets up to this size so that a payload a bit over
+/// [`MAX_PAYLOAD`] is dropped by us (counted) instead of breaking the
+/// connection. Anything larger makes rumqttc drop the connection; that is
+/// counted as a malformed payload too, and the source reconnects.
+const MAX_PACKET: usize = 2 * 1024 * 1024;
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Used only if validation let a device through without a heartbeat.
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
+const MIN_HEARTBEAT: Duration = Duration::from_millis(50);
+/// Malformed payloads are logged the first time and then every this many.
+const LOG_EVERY: u64 = 100;
+
+/// Converts the JSON value found at a point's path to the point's value.
+///
+/// - `Bool`: `true`/`false`, or the numbers `0`/`1`.
+/// - `Ascii`: a string.
+/// - any other type: a number, then `value * scale + offset`.
+/// - no type: the JSON type as it comes (bool, number with scale/offset, or
+///   string).
+///
+/// Everything else (null, objects, arrays, a string where a number or bool
+/// is expected …) is an error, which the source turns into `Decode`.
+pub fn json_to_value(
+    v: &serde_json::Value,
+    data_type: Option<DataType>,
+    scale: f64,
+    offset: f64,
+) -> Result<Value, String> {
+    use serde_json::Value as J;
+    let num = |n: &serde_json::Number| -> Result<Value, String> {
+        let x = n
+            .as_f64()
+            .ok_or_else(|| format!("the number {n} is out of range"))?
+            * scale
+            + offset;
+        if x.is_finite() {
+            Ok(Value::Num(x))
+        } else {
+            Err(format!("the number {n} is out of range after scale/offset"))
+        }
+    };
+    match (data_type, v) {
+        (Some(DataType::Bool), J::Bool(b)) => Ok(Value::Bool(*b)),
+        (Some(DataType::Bool), J::Number(n)) => match n.as_f64() {
+            Some(0.0) => Ok(Value::Bool(false)),
+            Some(1.0) => Ok(Value::Bool(true)),
+            _ => Err(format!(
+                "expected a boolean (true/false or 0/1), got the number {n}"
+            )),
+        },
+        (Some(DataType::Bool), other) => Err(format!(
+            "expected a boolean (true/false or 0/1), got {}",
+            kind(other)
+        )),
+        (Some(DataType::Ascii), J::String(s)) => Ok(Value::Text(s.clone())),
+        (Some(DataType::Ascii), other) => Err(format!("expected a string, got {}", kind(other))),
+        (Some(_), J::Number(n)) => num(n),
+        (Some(_), other) => Err(format!("expected a number, got {}", kind(other))),
+        (None, J::Bool(b)) => Ok(Value::Bool(*b)),
+        (None, J::Number(n)) => num(n),
+        (None, J::String(s)) => Ok(Value::Text(s.clone())),
+        (None, other) => Err(format!(
+            "expected a boolean, number or string, got {}",
+            kind(other)
+        )),
+    }
+}
+
+fn kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// One point of the device, its path parsed once.
+struct Mapped {
+    id: Arc<str>,
+    path_text: String,
+    path: Result<JsonPath, String>,
+    data_type: Option<DataType>,
+    scale: f64,
+    offset: f64,
+}
+
+/// The state shared by the connection loop and the heartbeat.
+struct Src {
+    device: Arc<str>,
+    topic: Option<String>,
+    points: Vec<Mapped>,
+    tx: mpsc::Sender<Input>,
+    shutdown: CancellationToken,
+    heartbeat: Duration,
+    /// When the points go bad unless a valid message arrives first.
+    deadline: Instant,
+    /// A valid message has arrived since the start.
+    seen_valid: bool,
+    /// Malformed payloads seen by this task (for log rate limiting).
+    malformed: u64,
+}
+
+/// Runs the MQTT source of one device until `shutdown` is cancelled.
+/// Never returns early: a broker that is down, a disconnect or a bad payload
+/// become bad-quality readings and health inputs.
+pub async fn run(
+    device: Device,
+    broker: (String, u16),
+    tx: mpsc::Sender<Input>,
+    shutdown: CancellationToken,
+) {
+    let heartbeat = match device.heartbeat {
+        Some(h) => h.0.max(MIN_HEARTBEAT),
+        None => {
+            tracing::warn!(device = %device.id, "mqtt device without heartbeat; using {DEFAULT_HEARTBEAT:?}");
+            DEFAULT_HEARTBEAT
+        }
+    };
+    let points = device
+        .points
+        .iter()
+        .map(|p| {
+            let path_text = p.path.clone().unwrap_or_default();
+            let path =
+                JsonPath::parse(&path_text).map_err(|e| format!("bad path `{path_text}`: {e}"));
+            if let Err(e) = &path {
+                tracing::error!(device = %device.id, point = %p.id, "{e}; the point stays bad");
+            }
+            Mapped {
+                id: Arc::from(p.id.as_str()),
+                path_text,
+                path,
+                data_type: p.data_type,
+                scale: p.scale,
+                offset: p.offset,
+            }
+        })
+        .collect();
+    let topic = device.topic.clone().filter(|t| !t.is_empty());
+    if topic.is_none() {
+        tracing::error!(device = %device.id, "mqtt device without topic; its points stay bad");
+    }
+    let mut src = Src {
+        device: Arc::from(device.id.as_str()),
+        topic,
+        points,
+        tx,
+        shutdown,
+        heartbeat,
+        deadline: Instant::now() + heartbeat,
+        seen_valid: false,
+        malformed: 0,
+    };
+
+    let client_id = format!("riskgate-src-{}-{:08x}", device.id, rand::random::<u32>());
+    let mut opts = MqttOptions::new(client_id, broker.0.clone(), broker.1);
+    opts.set_keep_alive(KEEP_ALIVE);
+    opts.set_clean_session(true);
+    opts.set_max_packet_size(MAX_PACKET, 64 * 1024);
+    let (client, mut eventloop) = AsyncClient::new(opts, 10);
+    tracing::info!(device = %src.device, broker = %format!("{}:{}", broker.0, broker.1), topic = ?src.topic, "mqtt source starting");
+
+    let mut backoff = BACKOFF_MIN;
+    let mut failures: u32 = 0;
+    loop {
+        let Some(event) = src.until(eventloop.poll()).await else {
+            break;
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                if failures > 0 {
+                    tracing::info!(device = %src.device, "mqtt broker reachable again after {failures} failed attempts");
+                }
+                failures = 0;
+                backoff = BACKOFF_MIN;
+                // Clean session: the broker forgot the subscription.
+                if let Some(t) = &src.topic
+                    && let Err(e) = client.try_subscribe(t.clone(), QoS::AtLeastOnce)
+                {
+                    tracing::error!(device = %src.device, topic = %t, "cannot subscribe: {e}");
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, SubscribeReasonCode::Failure))
+                {
+                    let detail = format!(
+                        "broker refused the subscription to {:?}",
+                        src.topic.as_deref().unwrap_or("")
+                    );
+                    tracing::error!(device = %src.device, "{detail}");
+                    if !src.health(false, detail).await {
+                        break;
+                    }
+                } else {
+                    tracing::debug!(device = %src.device, topic = ?src.topic, "subscribed");
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if !src.on_publish(p).await {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                if let ConnectionError::MqttState(StateError::Deserialization(
+                    rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(n),
+                )) = &e
+                {
+                    src.count_malformed(format_args!(
+                        "a packet of {n} bytes (over {MAX_PACKET}) broke the connection"
+                    ));
+                }
+                let detail = format!("mqtt broker {}:{}: {e}", broker.0, broker.1);
+                if failures == 1 {
+                    tracing::warn!(device = %src.device, "{detail}; retrying");
+                } else {
+                    tracing::debug!(device = %src.device, attempt = failures, "{detail}");
+                }
+                metrics()
+                    .polls
+                    .with_label_values(&[&*src.device, "transport"])
+                    .inc();
+                metrics()
+                    .device_up
+                    .with_label_values(&[&*src.device])
+                    .set(0);
+                if !src.health(false, detail).await {
+                    break;
+                }
+                if src.until(tokio::time::sleep(backoff)).await.is_none() {
+                    break;
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+    let _ = client.try_disconnect();
+    tracing::info!(device = %src.device, "mqtt source stopped");
+}
+
+impl Src {
+    /// Drives `fut` to completion while keeping the heartbeat: every time
+    /// the deadline passes, the points are sent bad. `None` on shutdown.
+    /// `fut` is never dropped half-way except on shutdown.
+    async fn until<F: Future>(&mut self, fut: F) -> Option<F::Output> {
+        let shutdown = self.shutdown.clone();
+        let mut fut = std::pin::pin!(fut);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return None,
+                out = &mut fut => return Some(out),
+                _ = tokio::time::sleep_until(self.deadline) => {
+                    if !self.expired().await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// No valid message within the heartbeat: every point bad, device not ok.
+    async fn expired(&mut self) -> bool {
+        let now = Utc::now();
+        let reason = if self.seen_valid {
+            BadReason::Timeout
+        } else {
+            BadReason::NoData
+        };
+        let readings: Vec<Reading> = self
+            .points
+            .iter()
+            .map(|p| Reading {
+                point: p.id.clone(),
+                device: self.device.clone(),
+                value: None,
+                quality: Quality::Bad(reason.clone()),
+                at: now,
+            })
+            .collect();
+        tracing::debug!(device = %self.device, "no message within heartbeat ({:?})", self.heartbeat);
+        let m = metrics();
+        m.polls.with_label_values(&[&*self.device, "timeout"]).inc();
+        m.device_up.with_label_values(&[&*self.device]).set(0);
+        m.readings
+            .with_label_values(&[&*self.device])
+            .inc_by(readings.len() as u64);
+        self.deadline = Instant::now() + self.heartbeat;
+        if !readings.is_empty() && !self.send(Input::Readings(readings)).await {
+            return false;
+        }
+        self.health(false, "no message within heartbeat".into())
+            .await
+    }
+
+    /// Handles one publish. `false` when the task must stop.
+    async fn on_publish(&mut self, p: Publish) -> bool {
+        if p.retain {
+            tracing::debug!(device = %self.device, topic = %p.topic, "ignoring a retained message (not live)");
+            return true;
+        }
+        if p.payload.len() > MAX_PAYLOAD {
+            self.count_malformed(format_args!(
+                "payload of {} bytes on {} (over {MAX_PAYLOAD}) dropped",
+                p.payload.len(),
+                p.topic
+            ));
+            metrics()
+                .polls
+                .with_label_values(&[&*self.device, "decode"])
+                .inc();
+            return true;
+        }
+        let json: serde_json::Value = match serde_json::from_slice(&p.payload) {
+            Ok(j) => j,
+            Err(e) => {
+                self.count_malformed(format_args!(
+                    "payload on {} is not JSON ({} bytes): {e}",
+                    p.topic,
+                    p.payload.len()
+                ));
+                metrics()
+                    .polls
+                    .with_label_values(&[&*self.device, "decode"])
+                    .inc();
+                return true;
+            }
+        };
+        let now = Utc::now();
+        let mut failed: Option<String> = None;
+        let mut bad = 0usize;
+        let readings: Vec<Reading> = self
+            .points
+            .iter()
+            .map(|pt| {
+                let res = match &pt.path {
+                    Err(e) => Err(e.clone()),
+                    Ok(path) => match path.get(&json) {
+                        None => Err(format!("`{}` not in the payload", pt.path_text)),
+                        Some(v) => json_to_value(v, pt.data_type, pt.scale, pt.offset)
+                            .map_err(|e| format!("`{}`: {e}", pt.path_text)),
+                    },
+                };
+                let (value, quality) = match res {
+                    Ok(v) => (Some(v), Quality::Good),
+                    Err(e) => {
+                        bad += 1;
+                        if failed.is_none() {
+                            failed = Some(format!("point {}: {e}", pt.id));
+                        }
+                        (None, Quality::Bad(BadReason::Decode(e)))
+                    }
+                };
+                Reading {
+                    point: pt.id.clone(),
+                    device: self.device.clone(),
+                    value,
+                    quality,
+                    at: now,
+                }
+            })
+            .collect();
+        let m = metrics();
+        let detail = match &failed {
+            Some(first) => {
+                self.count_malformed(format_args!(
+                    "payload on {}: {bad} of {} points not decodable, first {first}",
+                    p.topic,
+                    readings.len()
+                ));
+                m.polls.with_label_values(&[&*self.device, "decode"]).inc();
+                format!(
+                    "message received; {bad} of {} points not decodable",
+                    readings.len()
+                )
+            }
+            None => {
+                m.polls.with_label_values(&[&*self.device, "ok"]).inc();
+                "message received".to_string()
+            }
+        };
+        self.seen_valid = true;
+        self.deadline = Instant::now() + self.heartbeat;
+        m.device_up.with_label_values(&[&*self.device]).set(1);
+        m.readings
+            .with_label_values(&[&*self.device])
+            .inc_by(readings.len() as u64);
+        if !readings.is_empty() && !self.send(Input::Readings(readings)).await {
+            return false;
+        }
+        self.health(true, detail).await
+    }
+
+    /// Counts one malformed payload; logs the first and then every
+    /// [`LOG_EVERY`]th, so a flood of garbage does not flood the log.
+    fn count_malformed(&mut self, what: std::fmt::Arguments<'_>) {
+        self.malformed += 1;
+        metrics()
+            .malformed_payloads
+            .with_label_values(&[&*self.device])
+            .inc();
+        if self.malformed == 1 || self.malformed.is_multiple_of(LOG_EVERY) {
+            tracing::warn!(device = %self.device, count = self.malformed, "malformed mqtt payload: {what}");
+        }
+    }
+
+    async fn health(&self, ok: bool, detail: String) -> bool {
+        self.send(Input::DeviceHealth {
+            device: self.device.clone(),
+            ok,
+            detail,
+            at: Utc::now(),
+        })
+        .await
+    }
+
+    /// Sends to the rule engine; `false` on shutdown. If the engine is gone,
+    /// waits for the shutdown that must follow.
+    async fn send(&self, input: Input) -> bool {
+        tokio::select! {
+            biased;
+            _ = self.shutdown.cancelled() => false,
+            r = self.tx.send(input) => {
+                if r.is_err() {
+                    tracing::debug!(device = %self.device, "input channel closed; waiting for shutdown");
+                    self.shutdown.cancelled().await;
+                    return false;
+                }
+                true
+            }
+        }
+    }
+}
