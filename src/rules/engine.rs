@@ -281,7 +281,9 @@ impl Engine {
 
     pub fn handle(&mut self, input: &Input, now: DateTime<Utc>) -> Output {
         match input {
-            Input::Readings(rs) => self.on_readings(rs, now),
+            // A threshold crossing happens at the reading's time, not when
+            // the engine got round to it (the contract's `ts`).
+            Input::Readings(rs) => self.on_readings(rs, rs.iter().map(|r| r.at).max().unwrap_or(now)),
             Input::DeviceHealth { device, ok, detail, at } => self.on_health(device, *ok, detail, *at),
         }
     }
@@ -418,7 +420,12 @@ impl Engine {
                         (Quality::Good, Some(v)) => {
                             let on = op.holds(v, *value);
                             let off = if op.is_high() { v < *clear_at } else { v > *clear_at };
-                            let d = format!("{} {} {} {} {}", p.name, trim_float(v), unit, op.symbol(), trim_float(*value));
+                            let d = if off {
+                                let back = if op.is_high() { "<" } else { ">" };
+                                format!("{} {} {} {back} {}", p.name, num(v), unit, num(*clear_at))
+                            } else {
+                                format!("{} {} {} {} {}", p.name, num(v), unit, op.symbol(), num(*value))
+                            };
                             (on, off, Some(serde_json::json!(v)), Some(serde_json::json!(value)), d)
                         }
                         (q, _) => {
@@ -441,14 +448,18 @@ impl Engine {
                         let on = op.holds(change, *value);
                         let off = if op.is_high() { change < *clear_at } else { change > *clear_at };
                         let unit = p.unit.clone().unwrap_or_default();
+                        let (sym, limit) = match (off, op.is_high()) {
+                            (true, true) => ("<", *clear_at),
+                            (true, false) => (">", *clear_at),
+                            (false, _) => (op.symbol(), *value),
+                        };
                         let d = format!(
-                            "{} {} 内变化 {} {} {} {}",
+                            "{} {} 内变化 {} {} {sym} {}",
                             p.name,
                             humantime::format_duration(*window),
-                            trim_float(change),
+                            num(change),
                             unit,
-                            op.symbol(),
-                            trim_float(*value)
+                            num(limit)
                         );
                         (on, off, Some(serde_json::json!(change)), Some(serde_json::json!(value)), d)
                     } else {
@@ -715,6 +726,13 @@ impl Engine {
     pub fn device_of(&self, point: &str) -> Option<&str> {
         self.points.get(point).map(|p| p.device.as_str())
     }
+}
+
+/// A number in a message: at least one decimal, at most three (`1.0`,
+/// `1.62`, `0.125`), as operators read set points.
+fn num(v: f64) -> String {
+    let t = trim_float(v);
+    if t.contains('.') { t } else { format!("{t}.0") }
 }
 
 fn kind_str(k: AlarmKind) -> &'static str {
