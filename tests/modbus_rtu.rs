@@ -1,0 +1,416 @@
+//! The Modbus RTU line source against firmware-sim's RTU line, over a pair
+//! of pseudo-terminals made by socat. Every wait is on the source's output
+//! channel with a time limit; no fixed sleeps.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use firmware_sim::{Fault, FaultSwitch, RegisterBank, RtuLine};
+use riskgate::config::{
+    ByteOrder, DataType, Device, Dur, Parity, Point, Protocol, RegisterKind, SerialLine,
+};
+use riskgate::metrics::metrics;
+use riskgate::model::{BadReason, Input, Quality, Reading, Value};
+use riskgate::source::WriteRequest;
+use riskgate::source::modbus::rtu;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+const LIMIT: Duration = Duration::from_secs(10);
+const POLL: Duration = Duration::from_millis(200);
+const RESPONSE_TIMEOUT: Duration = Duration::from_millis(100);
+const GAP: Duration = Duration::from_millis(5);
+const BAUD: u32 = 9600;
+/// Registers read from each slave per poll (one f32).
+const REGISTERS: u16 = 2;
+
+/// A socat process joining two pseudo-terminals; killed (by its own pid)
+/// when dropped.
+struct Socat {
+    child: Child,
+    ends: (String, String),
+}
+
+impl Socat {
+    fn start() -> Socat {
+        let mut child = Command::new("/usr/bin/socat")
+            .args(["-d", "-d", "pty,raw,echo=0", "pty,raw,echo=0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start socat");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        // socat logs "N PTY is /dev/pts/N" for each end, then "starting data transfer loop".
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(i) = line.find("PTY is ") {
+                    let _ = tx.send(line[i + 7..].trim().to_string());
+                }
+            }
+        });
+        let path = || {
+            rx.recv_timeout(Duration::from_secs(5))
+                .expect("socat reports its pty")
+        };
+        let ends = (path(), path());
+        Socat { child, ends }
+    }
+}
+
+impl Drop for Socat {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn line(path: &str) -> SerialLine {
+    SerialLine {
+        id: "line1".into(),
+        path: path.into(),
+        baud: BAUD,
+        parity: Parity::None,
+        data_bits: 8,
+        stop_bits: 1,
+        inter_frame_gap: Dur(GAP),
+        response_timeout: Dur(RESPONSE_TIMEOUT),
+    }
+}
+
+fn device(id: &str, unit: u8) -> Device {
+    let p = Point {
+        id: format!("{id}.ch4"),
+        name: None,
+        unit: None,
+        register: Some(RegisterKind::Holding),
+        address: Some(0),
+        data_type: Some(DataType::F32),
+        byte_order: None,
+        bit: None,
+        length: None,
+        decimals: None,
+        scale: 1.0,
+        offset: 0.0,
+        group: None,
+        writable: true,
+        path: None,
+    };
+    Device {
+        id: id.into(),
+        name: None,
+        protocol: Protocol::ModbusRtu,
+        host: None,
+        port: None,
+        line: Some("line1".into()),
+        unit_id: unit,
+        poll_interval: Dur(POLL),
+        timeout: Dur(Duration::from_secs(1)),
+        retries: 0,
+        byte_order: ByteOrder::ABCD,
+        max_gap: 8,
+        max_registers: 125,
+        groups: vec![],
+        broker: None,
+        topic: None,
+        heartbeat: None,
+        offline_after: 3,
+        offline_level: 2,
+        stale_after: None,
+        stale_level: 2,
+        points: vec![p],
+    }
+}
+
+/// The time one exchange takes on a real line at `BAUD` (8N1, 10 bits per
+/// byte): request (8 bytes) + answer (5 + 2n bytes) + the inter-frame gap.
+fn exchange_time(registers: u16) -> Duration {
+    let bytes = 8 + 5 + 2 * u32::from(registers);
+    Duration::from_secs_f64(f64::from(bytes * 10) / f64::from(BAUD)) + GAP
+}
+
+/// What the earliest-deadline scheduler can give slaves 1 and 2 (polls per
+/// second) while slave 3 costs its whole response timeout every cycle.
+fn expected_rate_with_silent_slave() -> f64 {
+    let cycle = exchange_time(REGISTERS) * 2 + RESPONSE_TIMEOUT + GAP;
+    1.0 / cycle.max(POLL).as_secs_f64()
+}
+
+struct LineSource {
+    rx: mpsc::Receiver<Input>,
+    writes: Vec<mpsc::Sender<WriteRequest>>,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+impl LineSource {
+    fn start(line: SerialLine, devices: Vec<Device>) -> LineSource {
+        let (tx, rx) = mpsc::channel(4096);
+        let mut writes = Vec::new();
+        let mut devs = Vec::new();
+        for d in devices {
+            let (wtx, wrx) = mpsc::channel(8);
+            writes.push(wtx);
+            devs.push((d, wrx));
+        }
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(rtu::run(line, devs, tx, shutdown.clone()));
+        LineSource {
+            rx,
+            writes,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    /// Waits for a reading of `point` for which `pred` holds.
+    async fn reading(
+        &mut self,
+        point: &str,
+        what: &str,
+        pred: impl Fn(&Reading) -> bool,
+    ) -> Reading {
+        let deadline = Instant::now() + LIMIT;
+        let mut last = None;
+        while let Ok(Some(input)) = tokio::time::timeout_at(deadline, self.rx.recv()).await {
+            if let Input::Readings(rs) = input {
+                for r in rs.into_iter().filter(|r| &*r.point == point) {
+                    if pred(&r) {
+                        return r;
+                    }
+                    last = Some(r);
+                }
+            }
+        }
+        panic!("no reading of {point} {what} within {LIMIT:?}; last: {last:?}");
+    }
+
+    /// Collects every reading completed within the next `window` (by the
+    /// readings' timestamps), grouped by device.
+    async fn collect(&mut self, window: Duration) -> HashMap<String, Vec<Reading>> {
+        while self.rx.try_recv().is_ok() {}
+        let from = chrono::Utc::now();
+        let to = from + window;
+        let end = Instant::now() + window + Duration::from_millis(300);
+        let mut out: HashMap<String, Vec<Reading>> = HashMap::new();
+        while let Ok(Some(input)) = tokio::time::timeout_at(end, self.rx.recv()).await {
+            if let Input::Readings(rs) = input {
+                for r in rs.into_iter().filter(|r| r.at >= from && r.at < to) {
+                    out.entry(r.device.to_string()).or_default().push(r);
+                }
+            }
+        }
+        out
+    }
+
+    async fn write(&self, device: usize, point: &str, value: Value) -> Result<Value, String> {
+        let (reply, answer) = oneshot::channel();
+        self.writes[device]
+            .send(WriteRequest {
+                point: point.into(),
+                value,
+                reply,
+            })
+            .await
+            .unwrap();
+        tokio::time::timeout(LIMIT, answer)
+            .await
+            .expect("write answered in time")
+            .expect("reply sent")
+    }
+
+    async fn stop(mut self) {
+        self.shutdown.cancel();
+        let task = self.task.take().unwrap();
+        tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .expect("line stops promptly")
+            .unwrap();
+    }
+}
+
+impl Drop for LineSource {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn good(r: &Reading) -> bool {
+    r.quality.is_good()
+}
+
+fn rate(readings: &HashMap<String, Vec<Reading>>, device: &str, window: Duration) -> f64 {
+    readings.get(device).map_or(0, Vec::len) as f64 / window.as_secs_f64()
+}
+
+fn within(actual: f64, expected: f64, tolerance: f64) -> bool {
+    (actual - expected).abs() <= expected * tolerance
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_slave_costs_only_its_timeout_and_corrupt_frames_are_counted() {
+    let socat = Socat::start();
+    let banks: Vec<RegisterBank> = (0..3).map(|_| RegisterBank::new()).collect();
+    let faults: Vec<FaultSwitch> = (0..3).map(|_| FaultSwitch::new()).collect();
+    for (i, bank) in banks.iter().enumerate() {
+        // 1.5, 2.5, 3.5 as big-endian f32
+        bank.set_holding_words(0, &[[0x3FC0, 0x4020, 0x4060][i], 0x0000]);
+    }
+    let slaves = (0..3)
+        .map(|i| (i as u8 + 1, banks[i].clone(), faults[i].clone()))
+        .collect();
+    let mut sim = RtuLine::start(&socat.ends.0, BAUD, slaves).await.unwrap();
+    let mut src = LineSource::start(
+        line(&socat.ends.1),
+        vec![device("rtu-1", 1), device("rtu-2", 2), device("rtu-3", 3)],
+    );
+
+    for (dev, v) in [("rtu-1", 1.5), ("rtu-2", 2.5), ("rtu-3", 3.5)] {
+        let r = src.reading(&format!("{dev}.ch4"), "good", good).await;
+        assert_eq!(r.value, Some(Value::Num(v)));
+    }
+
+    // Phase 1: all three healthy.
+    let window = Duration::from_secs(3);
+    let healthy = src.collect(window).await;
+    let healthy_rate = [
+        rate(&healthy, "rtu-1", window),
+        rate(&healthy, "rtu-2", window),
+    ];
+    for (dev, r) in ["rtu-1", "rtu-2", "rtu-3"].iter().zip(
+        healthy_rate
+            .iter()
+            .chain([&rate(&healthy, "rtu-3", window)]),
+    ) {
+        assert!(
+            within(*r, 1.0 / POLL.as_secs_f64(), 0.10),
+            "{dev}: {r:.2}/s with every slave healthy"
+        );
+    }
+
+    // Phase 2: slave 3 silent. It costs its 100 ms timeout per poll; the
+    // line still has time for 1 and 2 at their full rate.
+    faults[2].set(Fault::Silent);
+    src.reading("rtu-3.ch4", "bad(timeout)", |r| {
+        r.quality == Quality::Bad(BadReason::Timeout)
+    })
+    .await;
+    let window = Duration::from_secs(5);
+    let silent = src.collect(window).await;
+    let expected = expected_rate_with_silent_slave();
+    eprintln!(
+        "healthy: rtu-1 {:.2}/s, rtu-2 {:.2}/s; slave 3 silent: rtu-1 {:.2}/s, rtu-2 {:.2}/s, rtu-3 {} bad; expected {expected:.2}/s",
+        healthy_rate[0],
+        healthy_rate[1],
+        rate(&silent, "rtu-1", window),
+        rate(&silent, "rtu-2", window),
+        silent["rtu-3"].len()
+    );
+    for (k, dev) in ["rtu-1", "rtu-2"].iter().enumerate() {
+        let r = rate(&silent, dev, window);
+        assert!(
+            within(r, expected, 0.10),
+            "{dev}: {r:.2}/s, the scheduler can give {expected:.2}/s"
+        );
+        assert!(
+            within(r, healthy_rate[k], 0.10),
+            "{dev}: {r:.2}/s vs {:.2}/s with slave 3 healthy",
+            healthy_rate[k]
+        );
+        assert!(silent[*dev].iter().all(good), "{dev} readings stay good");
+        // never stalled by more than one timeout of the silent slave
+        let longest = silent[*dev]
+            .windows(2)
+            .map(|w| (w[1].at - w[0].at).to_std().unwrap())
+            .max()
+            .unwrap();
+        assert!(
+            longest <= POLL + RESPONSE_TIMEOUT,
+            "{dev}: {longest:?} between two readings"
+        );
+    }
+    let third = &silent["rtu-3"];
+    assert!(!third.is_empty());
+    assert!(
+        third
+            .iter()
+            .all(|r| r.quality == Quality::Bad(BadReason::Timeout) && r.value.is_none()),
+        "{third:?}"
+    );
+    faults[2].set(Fault::None);
+    src.reading("rtu-3.ch4", "good again", good).await;
+
+    // Phase 3: slave 2 answers with a broken CRC. Counted as a bad frame;
+    // slave 1 keeps being polled.
+    let bad_frames = || metrics().bad_frames.with_label_values(&["rtu-2"]).get();
+    let before = bad_frames();
+    faults[1].set(Fault::CorruptCrc);
+    let r = src.reading("rtu-2.ch4", "bad", |r| !good(r)).await;
+    assert!(
+        format!("{:?}", r.quality).contains("corrupt frame"),
+        "{r:?}"
+    );
+    let window = Duration::from_secs(2);
+    let corrupt = src.collect(window).await;
+    assert!(
+        bad_frames() > before,
+        "bad_frames{{device=rtu-2}} did not grow"
+    );
+    assert_eq!(metrics().bad_frames.with_label_values(&["rtu-1"]).get(), 0);
+    let r1 = rate(&corrupt, "rtu-1", window);
+    assert!(
+        within(r1, healthy_rate[0], 0.15),
+        "rtu-1: {r1:.2}/s while slave 2 is corrupt"
+    );
+    assert!(corrupt["rtu-1"].iter().all(good));
+    assert!(corrupt["rtu-2"].iter().all(|r| !good(r)));
+    faults[1].set(Fault::None);
+    src.reading("rtu-2.ch4", "good again", good).await;
+
+    // A write on the shared line, to slave 2, read back.
+    assert_eq!(
+        src.write(1, "rtu-2.ch4", Value::Num(-1234.5)).await,
+        Ok(Value::Num(-1234.5))
+    );
+    assert_eq!(banks[1].holding_words(0, 2), vec![0xC49A, 0x5000]);
+    assert_eq!(
+        banks[0].holding_words(0, 2),
+        vec![0x3FC0, 0x0000],
+        "other slaves untouched"
+    );
+    src.reading("rtu-2.ch4", "= -1234.5", |r| {
+        r.value == Some(Value::Num(-1234.5))
+    })
+    .await;
+
+    src.stop().await;
+    sim.stop().await;
+    drop(socat);
+}
+
+#[tokio::test]
+async fn missing_serial_port_gives_bad_readings_not_a_crash() {
+    let mut src = LineSource::start(
+        line("/dev/riskgate-no-such-port"),
+        vec![device("rtu-missing", 1)],
+    );
+    let r = src
+        .reading("rtu-missing.ch4", "bad(transport)", |r| {
+            matches!(r.quality, Quality::Bad(BadReason::Transport(_)))
+        })
+        .await;
+    assert!(format!("{:?}", r.quality).contains("serial port"), "{r:?}");
+    // and it keeps reporting at the poll interval
+    let t = Instant::now();
+    for _ in 0..3 {
+        src.reading("rtu-missing.ch4", "bad", |r| !good(r)).await;
+    }
+    assert!(t.elapsed() < Duration::from_secs(2));
+    src.stop().await;
+}

@@ -1,0 +1,715 @@
+//! The Modbus TCP source against firmware-sim's hand-written TCP slave, over
+//! real sockets on loopback (port 0). Every wait is on the source's output
+//! channel with a time limit; no fixed sleeps.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use firmware_sim::devices::typed_bank;
+use firmware_sim::{Fault, FaultSwitch, RegisterBank, TcpSlave};
+use riskgate::config::{ByteOrder, DataType, Device, Dur, Point, Protocol, RegisterKind};
+use riskgate::metrics::metrics;
+use riskgate::model::{BadReason, Input, Quality, Reading, Value};
+use riskgate::source::WriteRequest;
+use riskgate::source::modbus::tcp;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+fn point(id: &str, kind: RegisterKind, addr: u16, ty: DataType) -> Point {
+    Point {
+        id: id.into(),
+        name: None,
+        unit: None,
+        register: Some(kind),
+        address: Some(addr),
+        data_type: Some(ty),
+        byte_order: None,
+        bit: None,
+        length: None,
+        decimals: None,
+        scale: 1.0,
+        offset: 0.0,
+        group: None,
+        writable: false,
+        path: None,
+    }
+}
+
+fn device(id: &str, addr: SocketAddr, points: Vec<Point>) -> Device {
+    Device {
+        id: id.into(),
+        name: None,
+        protocol: Protocol::ModbusTcp,
+        host: Some(addr.ip().to_string()),
+        port: Some(addr.port()),
+        line: None,
+        unit_id: 1,
+        poll_interval: Dur(Duration::from_millis(100)),
+        timeout: Dur(Duration::from_millis(300)),
+        retries: 1,
+        byte_order: ByteOrder::ABCD,
+        max_gap: 8,
+        max_registers: 125,
+        groups: vec![],
+        broker: None,
+        topic: None,
+        heartbeat: None,
+        offline_after: 3,
+        offline_level: 2,
+        stale_after: None,
+        stale_level: 2,
+        points,
+    }
+}
+
+async fn sim(bank: &RegisterBank, faults: &FaultSwitch) -> TcpSlave {
+    TcpSlave::start(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![],
+        bank.clone(),
+        faults.clone(),
+    )
+    .await
+    .unwrap()
+}
+
+/// A running `tcp::run` task and the ends of its channels.
+struct Source {
+    rx: mpsc::Receiver<Input>,
+    writes: mpsc::Sender<WriteRequest>,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Source {
+    fn start(device: Device) -> Source {
+        let (tx, rx) = mpsc::channel(4096);
+        let (wtx, wrx) = mpsc::channel(8);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(tcp::run(Arc::new(device), wrx, tx, shutdown.clone()));
+        Source {
+            rx,
+            writes: wtx,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    async fn next(&mut self, limit: Duration) -> Input {
+        tokio::time::timeout(limit, self.rx.recv())
+            .await
+            .expect("no input from the source in time")
+            .expect("source channel closed")
+    }
+
+    /// Waits for a reading of `point` for which `pred` holds.
+    async fn reading(
+        &mut self,
+        point: &str,
+        what: &str,
+        pred: impl Fn(&Reading) -> bool,
+    ) -> Reading {
+        let deadline = Instant::now() + LIMIT;
+        let mut last = None;
+        while Instant::now() < deadline {
+            let Ok(Some(input)) = tokio::time::timeout_at(deadline, self.rx.recv()).await else {
+                break;
+            };
+            if let Input::Readings(rs) = input {
+                for r in rs.into_iter().filter(|r| &*r.point == point) {
+                    if pred(&r) {
+                        return r;
+                    }
+                    last = Some(r);
+                }
+            }
+        }
+        panic!("no reading of {point} {what} within {LIMIT:?}; last: {last:?}");
+    }
+
+    /// Waits for a health input for which `pred(ok, detail)` holds.
+    async fn health(&mut self, what: &str, pred: impl Fn(bool, &str) -> bool) -> (bool, String) {
+        let deadline = Instant::now() + LIMIT;
+        while let Ok(Some(input)) = tokio::time::timeout_at(deadline, self.rx.recv()).await {
+            if let Input::DeviceHealth { ok, detail, .. } = input
+                && pred(ok, &detail)
+            {
+                return (ok, detail);
+            }
+        }
+        panic!("no health input {what} within {LIMIT:?}");
+    }
+
+    async fn write(&self, point: &str, value: Value) -> Result<Value, String> {
+        let (reply, answer) = oneshot::channel();
+        self.writes
+            .send(WriteRequest {
+                point: point.into(),
+                value,
+                reply,
+            })
+            .await
+            .unwrap();
+        tokio::time::timeout(LIMIT, answer)
+            .await
+            .expect("write answered in time")
+            .expect("reply sent")
+    }
+
+    /// Cancels the task and checks that it ends promptly.
+    async fn stop(mut self) {
+        self.shutdown.cancel();
+        let task = self.task.take().unwrap();
+        tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .expect("source stops promptly")
+            .unwrap();
+    }
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn good(r: &Reading) -> bool {
+    r.quality.is_good()
+}
+
+fn num(r: &Reading) -> f64 {
+    match r.value {
+        Some(Value::Num(v)) => v,
+        ref other => panic!("{} holds {other:?}", r.point),
+    }
+}
+
+/// A TCP forwarder in front of the simulator that counts the connections
+/// the source makes, to see whether it reconnected.
+struct CountingProxy {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl CountingProxy {
+    async fn start(to: SocketAddr) -> CountingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        CountingProxy {
+            addr,
+            accepted,
+            task,
+        }
+    }
+
+    fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for CountingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn reads_values_of_every_register_kind() {
+    let bank = RegisterBank::new();
+    bank.set_holding(0, 1234);
+    bank.set_holding_words(2, &[0x3FC0, 0x0000]); // 1.5f32
+    bank.set_input(7, 0xFFFE); // -2 as i16
+    bank.set_coil(3, true);
+    bank.set_discrete(4, true);
+    let faults = FaultSwitch::new();
+    let slave = sim(&bank, &faults).await;
+    let mut scaled = point("h0", RegisterKind::Holding, 0, DataType::U16);
+    scaled.scale = 0.01;
+    let mut src = Source::start(device(
+        "tcp-values",
+        slave.local_addr(),
+        vec![
+            scaled,
+            point("h2", RegisterKind::Holding, 2, DataType::F32),
+            point("i7", RegisterKind::Input, 7, DataType::I16),
+            point("c3", RegisterKind::Coil, 3, DataType::Bool),
+            point("d4", RegisterKind::Discrete, 4, DataType::Bool),
+            point("d5", RegisterKind::Discrete, 5, DataType::Bool),
+        ],
+    ));
+    let r = src.reading("h0", "good", good).await;
+    assert!((num(&r) - 12.34).abs() < 1e-9, "{r:?}");
+    assert_eq!(&*r.device, "tcp-values");
+    assert_eq!(num(&src.reading("h2", "good", good).await), 1.5);
+    assert_eq!(num(&src.reading("i7", "good", good).await), -2.0);
+    assert_eq!(
+        src.reading("c3", "good", good).await.value,
+        Some(Value::Bool(true))
+    );
+    assert_eq!(
+        src.reading("d4", "good", good).await.value,
+        Some(Value::Bool(true))
+    );
+    assert_eq!(
+        src.reading("d5", "good", good).await.value,
+        Some(Value::Bool(false))
+    );
+    // a change in the device shows in a later poll
+    bank.set_holding(0, 4321);
+    src.reading("h0", "= 43.21", |r| {
+        good(r) && (num(r) - 43.21).abs() < 1e-9
+    })
+    .await;
+    let (ok, _) = src.health("ok", |ok, _| ok).await;
+    assert!(ok);
+    assert!(metrics().readings.with_label_values(&["tcp-values"]).get() > 0);
+    assert!(
+        metrics()
+            .polls
+            .with_label_values(&["tcp-values", "ok"])
+            .get()
+            > 0
+    );
+    src.stop().await;
+}
+
+#[tokio::test]
+async fn exception_marks_only_that_request_and_keeps_the_connection() {
+    let bank = RegisterBank::new();
+    bank.set_holding(0, 7);
+    let faults = FaultSwitch::new();
+    let slave = sim(&bank, &faults).await;
+    let proxy = CountingProxy::start(slave.local_addr()).await;
+    let mut src = Source::start(device(
+        "tcp-exception",
+        proxy.addr,
+        vec![point("p", RegisterKind::Holding, 0, DataType::U16)],
+    ));
+    src.reading("p", "good", good).await;
+    assert_eq!(proxy.connections(), 1);
+
+    faults.set(Fault::Exception(2));
+    let r = src
+        .reading("p", "bad(exception 2)", |r| {
+            r.quality == Quality::Bad(BadReason::Exception(2))
+        })
+        .await;
+    assert_eq!(r.value, None);
+    // an exception is an answer: the device is healthy
+    let (ok, detail) = src
+        .health("after the exception", |_, d| d.contains("exception"))
+        .await;
+    assert!(ok, "{detail}");
+    // several polls under the fault, still one connection
+    for _ in 0..3 {
+        src.reading("p", "bad(exception 2)", |r| {
+            r.quality == Quality::Bad(BadReason::Exception(2))
+        })
+        .await;
+    }
+
+    faults.set(Fault::None);
+    let cleared = Instant::now();
+    assert_eq!(num(&src.reading("p", "good again", good).await), 7.0);
+    assert!(
+        cleared.elapsed() < Duration::from_millis(500),
+        "recovered after {:?}",
+        cleared.elapsed()
+    );
+    assert_eq!(
+        proxy.connections(),
+        1,
+        "an exception must not cause a reconnect"
+    );
+    src.stop().await;
+}
+
+#[tokio::test]
+async fn silent_device_times_out_while_another_keeps_its_rate() {
+    let (bank_a, faults_a) = (RegisterBank::new(), FaultSwitch::new());
+    let (bank_b, faults_b) = (RegisterBank::new(), FaultSwitch::new());
+    bank_a.set_holding(0, 1);
+    bank_b.set_holding(0, 2);
+    let slave_a = sim(&bank_a, &faults_a).await;
+    let slave_b = sim(&bank_b, &faults_b).await;
+    let mut a = Source::start(device(
+        "tcp-silent-a",
+        slave_a.local_addr(),
+        vec![point("a", RegisterKind::Holding, 0, DataType::U16)],
+    ));
+    let mut b = Source::start(device(
+        "tcp-silent-b",
+        slave_b.local_addr(),
+        vec![point("b", RegisterKind::Holding, 0, DataType::U16)],
+    ));
+    a.reading("a", "good", good).await;
+    b.reading("b", "good", good).await;
+
+    faults_a.set(Fault::Silent);
+    a.reading("a", "bad(timeout)", |r| {
+        r.quality == Quality::Bad(BadReason::Timeout)
+    })
+    .await;
+    let (ok, detail) = a.health("not ok", |ok, _| !ok).await;
+    assert!(!ok);
+    assert!(detail.contains("no answer"), "{detail}");
+
+    // Meanwhile device b keeps its 100 ms rate: count its polls completed
+    // within a 2 s window (by the readings' own timestamps, so inputs still
+    // queued from before the window do not count).
+    while b.rx.try_recv().is_ok() {}
+    let window = Duration::from_secs(2);
+    let start = Instant::now();
+    let from = chrono::Utc::now();
+    let to = from + window;
+    let mut polls_b = 0;
+    let mut a_readings = Vec::new();
+    while start.elapsed() < window + Duration::from_millis(300) {
+        tokio::select! {
+            input = b.next(LIMIT) => if let Input::Readings(rs) = input {
+                assert!(rs.iter().all(good), "{rs:?}");
+                if rs[0].at >= from && rs[0].at < to {
+                    polls_b += 1;
+                }
+            },
+            input = a.next(LIMIT) => if let Input::Readings(rs) = input {
+                a_readings.extend(rs);
+            },
+        }
+    }
+    assert!(
+        (17..=22).contains(&polls_b),
+        "device b polled {polls_b} times in {window:?}, expected about 20"
+    );
+    // every poll of the silent device is bad, none pretends to be good
+    assert!(!a_readings.is_empty());
+    assert!(
+        a_readings
+            .iter()
+            .all(|r| !r.quality.is_good() && r.value.is_none()),
+        "{a_readings:?}"
+    );
+    assert!(
+        a_readings.iter().all(|r| matches!(
+            r.quality,
+            Quality::Bad(BadReason::Timeout | BadReason::Transport(_))
+        )),
+        "{a_readings:?}"
+    );
+
+    faults_a.set(Fault::None);
+    assert_eq!(num(&a.reading("a", "good again", good).await), 1.0);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn device_back_after_reboot_is_polled_again() {
+    let bank = RegisterBank::new();
+    bank.set_holding(0, 11);
+    let faults = FaultSwitch::new();
+    let mut slave = sim(&bank, &faults).await;
+    let mut src = Source::start(device(
+        "tcp-reboot",
+        slave.local_addr(),
+        vec![point("p", RegisterKind::Holding, 0, DataType::U16)],
+    ));
+    src.reading("p", "good", good).await;
+
+    slave.stop().await;
+    let r = src
+        .reading("p", "bad(transport)", |r| {
+            matches!(r.quality, Quality::Bad(BadReason::Transport(_)))
+        })
+        .await;
+    assert_eq!(r.value, None);
+    // while it is down, bad readings keep coming at the poll interval
+    let t = Instant::now();
+    for _ in 0..5 {
+        src.reading("p", "still bad", |r| !good(r)).await;
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "5 bad polls took {:?}",
+        t.elapsed()
+    );
+    src.health("not ok while down", |ok, _| !ok).await;
+
+    bank.set_holding(0, 12);
+    slave.reboot(Duration::from_millis(200)).await.unwrap();
+    assert_eq!(
+        num(&src.reading("p", "good after reboot", good).await),
+        12.0
+    );
+
+    // and once more with a fresh server on the same port
+    let addr = slave.local_addr();
+    drop(slave);
+    src.reading("p", "bad after power-off", |r| !good(r)).await;
+    let _slave2 = TcpSlave::start(addr, vec![], bank.clone(), faults.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        num(&src.reading("p", "good on the new server", good).await),
+        12.0
+    );
+    src.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_transaction_id_and_dropped_connection_recover() {
+    let bank = RegisterBank::new();
+    bank.set_holding(0, 5);
+    let faults = FaultSwitch::new();
+    let slave = sim(&bank, &faults).await;
+    let mut src = Source::start(device(
+        "tcp-frames",
+        slave.local_addr(),
+        vec![point("p", RegisterKind::Holding, 0, DataType::U16)],
+    ));
+    src.reading("p", "good", good).await;
+    let bad_frames = || {
+        metrics()
+            .bad_frames
+            .with_label_values(&["tcp-frames"])
+            .get()
+    };
+    assert_eq!(bad_frames(), 0);
+
+    faults.set(Fault::WrongTransactionId);
+    let r = src
+        .reading("p", "bad(transport)", |r| {
+            matches!(r.quality, Quality::Bad(BadReason::Transport(_)))
+        })
+        .await;
+    assert!(
+        format!("{:?}", r.quality).contains("corrupt frame"),
+        "{r:?}"
+    );
+    assert!(bad_frames() > 0);
+    faults.set(Fault::None);
+    src.reading("p", "good after wrong transaction id", good)
+        .await;
+
+    faults.set(Fault::DropConnection);
+    src.reading("p", "bad(transport)", |r| {
+        matches!(r.quality, Quality::Bad(BadReason::Transport(_)))
+    })
+    .await;
+    faults.set(Fault::None);
+    src.reading("p", "good after dropped connection", good)
+        .await;
+
+    // a truncated answer (the TCP flavour of a corrupt frame)
+    let before = bad_frames();
+    faults.set(Fault::CorruptCrc);
+    src.reading("p", "bad", |r| !good(r)).await;
+    assert!(bad_frames() > before);
+    faults.set(Fault::None);
+    src.reading("p", "good after corrupt frame", good).await;
+    src.stop().await;
+}
+
+#[tokio::test]
+async fn writes_then_reads_back() {
+    let bank = RegisterBank::new();
+    let faults = FaultSwitch::new();
+    let slave = sim(&bank, &faults).await;
+    let writable = |mut p: Point| {
+        p.writable = true;
+        p
+    };
+    let mut setpoint = writable(point("setpoint", RegisterKind::Holding, 10, DataType::U16));
+    setpoint.scale = 0.1;
+    let mut flag = writable(point("flag", RegisterKind::Holding, 30, DataType::Bool));
+    flag.bit = Some(4);
+    let mut src = Source::start(device(
+        "tcp-writes",
+        slave.local_addr(),
+        vec![
+            setpoint,
+            writable(point("limit", RegisterKind::Holding, 20, DataType::F32)),
+            writable(point("relay", RegisterKind::Coil, 5, DataType::Bool)),
+            flag,
+            point("readonly", RegisterKind::Holding, 40, DataType::U16),
+        ],
+    ));
+    src.reading("setpoint", "good", good).await;
+
+    // FC6: one register, with scale
+    assert_eq!(
+        src.write("setpoint", Value::Num(12.5)).await,
+        Ok(Value::Num(12.5))
+    );
+    assert_eq!(bank.holding(10), 125);
+    // FC16: two registers
+    assert_eq!(
+        src.write("limit", Value::Num(-1234.5)).await,
+        Ok(Value::Num(-1234.5))
+    );
+    assert_eq!(bank.holding_words(20, 2), vec![0xC49A, 0x5000]);
+    // FC5: a coil
+    assert_eq!(
+        src.write("relay", Value::Bool(true)).await,
+        Ok(Value::Bool(true))
+    );
+    assert!(bank.coil(5));
+    assert_eq!(
+        src.write("relay", Value::Num(0.0)).await,
+        Ok(Value::Bool(false))
+    );
+    assert!(!bank.coil(5));
+    // one bit of a register: the other bits are kept
+    bank.set_holding(30, 0x8001);
+    assert_eq!(
+        src.write("flag", Value::Bool(true)).await,
+        Ok(Value::Bool(true))
+    );
+    assert_eq!(bank.holding(30), 0x8011);
+
+    // refused writes
+    assert!(
+        src.write("readonly", Value::Num(1.0))
+            .await
+            .unwrap_err()
+            .contains("not writable")
+    );
+    assert!(
+        src.write("nope", Value::Num(1.0))
+            .await
+            .unwrap_err()
+            .contains("no point")
+    );
+    assert!(
+        src.write("setpoint", Value::Num(1e9))
+            .await
+            .unwrap_err()
+            .contains("outside the range")
+    );
+    assert_eq!(bank.holding(40), 0);
+    // a device answering with an exception refuses the write
+    faults.set(Fault::Exception(4));
+    assert!(
+        src.write("setpoint", Value::Num(1.0))
+            .await
+            .unwrap_err()
+            .contains("exception")
+    );
+    assert_eq!(bank.holding(10), 125);
+    faults.set(Fault::None);
+
+    // polling goes on after the writes and sees the written value
+    let r = src
+        .reading("setpoint", "= 12.5", |r| good(r) && num(r) == 12.5)
+        .await;
+    assert_eq!(r.value, Some(Value::Num(12.5)));
+    src.stop().await;
+}
+
+/// A riskgate point for one entry of firmware-sim's typed bank.
+fn typed_point(&(name, kind, addr, ty, order, _): &typed_bank::Expected) -> Point {
+    let register = match kind {
+        "holding" => RegisterKind::Holding,
+        "input" => RegisterKind::Input,
+        "coil" => RegisterKind::Coil,
+        "discrete" => RegisterKind::Discrete,
+        other => panic!("unknown register kind {other}"),
+    };
+    let mut p = point(name, register, addr, DataType::U16);
+    p.byte_order = match order {
+        "ABCD" => Some(ByteOrder::ABCD),
+        "DCBA" => Some(ByteOrder::DCBA),
+        "BADC" => Some(ByteOrder::BADC),
+        "CDAB" => Some(ByteOrder::CDAB),
+        _ => None,
+    };
+    let (base, arg) = ty.split_once(':').unwrap_or((ty, ""));
+    p.data_type = Some(match base {
+        "u16" => DataType::U16,
+        "i16" => DataType::I16,
+        "u32" => DataType::U32,
+        "i32" => DataType::I32,
+        "u64" => DataType::U64,
+        "i64" => DataType::I64,
+        "f32" => DataType::F32,
+        "f64" => DataType::F64,
+        "bool" => DataType::Bool,
+        "bit" => {
+            p.bit = Some(arg.parse().unwrap());
+            DataType::Bool
+        }
+        "ascii" => {
+            p.length = Some(arg.parse::<u16>().unwrap().div_ceil(2));
+            DataType::Ascii
+        }
+        "fixed_i32" => {
+            p.decimals = Some(arg.parse().unwrap());
+            DataType::I32
+        }
+        other => panic!("unknown typed-bank type {other}"),
+    });
+    p
+}
+
+#[tokio::test]
+async fn every_type_and_byte_order_of_the_typed_bank() {
+    let bank = RegisterBank::new();
+    typed_bank::install(&bank);
+    let faults = FaultSwitch::new();
+    let slave = sim(&bank, &faults).await;
+    let points: Vec<Point> = typed_bank::EXPECTED.iter().map(typed_point).collect();
+    // A device-wide order that is wrong for most points: the per-point
+    // orders must win.
+    let mut dev = device("tcp-typed", slave.local_addr(), points);
+    dev.byte_order = ByteOrder::DCBA;
+    let mut src = Source::start(dev);
+
+    let mut seen = std::collections::HashMap::new();
+    let deadline = Instant::now() + LIMIT;
+    while seen.len() < typed_bank::EXPECTED.len() && Instant::now() < deadline {
+        if let Input::Readings(rs) = src.next(LIMIT).await {
+            for r in rs {
+                seen.entry(r.point.to_string()).or_insert(r);
+            }
+        }
+    }
+    let mut checked = 0;
+    for &(name, _, _, ty, order, expected) in typed_bank::EXPECTED {
+        let r = seen
+            .get(name)
+            .unwrap_or_else(|| panic!("no reading of {name}"));
+        assert!(r.quality.is_good(), "{name} ({ty} {order}): {r:?}");
+        let got = r.value.as_ref().unwrap();
+        match expected {
+            typed_bank::Value::Num(v) => {
+                assert_eq!(got.as_f64(), Some(v), "{name} ({ty} {order}): {got:?}")
+            }
+            typed_bank::Value::Text(t) => {
+                assert_eq!(got, &Value::Text(t.into()), "{name} ({ty} {order})")
+            }
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, typed_bank::EXPECTED.len());
+    src.stop().await;
+}
