@@ -1,0 +1,351 @@
+//! `firmware-sim`: run simulated field devices from the command line.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use firmware_sim::devices::{self, DeviceHandle, DeviceKind, RunnerOptions};
+use firmware_sim::scenario::FaultKind;
+use firmware_sim::{Fault, FaultSwitch, RegisterBank, RtuLine, Scenario, TcpSlave, VideoBox, VideoBoxConfig};
+
+#[derive(Parser, Debug)]
+#[command(name = "firmware-sim", version, about = "Simulated field devices (Modbus TCP/RTU, MQTT) for riskgate")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Multi-gas detector (CH4/CO/O2/temp) on Modbus TCP or RTU
+    GasDetector(DeviceArgs),
+    /// Reservoir telemetry terminal (rainfall, level, seepage, battery) on Modbus TCP or RTU
+    #[command(alias = "reservoir-rtu")]
+    Reservoir(DeviceArgs),
+    /// Mine KJ monitoring system zone states on Modbus TCP (or RTU)
+    KjMonitor {
+        #[command(flatten)]
+        dev: DeviceArgs,
+        /// Number of zones (numbered from 1)
+        #[arg(long, default_value_t = 4)]
+        zones: u8,
+    },
+    /// Test bank with known values in every type and byte order
+    TypedBank(TransportArgs),
+    /// Several RTU slaves on one serial line
+    RtuLine(RtuLineArgs),
+    /// AI video box publishing camera status over MQTT
+    VideoBox(VideoArgs),
+}
+
+#[derive(Args, Debug)]
+struct TransportArgs {
+    /// Modbus TCP listen address, e.g. 127.0.0.1:5020 (port 0 = any free port)
+    #[arg(long, required_unless_present = "serial", conflicts_with = "serial")]
+    listen: Option<SocketAddr>,
+    /// Serial device for Modbus RTU, e.g. /dev/pts/3
+    #[arg(long)]
+    serial: Option<String>,
+    /// Serial baud rate
+    #[arg(long, default_value_t = 9600)]
+    baud: u32,
+    /// Unit id (TCP: default any unit id; RTU: default 1)
+    #[arg(long)]
+    unit: Option<u8>,
+    /// Initial fault: none, silent, delay=2s, corrupt_crc, wrong_transaction_id, exception=2, drop_connection
+    #[arg(long)]
+    fault: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct DeviceArgs {
+    #[command(flatten)]
+    transport: TransportArgs,
+    /// Scenario file (TOML); without it every signal keeps its default value
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// Runner tick, e.g. 200ms (default: the scenario's `tick`, else 200ms)
+    #[arg(long, value_parser = parse_duration)]
+    tick: Option<Duration>,
+}
+
+#[derive(Args, Debug)]
+struct RtuLineArgs {
+    /// Serial device, e.g. /dev/pts/3
+    #[arg(long)]
+    serial: String,
+    #[arg(long, default_value_t = 9600)]
+    baud: u32,
+    /// UNIT:KIND:SCENARIO[:FAULT], e.g. 3:gas-detector:scenarios/steady.toml:silent
+    /// (SCENARIO `-` = none; FAULT as for --fault)
+    #[arg(long = "slave", required = true)]
+    slaves: Vec<String>,
+    #[arg(long, value_parser = parse_duration)]
+    tick: Option<Duration>,
+}
+
+#[derive(Args, Debug)]
+struct VideoArgs {
+    /// MQTT broker HOST:PORT
+    #[arg(long)]
+    broker: String,
+    #[arg(long, default_value = "vb-1301")]
+    box_id: String,
+    #[arg(long, default_value_t = 3)]
+    cameras: usize,
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// Topic (default site/video/{box_id}/status)
+    #[arg(long)]
+    topic: Option<String>,
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    heartbeat: Duration,
+    /// Start quiet (publish nothing)
+    #[arg(long)]
+    quiet: bool,
+    /// Start publishing malformed payloads
+    #[arg(long)]
+    malformed: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
+/// Parse `silent`, `delay=2s`, `exception=2`, ... into a [`Fault`].
+fn parse_fault(spec: &str) -> Result<Fault> {
+    let (kind, param) = match spec.split_once('=') {
+        Some((k, p)) => (k, Some(p)),
+        None => (spec, None),
+    };
+    let delay = match (kind.trim(), param) {
+        ("delay", Some(p)) => Some(humantime::parse_duration(p).with_context(|| format!("bad delay in {spec:?}"))?),
+        _ => None,
+    };
+    let code = match (kind.trim(), param) {
+        ("exception", Some(p)) => Some(p.parse::<u8>().with_context(|| format!("bad exception code in {spec:?}"))?),
+        _ => None,
+    };
+    let fk = FaultKind::parse(kind, delay, code, None).map_err(anyhow::Error::msg)?;
+    fk.as_fault()
+        .with_context(|| format!("{spec:?} is not a Modbus fault (use a scenario fault timeline for reboot)"))
+}
+
+fn load_scenario(path: Option<&PathBuf>) -> Result<Scenario> {
+    match path {
+        None => Ok(Scenario::default()),
+        Some(p) if p.as_os_str() == "-" => Ok(Scenario::default()),
+        Some(p) => Ok(Scenario::load(p)?),
+    }
+}
+
+fn ready(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down");
+}
+
+enum Transport {
+    Tcp(TcpSlave),
+    Rtu(RtuLine),
+}
+
+impl Transport {
+    async fn stop(&mut self) {
+        match self {
+            Transport::Tcp(s) => s.stop().await,
+            Transport::Rtu(l) => l.stop().await,
+        }
+    }
+}
+
+async fn start_transport(t: &TransportArgs, bank: RegisterBank, faults: FaultSwitch) -> Result<Transport> {
+    if let Some(f) = &t.fault {
+        faults.set(parse_fault(f)?);
+    }
+    if let Some(addr) = t.listen {
+        let units = t.unit.map(|u| vec![u]).unwrap_or_default();
+        let slave = TcpSlave::start(addr, units, bank, faults)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        ready(&format!("listening on {}", slave.local_addr()));
+        Ok(Transport::Tcp(slave))
+    } else if let Some(path) = &t.serial {
+        let unit = t.unit.unwrap_or(1);
+        let line = RtuLine::start(path, t.baud, vec![(unit, bank, faults)])
+            .await
+            .with_context(|| format!("cannot open serial device {path}"))?;
+        ready(&format!("listening on {path}"));
+        Ok(Transport::Rtu(line))
+    } else {
+        bail!("give --listen ADDR or --serial PATH")
+    }
+}
+
+async fn run_device(kind: DeviceKind, dev: DeviceArgs) -> Result<()> {
+    let scenario = load_scenario(dev.scenario.as_ref())?;
+    let bank = RegisterBank::new();
+    let faults = FaultSwitch::new();
+    let mut handle: DeviceHandle = devices::spawn_device_with(
+        kind,
+        scenario,
+        bank.clone(),
+        faults.clone(),
+        RunnerOptions { tick: dev.tick },
+    );
+    tracing::info!(%kind, "device runner started");
+    let mut transport = start_transport(&dev.transport, bank, faults).await?;
+    shutdown_signal().await;
+    transport.stop().await;
+    handle.stop().await;
+    Ok(())
+}
+
+async fn run_typed_bank(t: TransportArgs) -> Result<()> {
+    let bank = RegisterBank::new();
+    DeviceKind::TypedBank.init_bank(&bank);
+    let mut transport = start_transport(&t, bank, FaultSwitch::new()).await?;
+    shutdown_signal().await;
+    transport.stop().await;
+    Ok(())
+}
+
+async fn run_rtu_line(args: RtuLineArgs) -> Result<()> {
+    let mut handles = Vec::new();
+    let mut slaves = Vec::new();
+    for spec in &args.slaves {
+        let parts: Vec<&str> = spec.splitn(4, ':').collect();
+        if parts.len() < 2 {
+            bail!("--slave {spec:?}: expected UNIT:KIND:SCENARIO[:FAULT]");
+        }
+        let unit: u8 = parts[0]
+            .parse()
+            .with_context(|| format!("--slave {spec:?}: bad unit id {:?}", parts[0]))?;
+        if unit == 0 || unit > 247 {
+            bail!("--slave {spec:?}: unit id must be 1..=247");
+        }
+        let kind: DeviceKind = parts[1]
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--slave {spec:?}: {e}"))?;
+        let scenario = match parts.get(2) {
+            Some(p) if !p.is_empty() && *p != "-" => {
+                Scenario::load(p).with_context(|| format!("--slave {spec:?}"))?
+            }
+            _ => Scenario::default(),
+        };
+        let faults = FaultSwitch::new();
+        if let Some(f) = parts.get(3) {
+            faults.set(parse_fault(f).with_context(|| format!("--slave {spec:?}"))?);
+        }
+        let bank = RegisterBank::new();
+        let h = devices::spawn_device_with(kind, scenario, bank.clone(), faults.clone(), RunnerOptions { tick: args.tick });
+        tracing::info!(unit, %kind, fault = ?faults.get(), "rtu slave configured");
+        handles.push(h);
+        slaves.push((unit, bank, faults));
+    }
+    let mut line = RtuLine::start(&args.serial, args.baud, slaves)
+        .await
+        .with_context(|| format!("cannot open serial device {}", args.serial))?;
+    ready(&format!("listening on {}", args.serial));
+    shutdown_signal().await;
+    line.stop().await;
+    for mut h in handles {
+        h.stop().await;
+    }
+    Ok(())
+}
+
+async fn run_video_box(args: VideoArgs) -> Result<()> {
+    let (host, port) = args
+        .broker
+        .rsplit_once(':')
+        .with_context(|| format!("--broker {:?}: expected HOST:PORT", args.broker))?;
+    let port: u16 = port
+        .parse()
+        .with_context(|| format!("--broker {:?}: bad port", args.broker))?;
+    let mut cfg = VideoBoxConfig::new(host.trim_matches(['[', ']']), port, args.box_id.clone(), args.cameras);
+    cfg.topic = args.topic.clone();
+    cfg.heartbeat = args.heartbeat;
+    cfg.scenario = load_scenario(args.scenario.as_ref())?;
+    let topic = cfg.topic();
+    let mut vb = VideoBox::start(cfg);
+    vb.set_quiet(args.quiet);
+    vb.set_malformed(args.malformed);
+    ready(&format!("publishing to {} topic {topic}", args.broker));
+    shutdown_signal().await;
+    vb.stop().await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() {
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+
+    let cli = Cli::parse();
+    let res = match cli.cmd {
+        Cmd::GasDetector(dev) => run_device(DeviceKind::GasDetector, dev).await,
+        Cmd::Reservoir(dev) => run_device(DeviceKind::ReservoirRtu, dev).await,
+        Cmd::KjMonitor { dev, zones } => run_device(DeviceKind::KjMonitor { zones }, dev).await,
+        Cmd::TypedBank(t) => run_typed_bank(t).await,
+        Cmd::RtuLine(args) => run_rtu_line(args).await,
+        Cmd::VideoBox(args) => run_video_box(args).await,
+    };
+    if let Err(e) = res {
+        eprintln!("firmware-sim: error: {e:#}");
+        std::process::exit(2);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_specs() {
+        assert_eq!(parse_fault("silent").unwrap(), Fault::Silent);
+        assert_eq!(parse_fault("delay=1500ms").unwrap(), Fault::Delay(Duration::from_millis(1500)));
+        assert_eq!(parse_fault("exception=4").unwrap(), Fault::Exception(4));
+        assert_eq!(parse_fault("corrupt-crc").unwrap(), Fault::CorruptCrc);
+        assert!(parse_fault("delay").is_err());
+        assert!(parse_fault("reboot").is_err());
+        assert!(parse_fault("melt").is_err());
+    }
+
+    #[test]
+    fn cli_parses() {
+        Cli::try_parse_from(["firmware-sim", "gas-detector", "--listen", "127.0.0.1:0", "--scenario", "x.toml"]).unwrap();
+        assert!(Cli::try_parse_from(["firmware-sim", "gas-detector", "--listen", "127.0.0.1:0", "--serial", "/dev/null"]).is_err());
+        assert!(Cli::try_parse_from(["firmware-sim", "gas-detector"]).is_err());
+        Cli::try_parse_from(["firmware-sim", "kj-monitor", "--listen", "127.0.0.1:0", "--zones", "6"]).unwrap();
+        Cli::try_parse_from(["firmware-sim", "rtu-line", "--serial", "/dev/pts/9", "--slave", "1:gas-detector:-", "--slave", "3:gas-detector:s.toml:silent"]).unwrap();
+        Cli::try_parse_from(["firmware-sim", "video-box", "--broker", "127.0.0.1:1883", "--heartbeat", "1s"]).unwrap();
+    }
+}
