@@ -28,7 +28,11 @@ impl Identity {
             site_id: cfg.site.id.clone(),
             site_kind: cfg.site.kind.as_str(),
             region_code: cfg.site.region_code.clone(),
-            prefix: cfg.uplink.as_ref().map(|u| u.topic_prefix.clone()).unwrap_or_else(|| "riskgate/v1".into()),
+            prefix: cfg
+                .uplink
+                .as_ref()
+                .map(|u| u.topic_prefix.clone())
+                .unwrap_or_else(|| "riskgate/v1".into()),
             tz: cfg.tz(),
         }
     }
@@ -45,7 +49,8 @@ impl Identity {
 
     /// RFC 3339 with milliseconds and the site's offset, as the contract asks.
     pub fn time(&self, t: DateTime<Utc>) -> String {
-        t.with_timezone(&self.tz).to_rfc3339_opts(SecondsFormat::Millis, false)
+        t.with_timezone(&self.tz)
+            .to_rfc3339_opts(SecondsFormat::Millis, false)
     }
 
     /// `event_id` is the gateway id and the zero-padded `seq`: unique per
@@ -103,7 +108,10 @@ impl Identity {
             o.insert("acked_by".into(), json!(truncate(b, 128)));
         }
         if !t.actions.is_empty() {
-            o.insert("actions".into(), serde_json::to_value(&t.actions).unwrap_or(J::Null));
+            o.insert(
+                "actions".into(),
+                serde_json::to_value(&t.actions).unwrap_or(J::Null),
+            );
         }
         v
     }

@@ -242,8 +242,18 @@ actions = [ {{ write = "lamp.1301.t1", value = 1, on_clear = 0 }} ]
 "#,
         data = opts.data_dir.display(),
         http = opts.http,
-        face = gas("gd-1301-t1", "1301采煤工作面 T1", devs.face.0.local_addr(), "1301.t1"),
-        ret = gas("gd-1301-t2", "1301回风巷 T2", devs.ret.0.local_addr(), "1301.t2"),
+        face = gas(
+            "gd-1301-t1",
+            "1301采煤工作面 T1",
+            devs.face.0.local_addr(),
+            "1301.t1"
+        ),
+        ret = gas(
+            "gd-1301-t2",
+            "1301回风巷 T2",
+            devs.ret.0.local_addr(),
+            "1301.t2"
+        ),
         kj_port = devs.kj.0.local_addr().port(),
     )
 }
@@ -275,12 +285,14 @@ dynamic_filters = true
 "#
     );
     let cfg: rumqttd::Config = toml::from_str(&text)?;
-    std::thread::Builder::new().name("demo-broker".into()).spawn(move || {
-        let mut broker = rumqttd::Broker::new(cfg);
-        if let Err(e) = broker.start() {
-            tracing::error!(error = %e, "demo MQTT broker stopped");
-        }
-    })?;
+    std::thread::Builder::new()
+        .name("demo-broker".into())
+        .spawn(move || {
+            let mut broker = rumqttd::Broker::new(cfg);
+            if let Err(e) = broker.start() {
+                tracing::error!(error = %e, "demo MQTT broker stopped");
+            }
+        })?;
     // The uplink connects with retries, so it needs no readiness wait here.
     Ok(())
 }

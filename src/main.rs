@@ -8,7 +8,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "riskgate", version, about = "Edge gateway for industrial-safety sites: polls devices, raises alarms, forwards them to the county platform")]
+#[command(
+    name = "riskgate",
+    version,
+    about = "Edge gateway for industrial-safety sites: polls devices, raises alarms, forwards them to the county platform"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -77,7 +81,10 @@ enum Cmd {
 fn init_logs() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn,rumqttc=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
 }
 
 fn load_or_print(path: &PathBuf) -> Result<riskgate::config::Config, ExitCode> {
@@ -102,7 +109,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -143,7 +151,16 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Demo { broker, mqtt_listen, influx_url, influx_org, influx_bucket, http, data_dir, duration } => {
+        Cmd::Demo {
+            broker,
+            mqtt_listen,
+            influx_url,
+            influx_org,
+            influx_bucket,
+            http,
+            data_dir,
+            duration,
+        } => {
             init_logs();
             let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
             let opts = riskgate::demo::DemoOptions {
@@ -163,7 +180,12 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Ack { alarm_id, by, api, config } => {
+        Cmd::Ack {
+            alarm_id,
+            by,
+            api,
+            config,
+        } => {
             let api = match (api, config) {
                 (Some(a), _) => a,
                 (None, Some(c)) => match load_or_print(&c) {
@@ -184,7 +206,12 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::History { point, since, config, stats } => {
+        Cmd::History {
+            point,
+            since,
+            config,
+            stats,
+        } => {
             let cfg = match load_or_print(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -218,16 +245,28 @@ async fn ack(api: &str, alarm_id: &str, by: &str) -> anyhow::Result<String> {
     }
 }
 
-fn history(cfg: &riskgate::config::Config, point: &str, since: &str, stats: bool) -> anyhow::Result<()> {
+fn history(
+    cfg: &riskgate::config::Config,
+    point: &str,
+    since: &str,
+    stats: bool,
+) -> anyhow::Result<()> {
     if cfg.point(point).is_none() {
         anyhow::bail!("no point `{point}` in {}", cfg.file.display());
     }
     let from = riskgate::runtime::since(since, chrono::Utc::now()).map_err(anyhow::Error::msg)?;
-    let store = riskgate::store::Store::open(std::path::Path::new(&cfg.gateway.data_dir), u64::MAX, u64::MAX)?;
+    let store = riskgate::store::Store::open(
+        std::path::Path::new(&cfg.gateway.data_dir),
+        u64::MAX,
+        u64::MAX,
+    )?;
     let tz = cfg.tz();
     let fmt = |ms: i64| {
         chrono::DateTime::from_timestamp_millis(ms)
-            .map(|t| t.with_timezone(&tz).to_rfc3339_opts(chrono::SecondsFormat::Millis, false))
+            .map(|t| {
+                t.with_timezone(&tz)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
+            })
             .unwrap_or_default()
     };
     if stats {
@@ -239,7 +278,11 @@ fn history(cfg: &riskgate::config::Config, point: &str, since: &str, stats: bool
         println!("time\tvalue\tquality");
         for h in store.history(point, from, 1_000_000)? {
             let v = h.value.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
-            println!("{}\t{v}\t{}", fmt(h.at_ms), if h.quality == 0 { "good" } else { "bad" });
+            println!(
+                "{}\t{v}\t{}",
+                fmt(h.at_ms),
+                if h.quality == 0 { "good" } else { "bad" }
+            );
         }
     }
     Ok(())
@@ -254,27 +297,57 @@ async fn demo(opts: riskgate::demo::DemoOptions, duration: Option<Duration>) -> 
             opts.mqtt_listen.to_string()
         }
     };
-    std::fs::create_dir_all(&opts.data_dir).with_context(|| format!("creating {}", opts.data_dir.display()))?;
+    std::fs::create_dir_all(&opts.data_dir)
+        .with_context(|| format!("creating {}", opts.data_dir.display()))?;
     let text = riskgate::demo::config_toml(&opts, &devs, &broker);
     let path = opts.data_dir.join("demo-site.toml");
     std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
     let cfg = riskgate::config::load_str(&text, &path).map_err(|errs| {
-        anyhow::anyhow!("the demo config is invalid: {}", errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
+        anyhow::anyhow!(
+            "the demo config is invalid: {}",
+            errs.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
     })?;
-    let prefix = cfg.uplink.as_ref().map(|u| u.topic_prefix.clone()).unwrap_or_default();
+    let prefix = cfg
+        .uplink
+        .as_ref()
+        .map(|u| u.topic_prefix.clone())
+        .unwrap_or_default();
     let site = cfg.site.id.clone();
     let running = riskgate::runtime::start(cfg).await?;
     println!("riskgate demo: a simulated coal mine ({site})");
-    println!("  operator page   http://{}/", running.http_addr.map(|a| a.to_string()).unwrap_or_default());
-    println!("  MQTT broker     {broker}{}", if opts.broker.is_none() { " (embedded, stands in for the county platform)" } else { "" });
+    println!(
+        "  operator page   http://{}/",
+        running.http_addr.map(|a| a.to_string()).unwrap_or_default()
+    );
+    println!(
+        "  MQTT broker     {broker}{}",
+        if opts.broker.is_none() {
+            " (embedded, stands in for the county platform)"
+        } else {
+            ""
+        }
+    );
     println!("  alarm topic     {prefix}/{site}/alarm");
     println!("  status topic    {prefix}/{site}/status (retained)");
-    println!("  watch with      mosquitto_sub -h {} -p {} -t '{prefix}/#' -v", broker.rsplit_once(':').map(|x| x.0).unwrap_or("127.0.0.1"), broker.rsplit_once(':').map(|x| x.1).unwrap_or("1883"));
+    println!(
+        "  watch with      mosquitto_sub -h {} -p {} -t '{prefix}/#' -v",
+        broker.rsplit_once(':').map(|x| x.0).unwrap_or("127.0.0.1"),
+        broker.rsplit_once(':').map(|x| x.1).unwrap_or("1883")
+    );
     if let Some(u) = &opts.influx_url {
-        println!("  readings        {u} (org {}, bucket {})", opts.influx_org, opts.influx_bucket);
+        println!(
+            "  readings        {u} (org {}, bucket {})",
+            opts.influx_org, opts.influx_bucket
+        );
     }
     println!("  config          {}", path.display());
-    println!("  scenario        1301 face methane rises past 1.0 % and 1.5 % at ~10-16 s, clears at ~30 s, every 60 s");
+    println!(
+        "  scenario        1301 face methane rises past 1.0 % and 1.5 % at ~10-16 s, clears at ~30 s, every 60 s"
+    );
     match duration {
         Some(d) => {
             tokio::select! {

@@ -38,26 +38,74 @@ pub fn metrics() -> &'static Metrics {
         let registry = Registry::new();
         let cv = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("metric definition");
-            registry.register(Box::new(c.clone())).expect("metric registration");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("metric registration");
             c
         };
         let gv = |name: &str, help: &str, labels: &[&str]| {
             let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("metric definition");
-            registry.register(Box::new(g.clone())).expect("metric registration");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("metric registration");
             g
         };
         Metrics {
-            polls: cv("riskgate_polls_total", "Device polls by result", &["device", "result"]),
-            bad_frames: cv("riskgate_bad_frames_total", "Corrupt or mismatched frames", &["device"]),
-            malformed_payloads: cv("riskgate_malformed_payloads_total", "Malformed MQTT source payloads", &["device"]),
-            readings: cv("riskgate_readings_total", "Readings handed to the rule engine", &["device"]),
-            alarm_events: cv("riskgate_alarm_events_total", "Alarm transitions", &["kind", "state"]),
-            queue_depth: gv("riskgate_queue_depth", "Rows waiting in a durable queue", &["queue"]),
-            queue_oldest_age: gv("riskgate_queue_oldest_age_seconds", "Age of the oldest queued row", &["queue"]),
-            queue_dropped: cv("riskgate_queue_dropped_total", "Rows dropped at the size limit", &["queue"]),
-            delivered: cv("riskgate_delivered_total", "Rows acknowledged by the sink", &["queue"]),
-            rejected: cv("riskgate_rejected_total", "Rows set aside after a 4xx", &["queue"]),
-            device_up: gv("riskgate_device_up", "1 while the device answers", &["device"]),
+            polls: cv(
+                "riskgate_polls_total",
+                "Device polls by result",
+                &["device", "result"],
+            ),
+            bad_frames: cv(
+                "riskgate_bad_frames_total",
+                "Corrupt or mismatched frames",
+                &["device"],
+            ),
+            malformed_payloads: cv(
+                "riskgate_malformed_payloads_total",
+                "Malformed MQTT source payloads",
+                &["device"],
+            ),
+            readings: cv(
+                "riskgate_readings_total",
+                "Readings handed to the rule engine",
+                &["device"],
+            ),
+            alarm_events: cv(
+                "riskgate_alarm_events_total",
+                "Alarm transitions",
+                &["kind", "state"],
+            ),
+            queue_depth: gv(
+                "riskgate_queue_depth",
+                "Rows waiting in a durable queue",
+                &["queue"],
+            ),
+            queue_oldest_age: gv(
+                "riskgate_queue_oldest_age_seconds",
+                "Age of the oldest queued row",
+                &["queue"],
+            ),
+            queue_dropped: cv(
+                "riskgate_queue_dropped_total",
+                "Rows dropped at the size limit",
+                &["queue"],
+            ),
+            delivered: cv(
+                "riskgate_delivered_total",
+                "Rows acknowledged by the sink",
+                &["queue"],
+            ),
+            rejected: cv(
+                "riskgate_rejected_total",
+                "Rows set aside after a 4xx",
+                &["queue"],
+            ),
+            device_up: gv(
+                "riskgate_device_up",
+                "1 while the device answers",
+                &["device"],
+            ),
             registry,
         }
     })

@@ -33,7 +33,10 @@ pub enum RunError {
     #[error("InfluxDB client: {0}")]
     Http(#[from] reqwest::Error),
     #[error("HTTP listener {addr}: {source}")]
-    Listen { addr: String, source: std::io::Error },
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 /// A local acknowledgement (CLI, HTTP API) with its answer.
@@ -95,9 +98,13 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
 }
 
 fn influx_token(cfg: &Config) -> Result<Option<String>, RunError> {
-    let Some(i) = &cfg.influxdb else { return Ok(None) };
+    let Some(i) = &cfg.influxdb else {
+        return Ok(None);
+    };
     match (&i.token_env, &i.token_file) {
-        (Some(v), _) => std::env::var(v).map(Some).map_err(|_| RunError::Token(format!("environment variable {v} is not set"))),
+        (Some(v), _) => std::env::var(v)
+            .map(Some)
+            .map_err(|_| RunError::Token(format!("environment variable {v} is not set"))),
         (None, Some(f)) => std::fs::read_to_string(f)
             .map(|s| Some(s.trim().to_string()))
             .map_err(|e| RunError::Token(format!("{f}: {e}"))),
@@ -122,7 +129,10 @@ pub async fn start(cfg: Config) -> Result<Running, RunError> {
     let (remote_tx, remote_rx) = mpsc::channel::<RemoteAck>(64);
     let uplink_wake = Arc::new(Notify::new());
     let influx_wake = Arc::new(Notify::new());
-    let counts = Arc::new(Mutex::new(StatusCounts { devices_total: cfg.devices.len() as u64, ..Default::default() }));
+    let counts = Arc::new(Mutex::new(StatusCounts {
+        devices_total: cfg.devices.len() as u64,
+        ..Default::default()
+    }));
 
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
@@ -139,7 +149,12 @@ pub async fn start(cfg: Config) -> Result<Running, RunError> {
     let drain = Duration::from_secs(5);
     let sink_stop = CancellationToken::new();
     if let Some(up) = UplinkSink::new(&cfg)? {
-        let (s, w, c, stop) = (store.clone(), uplink_wake.clone(), counts.clone(), sink_stop.clone());
+        let (s, w, c, stop) = (
+            store.clone(),
+            uplink_wake.clone(),
+            counts.clone(),
+            sink_stop.clone(),
+        );
         tasks.spawn(async move { up.run(s, w, remote_tx, c, stop, drain).await });
     }
     if let Some(icfg) = &cfg.influxdb {
@@ -168,7 +183,10 @@ pub async fn start(cfg: Config) -> Result<Running, RunError> {
     let mut engine = Engine::new(&cfg);
     let restored = store.load_active()?;
     if !restored.is_empty() {
-        tracing::info!(count = restored.len(), "active alarms restored from the store");
+        tracing::info!(
+            count = restored.len(),
+            "active alarms restored from the store"
+        );
         engine.restore(restored);
     }
     {
@@ -196,17 +214,27 @@ pub async fn start(cfg: Config) -> Result<Running, RunError> {
     if cfg.http.enabled {
         let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
             .await
-            .map_err(|source| RunError::Listen { addr: cfg.http.listen.clone(), source })?;
+            .map_err(|source| RunError::Listen {
+                addr: cfg.http.listen.clone(),
+                source,
+            })?;
         http_addr = listener.local_addr().ok();
         let app = crate::api::router(shared.clone());
         let stop = shutdown.clone();
         tracing::info!(addr = ?http_addr, "operator page and API listening");
         tasks.spawn(async move {
-            let _ = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await;
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
         });
     }
 
-    Ok(Running { http_addr, shared, shutdown, tasks })
+    Ok(Running {
+        http_addr,
+        shared,
+        shutdown,
+        tasks,
+    })
 }
 
 async fn housekeeping(store: Arc<Store>, cfg: Arc<Config>, stop: CancellationToken) {
@@ -294,7 +322,11 @@ impl EngineTask {
     ) {
         // The outbox keeps events in engine order while actions complete.
         let outbox_rx = self.outbox_rx.take().expect("outbox receiver");
-        let outbox = tokio::spawn(run_outbox(outbox_rx, self.shared.clone(), self.uplink_wake.clone()));
+        let outbox = tokio::spawn(run_outbox(
+            outbox_rx,
+            self.shared.clone(),
+            self.uplink_wake.clone(),
+        ));
         self.publish_views();
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -354,14 +386,23 @@ impl EngineTask {
         }
         self.commit().await;
         self.publish_views();
-        drop(std::mem::replace(&mut self.outbox, mpsc::unbounded_channel().0));
+        drop(std::mem::replace(
+            &mut self.outbox,
+            mpsc::unbounded_channel().0,
+        ));
         let _ = outbox.await;
     }
 
     fn batch(&mut self, rs: &[crate::model::Reading]) {
         let m = crate::metrics::metrics();
         let site = &self.shared.cfg.site.id;
-        let measurement = self.shared.cfg.influxdb.as_ref().map(|i| i.measurement.as_str()).unwrap_or("reading");
+        let measurement = self
+            .shared
+            .cfg
+            .influxdb
+            .as_ref()
+            .map(|i| i.measurement.as_str())
+            .unwrap_or("reading");
         for r in rs {
             m.readings.with_label_values(&[&r.device]).inc();
             if self.has_influx {
@@ -370,7 +411,11 @@ impl EngineTask {
             self.history.push(HistoryRow {
                 point: r.point.to_string(),
                 at_ms: r.at.timestamp_millis(),
-                value: if r.quality.is_good() { r.value.as_ref().and_then(|v| v.as_f64()) } else { None },
+                value: if r.quality.is_good() {
+                    r.value.as_ref().and_then(|v| v.as_f64())
+                } else {
+                    None
+                },
                 quality: r.quality.code(),
             });
         }
@@ -393,7 +438,8 @@ impl EngineTask {
         self.batch_started = None;
         let store = self.shared.store.clone();
         let now = Utc::now().timestamp_millis();
-        let r = tokio::task::spawn_blocking(move || store.append_readings(&lines, &history, now)).await;
+        let r =
+            tokio::task::spawn_blocking(move || store.append_readings(&lines, &history, now)).await;
         match r {
             Ok(Ok(dropped)) => {
                 if self.has_influx {
@@ -441,13 +487,20 @@ impl EngineTask {
                     tokio::spawn(async move {
                         let r = run_action(w, &a).await;
                         if r.result == "failed" {
-                            let _ = failed.send((a.point.clone(), r.detail.clone().unwrap_or_default()));
+                            let _ = failed
+                                .send((a.point.clone(), r.detail.clone().unwrap_or_default()));
                         }
                         r
                     })
                 })
                 .collect();
-            let _ = self.outbox.send((Pending { transition: t, actions: handles }, active.clone()));
+            let _ = self.outbox.send((
+                Pending {
+                    transition: t,
+                    actions: handles,
+                },
+                active.clone(),
+            ));
         }
         self.publish_views();
     }
@@ -477,14 +530,29 @@ impl EngineTask {
             })
             .collect();
         let alarms: Vec<Instance> = self.engine.active().cloned().collect();
-        let online = self.shared.devices_online.read().unwrap_or_else(|p| p.into_inner()).values().filter(|v| **v).count();
+        let online = self
+            .shared
+            .devices_online
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|v| **v)
+            .count();
         {
             let mut c = self.shared.counts.lock().unwrap_or_else(|p| p.into_inner());
             c.active_alarms = alarms.len() as u64;
             c.devices_online = online as u64;
         }
-        *self.shared.points.write().unwrap_or_else(|p| p.into_inner()) = views;
-        *self.shared.alarms.write().unwrap_or_else(|p| p.into_inner()) = alarms;
+        *self
+            .shared
+            .points
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = views;
+        *self
+            .shared
+            .alarms
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = alarms;
     }
 }
 
@@ -502,17 +570,36 @@ async fn run_action(writer: Option<mpsc::Sender<WriteRequest>>, a: &ActionReques
         return result;
     };
     let (tx, rx) = oneshot::channel();
-    let req = WriteRequest { point: a.point.clone(), value: Value::Num(a.value), reply: tx };
+    let req = WriteRequest {
+        point: a.point.clone(),
+        value: Value::Num(a.value),
+        reply: tx,
+    };
     let outcome = tokio::time::timeout(a.confirm_within, async {
-        w.send(req).await.map_err(|_| "device task not running".to_string())?;
-        rx.await.map_err(|_| "device task dropped the request".to_string())?
+        w.send(req)
+            .await
+            .map_err(|_| "device task not running".to_string())?;
+        rx.await
+            .map_err(|_| "device task dropped the request".to_string())?
     })
     .await;
     match outcome {
-        Ok(Ok(v)) if v.as_f64().is_some_and(|x| (x - a.value).abs() < 1e-6) => result.result = "confirmed".into(),
-        Ok(Ok(v)) => result.detail = Some(format!("read back {v}, expected {}", crate::model::trim_float(a.value))),
+        Ok(Ok(v)) if v.as_f64().is_some_and(|x| (x - a.value).abs() < 1e-6) => {
+            result.result = "confirmed".into()
+        }
+        Ok(Ok(v)) => {
+            result.detail = Some(format!(
+                "read back {v}, expected {}",
+                crate::model::trim_float(a.value)
+            ))
+        }
         Ok(Err(e)) => result.detail = Some(e.chars().take(200).collect()),
-        Err(_) => result.detail = Some(format!("not confirmed within {}", humantime::format_duration(a.confirm_within))),
+        Err(_) => {
+            result.detail = Some(format!(
+                "not confirmed within {}",
+                humantime::format_duration(a.confirm_within)
+            ))
+        }
     }
     result
 }
@@ -555,18 +642,29 @@ async fn run_outbox(
     }
 }
 
-async fn commit_events(shared: &Arc<Shared>, batch: &[AlarmTransition], active: &[(String, Instance)]) {
+async fn commit_events(
+    shared: &Arc<Shared>,
+    batch: &[AlarmTransition],
+    active: &[(String, Instance)],
+) {
     if batch.is_empty() {
         return;
     }
-    let (store, id, batch, active) = (shared.store.clone(), shared.id.clone(), batch.to_vec(), active.to_vec());
+    let (store, id, batch, active) = (
+        shared.store.clone(),
+        shared.id.clone(),
+        batch.to_vec(),
+        active.to_vec(),
+    );
     // Committing an alarm must not fail silently: retry until it is stored.
     let mut wait = Duration::from_millis(100);
     loop {
         let (s, i, b, a) = (store.clone(), id.clone(), batch.clone(), active.clone());
         match tokio::task::spawn_blocking(move || s.append_events(&i, &b, &a)).await {
             Ok(Ok(_)) => return,
-            Ok(Err(e)) => tracing::error!(error = %e, retry_in = ?wait, "queueing alarm events failed; retrying"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, retry_in = ?wait, "queueing alarm events failed; retrying")
+            }
             Err(e) => tracing::error!(error = %e, "queueing alarm events panicked; retrying"),
         }
         tokio::time::sleep(wait).await;

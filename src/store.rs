@@ -25,9 +25,15 @@ use crate::rules::engine::Instance;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store {path}: {source}")]
-    Sqlite { path: PathBuf, source: rusqlite::Error },
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
     #[error("cannot create data directory {path}: {source}")]
-    Dir { path: PathBuf, source: std::io::Error },
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// One queued uplink message.
@@ -119,17 +125,35 @@ const FIVE_MIN_MS: i64 = 300_000;
 
 impl Store {
     /// Opens (or creates) `dir/riskgate.db`.
-    pub fn open(dir: &Path, readings_cap_bytes: u64, history_cap_bytes: u64) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir { path: dir.to_path_buf(), source })?;
+    pub fn open(
+        dir: &Path,
+        readings_cap_bytes: u64,
+        history_cap_bytes: u64,
+    ) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let path = dir.join("riskgate.db");
-        let wrap = |source| StoreError::Sqlite { path: path.clone(), source };
+        let wrap = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
         let conn = Connection::open(&path).map_err(wrap)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(wrap)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(wrap)?;
         // FULL: a committed alarm survives a power cut, not only a crash.
-        conn.pragma_update(None, "synchronous", "FULL").map_err(wrap)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(wrap)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(wrap)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(wrap)?;
         conn.execute_batch(SCHEMA).map_err(wrap)?;
-        Ok(Store { conn: Mutex::new(conn), path, readings_cap: readings_cap_bytes, history_cap: history_cap_bytes })
+        Ok(Store {
+            conn: Mutex::new(conn),
+            path,
+            readings_cap: readings_cap_bytes,
+            history_cap: history_cap_bytes,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -137,7 +161,10 @@ impl Store {
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite { path: self.path.clone(), source }
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -149,11 +176,18 @@ impl Store {
     /// Appends readings to the InfluxDB queue and to the local history in one
     /// transaction. When the queue would exceed its size limit, the oldest
     /// queued readings are dropped; returns how many were dropped.
-    pub fn append_readings(&self, lines: &[String], history: &[HistoryRow], now_ms: i64) -> Result<u64, StoreError> {
+    pub fn append_readings(
+        &self,
+        lines: &[String],
+        history: &[HistoryRow],
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
         let mut c = self.lock();
         let tx = c.transaction().map_err(|e| self.err(e))?;
         {
-            let mut q = tx.prepare_cached("INSERT INTO q_influx (line, at_ms) VALUES (?1, ?2)").map_err(|e| self.err(e))?;
+            let mut q = tx
+                .prepare_cached("INSERT INTO q_influx (line, at_ms) VALUES (?1, ?2)")
+                .map_err(|e| self.err(e))?;
             for l in lines {
                 q.execute(params![l, now_ms]).map_err(|e| self.err(e))?;
             }
@@ -169,24 +203,40 @@ impl Store {
                 )
                 .map_err(|e| self.err(e))?;
             for r in history {
-                h.execute(params![r.point, r.at_ms, r.value, r.quality]).map_err(|e| self.err(e))?;
+                h.execute(params![r.point, r.at_ms, r.value, r.quality])
+                    .map_err(|e| self.err(e))?;
                 if let (Some(v), 0) = (r.value, r.quality) {
-                    s.execute(params![r.point, r.at_ms - r.at_ms.rem_euclid(FIVE_MIN_MS), v]).map_err(|e| self.err(e))?;
+                    s.execute(params![
+                        r.point,
+                        r.at_ms - r.at_ms.rem_euclid(FIVE_MIN_MS),
+                        v
+                    ])
+                    .map_err(|e| self.err(e))?;
                 }
             }
         }
         let dropped = Self::enforce_cap(&tx, self.readings_cap).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
         if dropped > 0 {
-            crate::metrics::metrics().queue_dropped.with_label_values(&["influx"]).inc_by(dropped);
-            tracing::warn!(dropped, "readings queue reached its size limit: oldest readings dropped");
+            crate::metrics::metrics()
+                .queue_dropped
+                .with_label_values(&["influx"])
+                .inc_by(dropped);
+            tracing::warn!(
+                dropped,
+                "readings queue reached its size limit: oldest readings dropped"
+            );
         }
         Ok(dropped)
     }
 
     /// Drops the oldest queued readings until the queue fits `cap` bytes.
     fn enforce_cap(tx: &rusqlite::Transaction<'_>, cap: u64) -> rusqlite::Result<u64> {
-        let bytes: i64 = tx.query_row("SELECT COALESCE(SUM(LENGTH(line)), 0) FROM q_influx", [], |r| r.get(0))?;
+        let bytes: i64 = tx.query_row(
+            "SELECT COALESCE(SUM(LENGTH(line)), 0) FROM q_influx",
+            [],
+            |r| r.get(0),
+        )?;
         if (bytes as u64) <= cap {
             return Ok(0);
         }
@@ -257,7 +307,10 @@ impl Store {
         Ok(out)
     }
 
-    fn write_active(tx: &rusqlite::Transaction<'_>, active: &[(String, Instance)]) -> rusqlite::Result<()> {
+    fn write_active(
+        tx: &rusqlite::Transaction<'_>,
+        active: &[(String, Instance)],
+    ) -> rusqlite::Result<()> {
         tx.execute("DELETE FROM alarms_active", [])?;
         let mut st = tx.prepare_cached("INSERT INTO alarms_active (key, json) VALUES (?1, ?2)")?;
         for (k, i) in active {
@@ -269,14 +322,20 @@ impl Store {
     /// The alarms that were active when the gateway last stopped.
     pub fn load_active(&self) -> Result<Vec<Instance>, StoreError> {
         let c = self.lock();
-        let mut st = c.prepare("SELECT json FROM alarms_active ORDER BY key").map_err(|e| self.err(e))?;
-        let rows = st.query_map([], |r| r.get::<_, String>(0)).map_err(|e| self.err(e))?;
+        let mut st = c
+            .prepare("SELECT json FROM alarms_active ORDER BY key")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for r in rows {
             let text = r.map_err(|e| self.err(e))?;
             match serde_json::from_str::<Instance>(&text) {
                 Ok(i) => out.push(i),
-                Err(e) => tracing::error!(error = %e, "an active alarm in the store could not be read; skipped"),
+                Err(e) => {
+                    tracing::error!(error = %e, "an active alarm in the store could not be read; skipped")
+                }
             }
         }
         Ok(out)
@@ -284,8 +343,10 @@ impl Store {
 
     pub fn last_seq(&self) -> Result<u64, StoreError> {
         let c = self.lock();
-        let v: Option<i64> =
-            c.query_row("SELECT value FROM meta WHERE key = 'seq'", [], |r| r.get(0)).optional().map_err(|e| self.err(e))?;
+        let v: Option<i64> = c
+            .query_row("SELECT value FROM meta WHERE key = 'seq'", [], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))?;
         Ok(v.unwrap_or(0) as u64)
     }
 
@@ -297,7 +358,12 @@ impl Store {
             .map_err(|e| self.err(e))?;
         let rows = st
             .query_map(params![after, max as i64], |r| {
-                Ok(UplinkRow { id: r.get(0)?, topic: r.get(1)?, payload: r.get(2)?, event_id: r.get(3)? })
+                Ok(UplinkRow {
+                    id: r.get(0)?,
+                    topic: r.get(1)?,
+                    payload: r.get(2)?,
+                    event_id: r.get(3)?,
+                })
             })
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
@@ -306,16 +372,26 @@ impl Store {
     /// The broker acknowledged these rows (PUBACK).
     pub fn ack_uplink(&self, ids: &[i64]) -> Result<(), StoreError> {
         self.delete_ids("q_uplink", ids)?;
-        crate::metrics::metrics().delivered.with_label_values(&["uplink"]).inc_by(ids.len() as u64);
+        crate::metrics::metrics()
+            .delivered
+            .with_label_values(&["uplink"])
+            .inc_by(ids.len() as u64);
         Ok(())
     }
 
     /// Up to `max` queued readings, oldest first.
     pub fn peek_influx(&self, max: usize) -> Result<Vec<InfluxRow>, StoreError> {
         let c = self.lock();
-        let mut st = c.prepare_cached("SELECT id, line FROM q_influx ORDER BY id LIMIT ?1").map_err(|e| self.err(e))?;
+        let mut st = c
+            .prepare_cached("SELECT id, line FROM q_influx ORDER BY id LIMIT ?1")
+            .map_err(|e| self.err(e))?;
         let rows = st
-            .query_map([max as i64], |r| Ok(InfluxRow { id: r.get(0)?, line: r.get(1)? }))
+            .query_map([max as i64], |r| {
+                Ok(InfluxRow {
+                    id: r.get(0)?,
+                    line: r.get(1)?,
+                })
+            })
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
@@ -323,33 +399,49 @@ impl Store {
     /// The database answered 2xx for these rows.
     pub fn ack_influx(&self, ids: &[i64]) -> Result<(), StoreError> {
         self.delete_ids("q_influx", ids)?;
-        crate::metrics::metrics().delivered.with_label_values(&["influx"]).inc_by(ids.len() as u64);
+        crate::metrics::metrics()
+            .delivered
+            .with_label_values(&["influx"])
+            .inc_by(ids.len() as u64);
         Ok(())
     }
 
     /// The database refused these rows as bad data (4xx): they are moved to
     /// `rejected` for inspection instead of being retried for ever.
-    pub fn reject_influx(&self, rows: &[InfluxRow], reason: &str, now_ms: i64) -> Result<(), StoreError> {
+    pub fn reject_influx(
+        &self,
+        rows: &[InfluxRow],
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         let mut c = self.lock();
         let tx = c.transaction().map_err(|e| self.err(e))?;
         {
             let mut ins = tx
                 .prepare_cached("INSERT INTO rejected (queue, payload, reason, at_ms) VALUES ('influx', ?1, ?2, ?3)")
                 .map_err(|e| self.err(e))?;
-            let mut del = tx.prepare_cached("DELETE FROM q_influx WHERE id = ?1").map_err(|e| self.err(e))?;
+            let mut del = tx
+                .prepare_cached("DELETE FROM q_influx WHERE id = ?1")
+                .map_err(|e| self.err(e))?;
             for r in rows {
-                ins.execute(params![r.line, reason, now_ms]).map_err(|e| self.err(e))?;
+                ins.execute(params![r.line, reason, now_ms])
+                    .map_err(|e| self.err(e))?;
                 del.execute([r.id]).map_err(|e| self.err(e))?;
             }
         }
         tx.commit().map_err(|e| self.err(e))?;
-        crate::metrics::metrics().rejected.with_label_values(&["influx"]).inc_by(rows.len() as u64);
+        crate::metrics::metrics()
+            .rejected
+            .with_label_values(&["influx"])
+            .inc_by(rows.len() as u64);
         Ok(())
     }
 
     pub fn rejected_count(&self) -> Result<u64, StoreError> {
         let c = self.lock();
-        let n: i64 = c.query_row("SELECT COUNT(*) FROM rejected", [], |r| r.get(0)).map_err(|e| self.err(e))?;
+        let n: i64 = c
+            .query_row("SELECT COUNT(*) FROM rejected", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
         Ok(n as u64)
     }
 
@@ -360,7 +452,9 @@ impl Store {
         let mut c = self.lock();
         let tx = c.transaction().map_err(|e| self.err(e))?;
         {
-            let mut st = tx.prepare_cached(&format!("DELETE FROM {table} WHERE id = ?1")).map_err(|e| self.err(e))?;
+            let mut st = tx
+                .prepare_cached(&format!("DELETE FROM {table} WHERE id = ?1"))
+                .map_err(|e| self.err(e))?;
             for id in ids {
                 st.execute([id]).map_err(|e| self.err(e))?;
             }
@@ -374,14 +468,27 @@ impl Store {
             "influx" => ("q_influx", "LENGTH(line)"),
             _ => ("q_uplink", "LENGTH(payload)"),
         };
-        c.query_row(&format!("SELECT COUNT(*), COALESCE(SUM({len}), 0), MIN(at_ms) FROM {table}"), [], |r| {
-            Ok(QueueStats { depth: r.get::<_, i64>(0)? as u64, bytes: r.get::<_, i64>(1)? as u64, oldest_ms: r.get(2)? })
-        })
+        c.query_row(
+            &format!("SELECT COUNT(*), COALESCE(SUM({len}), 0), MIN(at_ms) FROM {table}"),
+            [],
+            |r| {
+                Ok(QueueStats {
+                    depth: r.get::<_, i64>(0)? as u64,
+                    bytes: r.get::<_, i64>(1)? as u64,
+                    oldest_ms: r.get(2)?,
+                })
+            },
+        )
         .map_err(|e| self.err(e))
     }
 
     /// Raw readings of one point since `since`, oldest first.
-    pub fn history(&self, point: &str, since: DateTime<Utc>, limit: usize) -> Result<Vec<HistoryRow>, StoreError> {
+    pub fn history(
+        &self,
+        point: &str,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<HistoryRow>, StoreError> {
         let c = self.lock();
         let mut st = c
             .prepare_cached(
@@ -389,15 +496,27 @@ impl Store {
             )
             .map_err(|e| self.err(e))?;
         let rows = st
-            .query_map(params![point, since.timestamp_millis(), limit as i64], |r| {
-                Ok(HistoryRow { point: r.get(0)?, at_ms: r.get(1)?, value: r.get(2)?, quality: r.get(3)? })
-            })
+            .query_map(
+                params![point, since.timestamp_millis(), limit as i64],
+                |r| {
+                    Ok(HistoryRow {
+                        point: r.get(0)?,
+                        at_ms: r.get(1)?,
+                        value: r.get(2)?,
+                        quality: r.get(3)?,
+                    })
+                },
+            )
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
     /// 5-minute statistics of one point since `since`: (bucket start ms, min, max, mean, count).
-    pub fn stats_5m(&self, point: &str, since: DateTime<Utc>) -> Result<Vec<(i64, f64, f64, f64, u64)>, StoreError> {
+    pub fn stats_5m(
+        &self,
+        point: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(i64, f64, f64, f64, u64)>, StoreError> {
         let c = self.lock();
         let mut st = c
             .prepare_cached(
@@ -405,21 +524,36 @@ impl Store {
             )
             .map_err(|e| self.err(e))?;
         let rows = st
-            .query_map(params![point, since.timestamp_millis() - FIVE_MIN_MS], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get::<_, i64>(4)? as u64))
-            })
+            .query_map(
+                params![point, since.timestamp_millis() - FIVE_MIN_MS],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get::<_, i64>(4)? as u64,
+                    ))
+                },
+            )
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
     /// Alarm events since `since`, oldest first (contract JSON).
-    pub fn alarm_log(&self, since: DateTime<Utc>, limit: usize) -> Result<Vec<serde_json::Value>, StoreError> {
+    pub fn alarm_log(
+        &self,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
         let c = self.lock();
         let mut st = c
             .prepare_cached("SELECT json FROM alarm_log WHERE at_ms >= ?1 ORDER BY seq LIMIT ?2")
             .map_err(|e| self.err(e))?;
         let rows = st
-            .query_map(params![since.timestamp_millis(), limit as i64], |r| r.get::<_, String>(0))
+            .query_map(params![since.timestamp_millis(), limit as i64], |r| {
+                r.get::<_, String>(0)
+            })
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for r in rows {
@@ -432,16 +566,38 @@ impl Store {
 
     /// Deletes history past its retention, and the oldest raw history beyond
     /// its size cap. Returns rows deleted.
-    pub fn prune(&self, now: DateTime<Utc>, raw_days: u32, stats_days: u32) -> Result<u64, StoreError> {
+    pub fn prune(
+        &self,
+        now: DateTime<Utc>,
+        raw_days: u32,
+        stats_days: u32,
+    ) -> Result<u64, StoreError> {
         let c = self.lock();
         let day = 86_400_000i64;
         let now_ms = now.timestamp_millis();
         let mut n = 0;
-        n += c.execute("DELETE FROM history_raw WHERE at_ms < ?1", [now_ms - raw_days as i64 * day]).map_err(|e| self.err(e))?;
-        n += c.execute("DELETE FROM history_5m WHERE bucket_ms < ?1", [now_ms - stats_days as i64 * day]).map_err(|e| self.err(e))?;
-        n += c.execute("DELETE FROM alarm_log WHERE at_ms < ?1", [now_ms - stats_days as i64 * day]).map_err(|e| self.err(e))?;
+        n += c
+            .execute(
+                "DELETE FROM history_raw WHERE at_ms < ?1",
+                [now_ms - raw_days as i64 * day],
+            )
+            .map_err(|e| self.err(e))?;
+        n += c
+            .execute(
+                "DELETE FROM history_5m WHERE bucket_ms < ?1",
+                [now_ms - stats_days as i64 * day],
+            )
+            .map_err(|e| self.err(e))?;
+        n += c
+            .execute(
+                "DELETE FROM alarm_log WHERE at_ms < ?1",
+                [now_ms - stats_days as i64 * day],
+            )
+            .map_err(|e| self.err(e))?;
         // Size cap of the raw history: ~48 bytes a row with its indexes.
-        let rows: i64 = c.query_row("SELECT COUNT(*) FROM history_raw", [], |r| r.get(0)).map_err(|e| self.err(e))?;
+        let rows: i64 = c
+            .query_row("SELECT COUNT(*) FROM history_raw", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
         let max_rows = (self.history_cap / 48) as i64;
         if rows > max_rows {
             n += c

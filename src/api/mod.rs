@@ -57,13 +57,22 @@ fn alarms_json(sh: &Shared) -> serde_json::Value {
             })
         })
         .collect();
-    list.sort_by_key(|a| (a["level"].as_u64(), a["raised_at"].as_str().map(String::from)));
+    list.sort_by_key(|a| {
+        (
+            a["level"].as_u64(),
+            a["raised_at"].as_str().map(String::from),
+        )
+    });
     json!(list)
 }
 
 async fn state(State(sh): State<Arc<Shared>>) -> Json<serde_json::Value> {
     let points = sh.points.read().unwrap_or_else(|p| p.into_inner()).clone();
-    let devices = sh.devices_online.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let devices = sh
+        .devices_online
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let q = |name| sh.store.stats(name).map(|s| s.depth).unwrap_or(0);
     Json(json!({
         "site": {"id": sh.cfg.site.id, "name": sh.cfg.site.name, "kind": sh.cfg.site.kind.as_str()},
@@ -79,7 +88,9 @@ async fn state(State(sh): State<Arc<Shared>>) -> Json<serde_json::Value> {
 }
 
 async fn points(State(sh): State<Arc<Shared>>) -> Json<serde_json::Value> {
-    Json(json!(sh.points.read().unwrap_or_else(|p| p.into_inner()).clone()))
+    Json(json!(
+        sh.points.read().unwrap_or_else(|p| p.into_inner()).clone()
+    ))
 }
 
 async fn alarms(State(sh): State<Arc<Shared>>) -> Json<serde_json::Value> {
@@ -94,17 +105,33 @@ struct AckBody {
 
 async fn ack(State(sh): State<Arc<Shared>>, Json(body): Json<AckBody>) -> Response {
     if body.by.trim().is_empty() {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": "`by` must name who acknowledges"}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "`by` must name who acknowledges"})),
+        )
+            .into_response();
     }
     let (tx, rx) = oneshot::channel();
-    let cmd = AckCmd { alarm_id: body.alarm_id.clone(), by: body.by.trim().to_string(), reply: Some(tx) };
+    let cmd = AckCmd {
+        alarm_id: body.alarm_id.clone(),
+        by: body.by.trim().to_string(),
+        reply: Some(tx),
+    };
     if sh.acks.send(cmd).await.is_err() {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "the gateway is stopping"}))).into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "the gateway is stopping"})),
+        )
+            .into_response();
     }
     match rx.await {
         Ok(Ok(())) => Json(json!({"ok": true, "alarm_id": body.alarm_id})).into_response(),
         Ok(Err(e)) => (StatusCode::CONFLICT, Json(json!({"error": e}))).into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "the gateway is stopping"}))).into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "the gateway is stopping"})),
+        )
+            .into_response(),
     }
 }
 
@@ -130,7 +157,11 @@ async fn history(State(sh): State<Arc<Shared>>, Query(q): Query<HistoryQuery>) -
         Err(e) => return (StatusCode::BAD_REQUEST, Json(json!({"error": e}))).into_response(),
     };
     if sh.cfg.point(&q.point).is_none() {
-        return (StatusCode::NOT_FOUND, Json(json!({"error": format!("no point `{}`", q.point)}))).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("no point `{}`", q.point)})),
+        )
+            .into_response();
     }
     let store = sh.store.clone();
     let (point, limit, id) = (q.point.clone(), q.limit.min(100_000), sh.id.clone());
@@ -153,8 +184,16 @@ async fn history(State(sh): State<Arc<Shared>>, Query(q): Query<HistoryQuery>) -
             })).collect::<Vec<_>>(),
         }))
         .into_response(),
-        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": e.to_string()}))).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": e.to_string()}))).into_response(),
+        Ok(Err(e)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": e.to_string()})),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": e.to_string()})),
+        )
+            .into_response(),
     }
 }
 
@@ -176,7 +215,15 @@ async fn events(State(sh): State<Arc<Shared>>, Query(q): Query<EventsQuery>) -> 
     let store = sh.store.clone();
     match tokio::task::spawn_blocking(move || store.alarm_log(from, 10_000)).await {
         Ok(Ok(v)) => Json(json!(v)).into_response(),
-        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": e.to_string()}))).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": e.to_string()}))).into_response(),
+        Ok(Err(e)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": e.to_string()})),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": e.to_string()})),
+        )
+            .into_response(),
     }
 }

@@ -61,7 +61,10 @@ pub struct Config {
 
 impl Config {
     pub fn tz(&self) -> chrono_tz::Tz {
-        self.site.timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai)
+        self.site
+            .timezone
+            .parse()
+            .unwrap_or(chrono_tz::Asia::Shanghai)
     }
 
     pub fn device(&self, id: &str) -> Option<&Device> {
@@ -86,7 +89,11 @@ impl Config {
 /// Reads, parses and checks a config file.
 pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![ConfigError { file: path.display().to_string(), path: String::new(), message: format!("cannot read: {e}") }]
+        vec![ConfigError {
+            file: path.display().to_string(),
+            path: String::new(),
+            message: format!("cannot read: {e}"),
+        }]
     })?;
     load_str(&text, path)
 }
@@ -95,10 +102,18 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
 /// base for relative preset look-ups.
 pub fn load_str(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
     let file = path.display().to_string();
-    let err = |p: &str, m: String| ConfigError { file: file.clone(), path: p.to_string(), message: m };
+    let err = |p: &str, m: String| ConfigError {
+        file: file.clone(),
+        path: p.to_string(),
+        message: m,
+    };
     let built = config::Config::builder()
         .add_source(config::File::from_str(text, config::FileFormat::Toml))
-        .add_source(config::Environment::with_prefix("RISKGATE").prefix_separator("__").separator("__"))
+        .add_source(
+            config::Environment::with_prefix("RISKGATE")
+                .prefix_separator("__")
+                .separator("__"),
+        )
         .build()
         .map_err(|e| vec![err("", format!("not valid TOML: {e}"))])?;
     let tree: config::Map<String, config::Value> = built
@@ -107,13 +122,25 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
 
     let mut errors = Vec::new();
     let known = [
-        "site", "gateway", "http", "store", "serial_lines", "devices", "presets", "rules", "influxdb", "uplink",
+        "site",
+        "gateway",
+        "http",
+        "store",
+        "serial_lines",
+        "devices",
+        "presets",
+        "rules",
+        "influxdb",
+        "uplink",
     ];
     let mut keys: Vec<&String> = tree.keys().collect();
     keys.sort();
     for k in keys {
         if !known.contains(&k.as_str()) {
-            errors.push(err(k, format!("unknown field; expected one of {}", known.join(", "))));
+            errors.push(err(
+                k,
+                format!("unknown field; expected one of {}", known.join(", ")),
+            ));
         }
     }
 
@@ -131,7 +158,11 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
     // Point ids of devices that failed to parse are still known, so that a
     // rule naming them is not reported as naming a missing point.
     let mut lenient_points = Vec::new();
-    if let Some(config::Value { kind: config::ValueKind::Array(devs), .. }) = tree.get("devices") {
+    if let Some(config::Value {
+        kind: config::ValueKind::Array(devs),
+        ..
+    }) = tree.get("devices")
+    {
         for d in devs {
             if let Ok(t) = d.clone().into_table() {
                 if let Some(Ok(pts)) = t.get("points").map(|p| p.clone().into_array()) {
@@ -166,14 +197,23 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
         uplink,
         warnings: Vec::new(),
     };
-    let paths = validate::Paths { lines: line_paths, devices: device_paths, rules: rule_paths, lenient_points };
+    let paths = validate::Paths {
+        lines: line_paths,
+        devices: device_paths,
+        rules: rule_paths,
+        lenient_points,
+    };
     let mut verrors = validate(&cfg, &paths);
     for e in &mut verrors {
         e.file = file.clone();
     }
     errors.extend(verrors);
     cfg.warnings.append(&mut warnings);
-    if errors.is_empty() { Ok(cfg) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Deserializes `value` into `T`, reporting every unknown field and every
@@ -193,7 +233,11 @@ fn typed<T: serde::de::DeserializeOwned>(
     let mut json: serde_json::Value = match value.clone().try_deserialize() {
         Ok(j) => j,
         Err(e) => {
-            errors.push(ConfigError { file: file.into(), path: prefix.into(), message: e.to_string() });
+            errors.push(ConfigError {
+                file: file.into(),
+                path: prefix.into(),
+                message: e.to_string(),
+            });
             return None;
         }
     };
@@ -206,7 +250,11 @@ fn typed<T: serde::de::DeserializeOwned>(
         let result: Result<T, _> = serde_path_to_error::deserialize(de);
         for u in unknown {
             if unknown_seen.insert(u.clone()) {
-                errors.push(ConfigError { file: file.into(), path: join(prefix, &u), message: "unknown field".into() });
+                errors.push(ConfigError {
+                    file: file.into(),
+                    path: join(prefix, &u),
+                    message: "unknown field".into(),
+                });
             }
         }
         match result {
@@ -223,9 +271,17 @@ fn typed<T: serde::de::DeserializeOwned>(
                     let here = if inner == "." { "" } else { inner.as_str() };
                     parent == here && msg.contains(&format!("missing field `{last}`"))
                 });
-                let p = if inner == "." { prefix.to_string() } else { join(prefix, &inner) };
+                let p = if inner == "." {
+                    prefix.to_string()
+                } else {
+                    join(prefix, &inner)
+                };
                 if !missing_removed {
-                    errors.push(ConfigError { file: file.into(), path: p, message: msg });
+                    errors.push(ConfigError {
+                        file: file.into(),
+                        path: p,
+                        message: msg,
+                    });
                 }
                 if inner == "." || !remove_path(&mut json, &inner) {
                     return None;
@@ -297,7 +353,11 @@ fn section<T: serde::de::DeserializeOwned>(
         Some(v) => typed(v, name, file, errors),
         None => {
             if required {
-                errors.push(ConfigError { file: file.into(), path: name.into(), message: "missing section".into() });
+                errors.push(ConfigError {
+                    file: file.into(),
+                    path: name.into(),
+                    message: "missing section".into(),
+                });
             }
             None
         }

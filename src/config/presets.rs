@@ -14,26 +14,71 @@
 //! preset rule replaces it; when its threshold is looser than the preset's,
 //! `riskgate validate` warns, naming the preset's source.
 
-use super::raw::{Rule, RuleKindCfg};
 use super::ConfigError;
+use super::raw::{Rule, RuleKindCfg};
 
 /// Every shipped preset: (name, TOML text).
 pub const PRESETS: &[(&str, &str)] = &[
-    ("coal-methane-face", include_str!("../../config/presets/coal-methane-face.toml")),
-    ("coal-methane-corner", include_str!("../../config/presets/coal-methane-corner.toml")),
-    ("coal-methane-return", include_str!("../../config/presets/coal-methane-return.toml")),
-    ("coal-methane-intake", include_str!("../../config/presets/coal-methane-intake.toml")),
-    ("coal-methane-heading", include_str!("../../config/presets/coal-methane-heading.toml")),
-    ("coal-methane-shearer", include_str!("../../config/presets/coal-methane-shearer.toml")),
-    ("coal-air", include_str!("../../config/presets/coal-air.toml")),
-    ("coal-wind-face", include_str!("../../config/presets/coal-wind-face.toml")),
-    ("coal-no-video", include_str!("../../config/presets/coal-no-video.toml")),
-    ("coal-kj-crosscheck", include_str!("../../config/presets/coal-kj-crosscheck.toml")),
-    ("chem-combustible", include_str!("../../config/presets/chem-combustible.toml")),
-    ("chem-oxygen", include_str!("../../config/presets/chem-oxygen.toml")),
-    ("tailings-item", include_str!("../../config/presets/tailings-item.toml")),
-    ("tailings-escalation", include_str!("../../config/presets/tailings-escalation.toml")),
-    ("reservoir-flood", include_str!("../../config/presets/reservoir-flood.toml")),
+    (
+        "coal-methane-face",
+        include_str!("../../config/presets/coal-methane-face.toml"),
+    ),
+    (
+        "coal-methane-corner",
+        include_str!("../../config/presets/coal-methane-corner.toml"),
+    ),
+    (
+        "coal-methane-return",
+        include_str!("../../config/presets/coal-methane-return.toml"),
+    ),
+    (
+        "coal-methane-intake",
+        include_str!("../../config/presets/coal-methane-intake.toml"),
+    ),
+    (
+        "coal-methane-heading",
+        include_str!("../../config/presets/coal-methane-heading.toml"),
+    ),
+    (
+        "coal-methane-shearer",
+        include_str!("../../config/presets/coal-methane-shearer.toml"),
+    ),
+    (
+        "coal-air",
+        include_str!("../../config/presets/coal-air.toml"),
+    ),
+    (
+        "coal-wind-face",
+        include_str!("../../config/presets/coal-wind-face.toml"),
+    ),
+    (
+        "coal-no-video",
+        include_str!("../../config/presets/coal-no-video.toml"),
+    ),
+    (
+        "coal-kj-crosscheck",
+        include_str!("../../config/presets/coal-kj-crosscheck.toml"),
+    ),
+    (
+        "chem-combustible",
+        include_str!("../../config/presets/chem-combustible.toml"),
+    ),
+    (
+        "chem-oxygen",
+        include_str!("../../config/presets/chem-oxygen.toml"),
+    ),
+    (
+        "tailings-item",
+        include_str!("../../config/presets/tailings-item.toml"),
+    ),
+    (
+        "tailings-escalation",
+        include_str!("../../config/presets/tailings-escalation.toml"),
+    ),
+    (
+        "reservoir-flood",
+        include_str!("../../config/presets/reservoir-flood.toml"),
+    ),
 ];
 
 #[derive(serde::Deserialize)]
@@ -56,13 +101,28 @@ pub fn names() -> Vec<&'static str> {
     PRESETS.iter().map(|p| p.0).collect()
 }
 
-pub fn expand(uses: &[super::raw::PresetUse], file: &str, errors: &mut Vec<ConfigError>) -> Vec<Expanded> {
+pub fn expand(
+    uses: &[super::raw::PresetUse],
+    file: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<Expanded> {
     let mut out = Vec::new();
     for (i, u) in uses.iter().enumerate() {
         let path = format!("presets[{i}]");
-        let err = |p: String, m: String| ConfigError { file: file.to_string(), path: p, message: m };
+        let err = |p: String, m: String| ConfigError {
+            file: file.to_string(),
+            path: p,
+            message: m,
+        };
         let Some((_, text)) = PRESETS.iter().find(|p| p.0 == u.name) else {
-            errors.push(err(format!("{path}.name"), format!("no preset `{}`; the presets are: {}", u.name, names().join(", "))));
+            errors.push(err(
+                format!("{path}.name"),
+                format!(
+                    "no preset `{}`; the presets are: {}",
+                    u.name,
+                    names().join(", ")
+                ),
+            ));
             continue;
         };
         // The placeholder list is read before substitution, from its own line:
@@ -75,17 +135,27 @@ pub fn expand(uses: &[super::raw::PresetUse], file: &str, errors: &mut Vec<Confi
             Some(Ok(t)) => t
                 .get("params")
                 .and_then(|p| p.as_array())
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default(),
             _ => {
-                errors.push(err(format!("{path}.name"), format!("preset `{}` has no params line", u.name)));
+                errors.push(err(
+                    format!("{path}.name"),
+                    format!("preset `{}` has no params line", u.name),
+                ));
                 continue;
             }
         };
         let mut missing = false;
         for p in &params {
             if !u.bind.contains_key(p) {
-                errors.push(err(format!("{path}.bind.{p}"), format!("preset `{}` needs `{p}` bound", u.name)));
+                errors.push(err(
+                    format!("{path}.bind.{p}"),
+                    format!("preset `{}` needs `{p}` bound", u.name),
+                ));
                 missing = true;
             }
         }
@@ -93,7 +163,11 @@ pub fn expand(uses: &[super::raw::PresetUse], file: &str, errors: &mut Vec<Confi
             if !params.contains(k) {
                 errors.push(err(
                     format!("{path}.bind.{k}"),
-                    format!("preset `{}` has no placeholder `{k}`; it takes: {}", u.name, params.join(", ")),
+                    format!(
+                        "preset `{}` has no placeholder `{k}`; it takes: {}",
+                        u.name,
+                        params.join(", ")
+                    ),
                 ));
                 missing = true;
             }
@@ -115,12 +189,20 @@ pub fn expand(uses: &[super::raw::PresetUse], file: &str, errors: &mut Vec<Confi
             Ok(pf) => {
                 debug_assert_eq!(pf.params, params);
                 for (k, rule) in pf.rules.into_iter().enumerate() {
-                    out.push(Expanded { rule, path: format!("{path}({}).rules[{k}]", u.name), preset: u.name.clone() });
+                    out.push(Expanded {
+                        rule,
+                        path: format!("{path}({}).rules[{k}]", u.name),
+                        preset: u.name.clone(),
+                    });
                 }
             }
             Err(e) => errors.push(err(
                 path.clone(),
-                format!("preset `{}` with these bindings is not valid: {}", u.name, e.message()),
+                format!(
+                    "preset `{}` with these bindings is not valid: {}",
+                    u.name,
+                    e.message()
+                ),
             )),
         }
     }
@@ -130,7 +212,11 @@ pub fn expand(uses: &[super::raw::PresetUse], file: &str, errors: &mut Vec<Confi
 /// Puts preset rules and the site's own rules together. A site rule whose id
 /// equals a preset rule's replaces it; a warning is returned when the site's
 /// value is looser than the standard's.
-pub fn merge(expanded: Vec<Expanded>, own: Vec<Rule>, own_paths: Vec<String>) -> (Vec<Rule>, Vec<String>, Vec<String>) {
+pub fn merge(
+    expanded: Vec<Expanded>,
+    own: Vec<Rule>,
+    own_paths: Vec<String>,
+) -> (Vec<Rule>, Vec<String>, Vec<String>) {
     let mut rules = Vec::new();
     let mut paths = Vec::new();
     let mut warnings = Vec::new();
@@ -156,11 +242,16 @@ fn looser(preset: &Rule, site: &Rule) -> Option<String> {
     if preset.kind != RuleKindCfg::Threshold || site.kind != RuleKindCfg::Threshold {
         return None;
     }
-    let (Some(op), Some(pv), Some(sv)) = (preset.op, preset.value, site.value) else { return None };
+    let (Some(op), Some(pv), Some(sv)) = (preset.op, preset.value, site.value) else {
+        return None;
+    };
     let high = op.is_high();
     let mut why = Vec::new();
     if (high && sv > pv) || (!high && sv < pv) {
-        why.push(format!("value {sv} where the standard says {} {pv}", op.symbol()));
+        why.push(format!(
+            "value {sv} where the standard says {} {pv}",
+            op.symbol()
+        ));
     }
     if site.op != preset.op {
         why.push("a different comparison".to_string());
@@ -171,7 +262,14 @@ fn looser(preset: &Rule, site: &Rule) -> Option<String> {
         }
     }
     if site.level > preset.level {
-        why.push(format!("level {} where the preset has {}", site.level, preset.level));
+        why.push(format!(
+            "level {} where the preset has {}",
+            site.level, preset.level
+        ));
     }
-    if why.is_empty() { None } else { Some(why.join("; ")) }
+    if why.is_empty() {
+        None
+    } else {
+        Some(why.join("; "))
+    }
 }

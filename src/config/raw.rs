@@ -16,9 +16,11 @@ pub struct Dur(pub Duration);
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(s.trim())
-            .map(Dur)
-            .map_err(|e| serde::de::Error::custom(format!("`{s}` is not a duration like \"500ms\", \"10s\" or \"2m\" ({e})")))
+        humantime::parse_duration(s.trim()).map(Dur).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "`{s}` is not a duration like \"500ms\", \"10s\" or \"2m\" ({e})"
+            ))
+        })
     }
 }
 
@@ -115,7 +117,10 @@ pub struct Http {
 
 impl Default for Http {
     fn default() -> Self {
-        Http { listen: default_http(), enabled: true }
+        Http {
+            listen: default_http(),
+            enabled: true,
+        }
     }
 }
 

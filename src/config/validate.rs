@@ -20,12 +20,19 @@ struct Errs(Vec<ConfigError>);
 
 impl Errs {
     fn push(&mut self, path: impl Into<String>, msg: impl Into<String>) {
-        self.0.push(ConfigError { file: String::new(), path: path.into(), message: msg.into() });
+        self.0.push(ConfigError {
+            file: String::new(),
+            path: path.into(),
+            message: msg.into(),
+        });
     }
 }
 
 fn id_ok(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
 }
 
 /// Point ids must be usable in rule expressions: a letter or `_` first,
@@ -45,21 +52,42 @@ pub fn validate(cfg: &Config, paths: &Paths) -> Vec<ConfigError> {
     let mut e = Errs(Vec::new());
 
     if !id_ok(&cfg.site.id) {
-        e.push("site.id", "must be 1-64 characters of A-Z a-z 0-9 . _ - (the contract's site_id)");
+        e.push(
+            "site.id",
+            "must be 1-64 characters of A-Z a-z 0-9 . _ - (the contract's site_id)",
+        );
     }
     if let Some(rc) = &cfg.site.region_code {
         if rc.len() != 6 || !rc.chars().all(|c| c.is_ascii_digit()) {
-            e.push("site.region_code", format!("`{rc}` is not a six-digit GB/T 2260 region code"));
+            e.push(
+                "site.region_code",
+                format!("`{rc}` is not a six-digit GB/T 2260 region code"),
+            );
         }
     }
     if cfg.site.timezone.parse::<chrono_tz::Tz>().is_err() {
-        e.push("site.timezone", format!("`{}` is not an IANA time zone such as Asia/Shanghai", cfg.site.timezone));
+        e.push(
+            "site.timezone",
+            format!(
+                "`{}` is not an IANA time zone such as Asia/Shanghai",
+                cfg.site.timezone
+            ),
+        );
     }
     if !id_ok(&cfg.gateway.id) {
-        e.push("gateway.id", "must be 1-64 characters of A-Z a-z 0-9 . _ - (the contract's gateway_id)");
+        e.push(
+            "gateway.id",
+            "must be 1-64 characters of A-Z a-z 0-9 . _ - (the contract's gateway_id)",
+        );
     }
     if cfg.http.enabled && cfg.http.listen.parse::<std::net::SocketAddr>().is_err() {
-        e.push("http.listen", format!("`{}` is not an address like 127.0.0.1:8080", cfg.http.listen));
+        e.push(
+            "http.listen",
+            format!(
+                "`{}` is not an address like 127.0.0.1:8080",
+                cfg.http.listen
+            ),
+        );
     }
     if !(cfg.store.readings_queue_mb.is_finite() && cfg.store.readings_queue_mb >= 1.0) {
         e.push("store.readings_queue_mb", "must be at least 1 (MB)");
@@ -78,13 +106,22 @@ pub fn validate(cfg: &Config, paths: &Paths) -> Vec<ConfigError> {
     let mut line_ids = HashSet::new();
     for (l, p) in cfg.serial_lines.iter().zip(&paths.lines) {
         if !line_ids.insert(l.id.as_str()) {
-            e.push(format!("{p}.id"), format!("duplicate serial line id `{}`", l.id));
+            e.push(
+                format!("{p}.id"),
+                format!("duplicate serial line id `{}`", l.id),
+            );
         }
         if l.path.is_empty() {
-            e.push(format!("{p}.path"), "must name the serial device, e.g. /dev/ttyS1");
+            e.push(
+                format!("{p}.path"),
+                "must name the serial device, e.g. /dev/ttyS1",
+            );
         }
         if !(300..=921_600).contains(&l.baud) {
-            e.push(format!("{p}.baud"), format!("{} is not a usable baud rate (300-921600)", l.baud));
+            e.push(
+                format!("{p}.baud"),
+                format!("{} is not a usable baud rate (300-921600)", l.baud),
+            );
         }
         if !(5..=8).contains(&l.data_bits) {
             e.push(format!("{p}.data_bits"), "must be 5, 6, 7 or 8");
@@ -102,7 +139,10 @@ pub fn validate(cfg: &Config, paths: &Paths) -> Vec<ConfigError> {
     let mut points: HashMap<&str, (&Device, &Point)> = HashMap::new();
     for (d, p) in cfg.devices.iter().zip(&paths.devices) {
         if !id_ok(&d.id) {
-            e.push(format!("{p}.id"), "must be 1-64 characters of A-Z a-z 0-9 . _ -");
+            e.push(
+                format!("{p}.id"),
+                "must be 1-64 characters of A-Z a-z 0-9 . _ -",
+            );
         }
         if !device_ids.insert(d.id.as_str()) {
             e.push(format!("{p}.id"), format!("duplicate device id `{}`", d.id));
@@ -117,13 +157,17 @@ pub fn validate(cfg: &Config, paths: &Paths) -> Vec<ConfigError> {
                 );
             }
             if points.insert(pt.id.as_str(), (d, pt)).is_some() {
-                e.push(format!("{pp}.id"), format!("duplicate point id `{}`", pt.id));
+                e.push(
+                    format!("{pp}.id"),
+                    format!("duplicate point id `{}`", pt.id),
+                );
             }
             check_point(d, pt, &pp, &mut e);
         }
         check_overlaps(d, p, &mut e);
     }
-    let point_known = |id: &str| points.contains_key(id) || paths.lenient_points.iter().any(|p| p == id);
+    let point_known =
+        |id: &str| points.contains_key(id) || paths.lenient_points.iter().any(|p| p == id);
 
     // ---- rules
     let mut rule_ids: HashMap<&str, usize> = HashMap::new();
@@ -136,7 +180,11 @@ pub fn validate(cfg: &Config, paths: &Paths) -> Vec<ConfigError> {
             e.push(format!("{p}.id"), format!("duplicate rule id `{}`", r.id));
         }
         if r.kind != RuleKindCfg::Escalation && !(1..=4).contains(&r.level) {
-            let m = if r.level == 0 { "required: 1 (red) to 4 (blue)".to_string() } else { format!("{} is not a level; levels are 1 (red) to 4 (blue)", r.level) };
+            let m = if r.level == 0 {
+                "required: 1 (red) to 4 (blue)".to_string()
+            } else {
+                format!("{} is not a level; levels are 1 (red) to 4 (blue)", r.level)
+            };
             e.push(format!("{p}.level"), m);
         }
     }
@@ -149,13 +197,32 @@ pub fn validate(cfg: &Config, paths: &Paths) -> Vec<ConfigError> {
                 None => e.push(format!("{ap}.write"), format!("no point `{}`", a.write)),
                 Some((d, pt)) => {
                     if !pt.writable {
-                        e.push(format!("{ap}.write"), format!("point `{}` is not marked writable = true", a.write));
+                        e.push(
+                            format!("{ap}.write"),
+                            format!("point `{}` is not marked writable = true", a.write),
+                        );
                     }
                     if d.protocol == Protocol::Mqtt {
-                        e.push(format!("{ap}.write"), format!("point `{}` is an MQTT point; actions write Modbus points", a.write));
+                        e.push(
+                            format!("{ap}.write"),
+                            format!(
+                                "point `{}` is an MQTT point; actions write Modbus points",
+                                a.write
+                            ),
+                        );
                     }
-                    if matches!(pt.register, Some(RegisterKind::Discrete | RegisterKind::Input)) {
-                        e.push(format!("{ap}.write"), format!("point `{}` is read-only ({:?})", a.write, pt.register.unwrap()));
+                    if matches!(
+                        pt.register,
+                        Some(RegisterKind::Discrete | RegisterKind::Input)
+                    ) {
+                        e.push(
+                            format!("{ap}.write"),
+                            format!(
+                                "point `{}` is read-only ({:?})",
+                                a.write,
+                                pt.register.unwrap()
+                            ),
+                        );
                     }
                 }
             }
@@ -172,7 +239,10 @@ pub fn validate(cfg: &Config, paths: &Paths) -> Vec<ConfigError> {
     // ---- sinks
     if let Some(i) = &cfg.influxdb {
         if !(i.url.starts_with("http://") || i.url.starts_with("https://")) {
-            e.push("influxdb.url", format!("`{}` must start with http:// or https://", i.url));
+            e.push(
+                "influxdb.url",
+                format!("`{}` must start with http:// or https://", i.url),
+            );
         }
         if i.org.is_empty() {
             e.push("influxdb.org", "must not be empty");
@@ -181,7 +251,10 @@ pub fn validate(cfg: &Config, paths: &Paths) -> Vec<ConfigError> {
             e.push("influxdb.bucket", "must not be empty");
         }
         if i.token_env.is_some() && i.token_file.is_some() {
-            e.push("influxdb.token_file", "give token_env or token_file, not both");
+            e.push(
+                "influxdb.token_file",
+                "give token_env or token_file, not both",
+            );
         }
         if i.batch_size == 0 {
             e.push("influxdb.batch_size", "must be at least 1");
@@ -201,21 +274,36 @@ pub fn validate(cfg: &Config, paths: &Paths) -> Vec<ConfigError> {
             );
         }
         if u.tls.is_some() && u.plain_tcp {
-            e.push("uplink.plain_tcp", "plain_tcp = true contradicts [uplink.tls]");
+            e.push(
+                "uplink.plain_tcp",
+                "plain_tcp = true contradicts [uplink.tls]",
+            );
         }
         if let Some(t) = &u.tls {
             if t.client_cert_file.is_some() != t.client_key_file.is_some() {
-                e.push("uplink.tls", "client_cert_file and client_key_file go together");
+                e.push(
+                    "uplink.tls",
+                    "client_cert_file and client_key_file go together",
+                );
             }
         }
         if u.password_env.is_some() && u.password_file.is_some() {
-            e.push("uplink.password_file", "give password_env or password_file, not both");
+            e.push(
+                "uplink.password_file",
+                "give password_env or password_file, not both",
+            );
         }
         if (u.password_env.is_some() || u.password_file.is_some()) && u.username.is_none() {
             e.push("uplink.username", "a password needs a username");
         }
-        if u.topic_prefix.is_empty() || u.topic_prefix.contains(['#', '+']) || u.topic_prefix.ends_with('/') {
-            e.push("uplink.topic_prefix", "must be a topic without wildcards or a trailing /");
+        if u.topic_prefix.is_empty()
+            || u.topic_prefix.contains(['#', '+'])
+            || u.topic_prefix.ends_with('/')
+        {
+            e.push(
+                "uplink.topic_prefix",
+                "must be a topic without wildcards or a trailing /",
+            );
         }
         if u.keep_alive.0.as_secs() < 5 {
             e.push("uplink.keep_alive", "must be at least 5s");
@@ -238,15 +326,22 @@ fn check_device(d: &Device, p: &str, line_ids: &HashSet<&str>, e: &mut Errs) {
             }
         }
         Protocol::ModbusRtu => match &d.line {
-            None => e.push(format!("{p}.line"), "required for protocol modbus_rtu: the id of a [[serial_lines]] entry"),
-            Some(l) if !line_ids.contains(l.as_str()) => {
-                e.push(format!("{p}.line"), format!("no serial line `{l}` in [[serial_lines]]"))
-            }
+            None => e.push(
+                format!("{p}.line"),
+                "required for protocol modbus_rtu: the id of a [[serial_lines]] entry",
+            ),
+            Some(l) if !line_ids.contains(l.as_str()) => e.push(
+                format!("{p}.line"),
+                format!("no serial line `{l}` in [[serial_lines]]"),
+            ),
             _ => {}
         },
         Protocol::Mqtt => {
             if d.broker.is_none() {
-                e.push(format!("{p}.broker"), "required for protocol mqtt: \"host:port\" or \"uplink\"");
+                e.push(
+                    format!("{p}.broker"),
+                    "required for protocol mqtt: \"host:port\" or \"uplink\"",
+                );
             }
             match &d.topic {
                 None => e.push(format!("{p}.topic"), "required for protocol mqtt"),
@@ -258,7 +353,9 @@ fn check_device(d: &Device, p: &str, line_ids: &HashSet<&str>, e: &mut Errs) {
                     format!("{p}.heartbeat"),
                     "required for protocol mqtt: a source that goes quiet must turn its points bad",
                 ),
-                Some(h) if !positive(h) => e.push(format!("{p}.heartbeat"), "must be greater than zero"),
+                Some(h) if !positive(h) => {
+                    e.push(format!("{p}.heartbeat"), "must be greater than zero")
+                }
                 _ => {}
             }
         }
@@ -271,20 +368,38 @@ fn check_device(d: &Device, p: &str, line_ids: &HashSet<&str>, e: &mut Errs) {
             e.push(format!("{p}.timeout"), "must be greater than zero");
         }
         if d.unit_id > 247 {
-            e.push(format!("{p}.unit_id"), format!("{} is outside the Modbus unit range 0-247", d.unit_id));
+            e.push(
+                format!("{p}.unit_id"),
+                format!("{} is outside the Modbus unit range 0-247", d.unit_id),
+            );
         }
         if !(1..=125).contains(&d.max_registers) {
-            e.push(format!("{p}.max_registers"), "must be 1-125 (the protocol's limit for one read)");
+            e.push(
+                format!("{p}.max_registers"),
+                "must be 1-125 (the protocol's limit for one read)",
+            );
         }
     }
     if d.offline_after == 0 {
         e.push(format!("{p}.offline_after"), "must be at least 1");
     }
     if !(1..=4).contains(&d.offline_level) {
-        e.push(format!("{p}.offline_level"), format!("{} is not a level; levels are 1 (red) to 4 (blue)", d.offline_level));
+        e.push(
+            format!("{p}.offline_level"),
+            format!(
+                "{} is not a level; levels are 1 (red) to 4 (blue)",
+                d.offline_level
+            ),
+        );
     }
     if !(1..=4).contains(&d.stale_level) {
-        e.push(format!("{p}.stale_level"), format!("{} is not a level; levels are 1 (red) to 4 (blue)", d.stale_level));
+        e.push(
+            format!("{p}.stale_level"),
+            format!(
+                "{} is not a level; levels are 1 (red) to 4 (blue)",
+                d.stale_level
+            ),
+        );
     }
     if let Some(s) = &d.stale_after {
         if !positive(s) {
@@ -294,10 +409,16 @@ fn check_device(d: &Device, p: &str, line_ids: &HashSet<&str>, e: &mut Errs) {
     let mut gids = HashSet::new();
     for (k, g) in d.groups.iter().enumerate() {
         if !gids.insert(g.id.as_str()) {
-            e.push(format!("{p}.groups[{k}].id"), format!("duplicate poll group `{}`", g.id));
+            e.push(
+                format!("{p}.groups[{k}].id"),
+                format!("duplicate poll group `{}`", g.id),
+            );
         }
         if !positive(&g.interval) {
-            e.push(format!("{p}.groups[{k}].interval"), "must be greater than zero");
+            e.push(
+                format!("{p}.groups[{k}].interval"),
+                "must be greater than zero",
+            );
         }
     }
     if d.points.is_empty() {
@@ -314,19 +435,28 @@ fn check_point(d: &Device, pt: &Point, pp: &str, e: &mut Errs) {
     }
     if let Some(g) = &pt.group {
         if !d.groups.iter().any(|x| &x.id == g) {
-            e.push(format!("{pp}.group"), format!("no poll group `{g}` in this device's groups"));
+            e.push(
+                format!("{pp}.group"),
+                format!("no poll group `{g}` in this device's groups"),
+            );
         }
     }
     if d.protocol == Protocol::Mqtt {
         match &pt.path {
-            None => e.push(format!("{pp}.path"), "required for an MQTT point, e.g. cameras[0].online"),
+            None => e.push(
+                format!("{pp}.path"),
+                "required for an MQTT point, e.g. cameras[0].online",
+            ),
             Some(path) => {
                 if let Err(m) = crate::source::jsonpath::JsonPath::parse(path) {
                     e.push(format!("{pp}.path"), m);
                 }
             }
         }
-        for (f, set) in [("register", pt.register.is_some()), ("address", pt.address.is_some())] {
+        for (f, set) in [
+            ("register", pt.register.is_some()),
+            ("address", pt.address.is_some()),
+        ] {
             if set {
                 e.push(format!("{pp}.{f}"), "only for Modbus points");
             }
@@ -337,40 +467,68 @@ fn check_point(d: &Device, pt: &Point, pp: &str, e: &mut Errs) {
         e.push(format!("{pp}.path"), "only for MQTT points");
     }
     let Some(reg) = pt.register else {
-        e.push(format!("{pp}.register"), "required: coil, discrete, holding or input");
+        e.push(
+            format!("{pp}.register"),
+            "required: coil, discrete, holding or input",
+        );
         return;
     };
     let Some(addr) = pt.address else {
-        e.push(format!("{pp}.address"), "required: the register address (0-65535, as on the wire)");
+        e.push(
+            format!("{pp}.address"),
+            "required: the register address (0-65535, as on the wire)",
+        );
         return;
     };
-    let ty = pt.data_type.unwrap_or(if reg.is_bit() { DataType::Bool } else { DataType::U16 });
+    let ty = pt.data_type.unwrap_or(if reg.is_bit() {
+        DataType::Bool
+    } else {
+        DataType::U16
+    });
     if reg.is_bit() && ty != DataType::Bool {
-        e.push(format!("{pp}.type"), format!("a {reg:?} holds one bit: the type must be bool, not {ty:?}"));
+        e.push(
+            format!("{pp}.type"),
+            format!("a {reg:?} holds one bit: the type must be bool, not {ty:?}"),
+        );
     }
     if reg.is_bit() && pt.bit.is_some() {
-        e.push(format!("{pp}.bit"), "only for a bool taken from a holding or input register");
+        e.push(
+            format!("{pp}.bit"),
+            "only for a bool taken from a holding or input register",
+        );
     }
     if let Some(b) = pt.bit {
         if b > 15 {
-            e.push(format!("{pp}.bit"), format!("{b} is not a bit of a 16-bit register (0-15)"));
+            e.push(
+                format!("{pp}.bit"),
+                format!("{b} is not a bit of a 16-bit register (0-15)"),
+            );
         }
         if ty != DataType::Bool {
             e.push(format!("{pp}.bit"), "only with type = \"bool\"");
         }
     }
     if !reg.is_bit() && ty == DataType::Bool && pt.bit.is_none() {
-        e.push(format!("{pp}.bit"), "a bool from a register needs bit = 0-15");
+        e.push(
+            format!("{pp}.bit"),
+            "a bool from a register needs bit = 0-15",
+        );
     }
     let words = match ty {
         DataType::Ascii => match pt.length {
             Some(n) if (1..=125).contains(&n) => n,
             Some(n) => {
-                e.push(format!("{pp}.length"), format!("{n} registers: must be 1-125"));
+                e.push(
+                    format!("{pp}.length"),
+                    format!("{n} registers: must be 1-125"),
+                );
                 1
             }
             None => {
-                e.push(format!("{pp}.length"), "an ascii point needs length = number of registers (2 characters each)");
+                e.push(
+                    format!("{pp}.length"),
+                    "an ascii point needs length = number of registers (2 characters each)",
+                );
                 1
             }
         },
@@ -382,7 +540,10 @@ fn check_point(d: &Device, pt: &Point, pp: &str, e: &mut Errs) {
         }
     };
     if u32::from(addr) + u32::from(words) > 65536 {
-        e.push(format!("{pp}.address"), format!("{addr} + {words} registers runs past 65535"));
+        e.push(
+            format!("{pp}.address"),
+            format!("{addr} + {words} registers runs past 65535"),
+        );
     }
     if let Some(order) = pt.byte_order {
         let fits = match ty.words() {
@@ -401,12 +562,21 @@ fn check_point(d: &Device, pt: &Point, pp: &str, e: &mut Errs) {
         if dec > 9 {
             e.push(format!("{pp}.decimals"), "must be 0-9");
         }
-        if matches!(ty, DataType::F32 | DataType::F64 | DataType::Bool | DataType::Ascii) {
-            e.push(format!("{pp}.decimals"), format!("fixed-point needs an integer type, not {ty:?}"));
+        if matches!(
+            ty,
+            DataType::F32 | DataType::F64 | DataType::Bool | DataType::Ascii
+        ) {
+            e.push(
+                format!("{pp}.decimals"),
+                format!("fixed-point needs an integer type, not {ty:?}"),
+            );
         }
     }
     if pt.writable && matches!(reg, RegisterKind::Discrete | RegisterKind::Input) {
-        e.push(format!("{pp}.writable"), format!("a {reg:?} register cannot be written"));
+        e.push(
+            format!("{pp}.writable"),
+            format!("a {reg:?} register cannot be written"),
+        );
     }
 }
 
@@ -415,9 +585,19 @@ fn check_point(d: &Device, pt: &Point, pp: &str, e: &mut Errs) {
 fn check_overlaps(d: &Device, p: &str, e: &mut Errs) {
     let mut spans: Vec<(RegisterKind, u32, u32, DataType, Option<u8>, usize)> = Vec::new();
     for (j, pt) in d.points.iter().enumerate() {
-        let (Some(reg), Some(addr)) = (pt.register, pt.address) else { continue };
-        let ty = pt.data_type.unwrap_or(if reg.is_bit() { DataType::Bool } else { DataType::U16 });
-        let words = if ty == DataType::Ascii { pt.length.unwrap_or(1) } else { ty.words() };
+        let (Some(reg), Some(addr)) = (pt.register, pt.address) else {
+            continue;
+        };
+        let ty = pt.data_type.unwrap_or(if reg.is_bit() {
+            DataType::Bool
+        } else {
+            DataType::U16
+        });
+        let words = if ty == DataType::Ascii {
+            pt.length.unwrap_or(1)
+        } else {
+            ty.words()
+        };
         spans.push((reg, addr as u32, addr as u32 + words as u32, ty, pt.bit, j));
     }
     for a in 0..spans.len() {
@@ -454,33 +634,54 @@ fn check_rule(
     let need_point = |e: &mut Errs| -> Option<&Point> {
         match &r.point {
             None => {
-                e.push(format!("{p}.point"), format!("required for a {:?} rule", r.kind).to_lowercase());
+                e.push(
+                    format!("{p}.point"),
+                    format!("required for a {:?} rule", r.kind).to_lowercase(),
+                );
                 None
             }
             Some(id) => match points.get(id.as_str()) {
                 Some((_, pt)) => Some(*pt),
                 None => {
                     if !point_known(id) {
-                        e.push(format!("{p}.point"), format!("no point `{id}` in any device"));
+                        e.push(
+                            format!("{p}.point"),
+                            format!("no point `{id}` in any device"),
+                        );
                     }
                     None
                 }
             },
         }
     };
-    let numeric = |pt: &Point| !matches!(pt.data_type, Some(DataType::Bool | DataType::Ascii)) && !pt.register.is_some_and(|r| r.is_bit());
+    let numeric = |pt: &Point| {
+        !matches!(pt.data_type, Some(DataType::Bool | DataType::Ascii))
+            && !pt.register.is_some_and(|r| r.is_bit())
+    };
     match r.kind {
         RuleKindCfg::Threshold | RuleKindCfg::Rate => {
             if let Some(pt) = need_point(e) {
                 if !numeric(pt) && r.kind == RuleKindCfg::Rate {
-                    e.push(format!("{p}.point"), format!("point `{}` is not numeric", pt.id));
+                    e.push(
+                        format!("{p}.point"),
+                        format!("point `{}` is not numeric", pt.id),
+                    );
                 }
                 if pt.data_type == Some(DataType::Ascii) {
-                    e.push(format!("{p}.point"), format!("point `{}` is text; thresholds need a number or bool", pt.id));
+                    e.push(
+                        format!("{p}.point"),
+                        format!(
+                            "point `{}` is text; thresholds need a number or bool",
+                            pt.id
+                        ),
+                    );
                 }
             }
             let Some(op) = r.op else {
-                e.push(format!("{p}.op"), "required: one of \">=\", \">\", \"<=\", \"<\"");
+                e.push(
+                    format!("{p}.op"),
+                    "required: one of \">=\", \">\", \"<=\", \"<\"",
+                );
                 return;
             };
             let Some(v) = r.value else {
@@ -491,7 +692,10 @@ fn check_rule(
                 e.push(format!("{p}.value"), "must be a finite number");
             }
             if r.recovery.is_some() && r.deadband.is_some() {
-                e.push(format!("{p}.deadband"), "give recovery or deadband, not both");
+                e.push(
+                    format!("{p}.deadband"),
+                    "give recovery or deadband, not both",
+                );
             }
             if let Some(d) = r.deadband {
                 if !(d.is_finite() && d >= 0.0) {
@@ -514,20 +718,32 @@ fn check_rule(
             }
             if r.kind == RuleKindCfg::Rate {
                 match &r.window {
-                    None => e.push(format!("{p}.window"), "required for a rate rule: the time over which the change is measured"),
-                    Some(w) if !positive(w) => e.push(format!("{p}.window"), "must be greater than zero"),
+                    None => e.push(
+                        format!("{p}.window"),
+                        "required for a rate rule: the time over which the change is measured",
+                    ),
+                    Some(w) if !positive(w) => {
+                        e.push(format!("{p}.window"), "must be greater than zero")
+                    }
                     _ => {}
                 }
             }
         }
         RuleKindCfg::Interlock | RuleKindCfg::Consistency => match &r.when {
-            None => e.push(format!("{p}.when"), "required: the condition, e.g. face_1301.working && !video_1301.present"),
+            None => e.push(
+                format!("{p}.when"),
+                "required: the condition, e.g. face_1301.working && !video_1301.present",
+            ),
             Some(src) => match expr::parse(src) {
                 Err(m) => e.push(format!("{p}.when"), m),
                 Ok(x) => {
                     let lookup = |id: &str| -> Option<expr::Ty> {
                         points.get(id).map(|(_, pt)| {
-                            if numeric(pt) { expr::Ty::Num } else { expr::Ty::Bool }
+                            if numeric(pt) {
+                                expr::Ty::Num
+                            } else {
+                                expr::Ty::Bool
+                            }
                         })
                     };
                     let rule_exists = |id: &str| rule_ids.contains_key(id);
@@ -539,7 +755,10 @@ fn check_rule(
         },
         RuleKindCfg::Escalation => {
             if r.members.is_empty() {
-                e.push(format!("{p}.members"), "an escalation rule counts the alarms of these rule ids; none given");
+                e.push(
+                    format!("{p}.members"),
+                    "an escalation rule counts the alarms of these rule ids; none given",
+                );
             }
             for (k, m) in r.members.iter().enumerate() {
                 if !rule_ids.contains_key(m.as_str()) {
@@ -547,10 +766,16 @@ fn check_rule(
                 }
             }
             if r.level != 0 {
-                e.push(format!("{p}.level"), "an escalation rule takes its levels from `stages`");
+                e.push(
+                    format!("{p}.level"),
+                    "an escalation rule takes its levels from `stages`",
+                );
             }
             if r.stages.is_empty() {
-                e.push(format!("{p}.stages"), "required: e.g. [{ count = 4, count_level = 4, level = 3 }]");
+                e.push(
+                    format!("{p}.stages"),
+                    "required: e.g. [{ count = 4, count_level = 4, level = 3 }]",
+                );
             }
             for (k, s) in r.stages.iter().enumerate() {
                 if s.count == 0 {
@@ -568,10 +793,17 @@ fn check_rule(
             }
         }
     }
-    for (f, d) in [("on_delay", &r.on_delay), ("off_delay", &r.off_delay), ("hold", &r.hold)] {
+    for (f, d) in [
+        ("on_delay", &r.on_delay),
+        ("off_delay", &r.off_delay),
+        ("hold", &r.hold),
+    ] {
         if let Some(d) = d {
             if d.0.as_secs() > 86_400 {
-                e.push(format!("{p}.{f}"), "longer than a day: probably a unit mistake");
+                e.push(
+                    format!("{p}.{f}"),
+                    "longer than a day: probably a unit mistake",
+                );
             }
         }
     }
@@ -598,7 +830,12 @@ fn check_cycles(cfg: &Config, paths: &Paths, rule_ids: &HashMap<&str, usize>, e:
     }
     // 0 = unvisited, 1 = on the stack, 2 = done
     let mut state = vec![0u8; n];
-    fn visit(i: usize, deps: &[Vec<usize>], state: &mut [u8], stack: &mut Vec<usize>) -> Option<Vec<usize>> {
+    fn visit(
+        i: usize,
+        deps: &[Vec<usize>],
+        state: &mut [u8],
+        stack: &mut Vec<usize>,
+    ) -> Option<Vec<usize>> {
         state[i] = 1;
         stack.push(i);
         for &j in &deps[i] {
@@ -623,7 +860,11 @@ fn check_cycles(cfg: &Config, paths: &Paths, rule_ids: &HashMap<&str, usize>, e:
                 let names: Vec<&str> = cycle.iter().map(|&k| cfg.rules[k].id.as_str()).collect();
                 e.push(
                     paths.rules[cycle[0]].clone(),
-                    format!("rules depend on each other in a cycle: {} -> {}", names.join(" -> "), names[0]),
+                    format!(
+                        "rules depend on each other in a cycle: {} -> {}",
+                        names.join(" -> "),
+                        names[0]
+                    ),
                 );
                 return;
             }

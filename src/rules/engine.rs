@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use super::expr::{self, Expr};
 use crate::config::{ActionCfg, Cmp, Config, DataType, Protocol, RuleKindCfg, Stage};
-use crate::model::{AlarmKind, AlarmState, AlarmTransition, BadReason, Input, Quality, Reading, Value, trim_float};
+use crate::model::{
+    AlarmKind, AlarmState, AlarmTransition, BadReason, Input, Quality, Reading, Value, trim_float,
+};
 
 /// One alarm instance: raised once, cleared once, with one `alarm_id`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -93,10 +95,28 @@ struct Timing {
 
 #[derive(Clone, Debug)]
 enum Check {
-    Threshold { point: String, op: Cmp, value: f64, clear_at: f64 },
-    Rate { point: String, op: Cmp, value: f64, clear_at: f64, window: Duration, history: VecDeque<(DateTime<Utc>, f64)> },
-    Condition { expr: Expr, points: Vec<String> },
-    Escalation { members: Vec<String>, stages: Vec<Stage> },
+    Threshold {
+        point: String,
+        op: Cmp,
+        value: f64,
+        clear_at: f64,
+    },
+    Rate {
+        point: String,
+        op: Cmp,
+        value: f64,
+        clear_at: f64,
+        window: Duration,
+        history: VecDeque<(DateTime<Utc>, f64)>,
+    },
+    Condition {
+        expr: Expr,
+        points: Vec<String>,
+    },
+    Escalation {
+        members: Vec<String>,
+        stages: Vec<Stage>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -205,7 +225,12 @@ impl Engine {
                         let (op, v) = (r.op.unwrap_or(Cmp::Ge), r.value.unwrap_or(0.0));
                         (
                             AlarmKind::Threshold,
-                            Check::Threshold { point: r.point.clone().unwrap_or_default(), op, value: v, clear_at: clear_at(op, v) },
+                            Check::Threshold {
+                                point: r.point.clone().unwrap_or_default(),
+                                op,
+                                value: v,
+                                clear_at: clear_at(op, v),
+                            },
                         )
                     }
                     RuleKindCfg::Rate => {
@@ -223,23 +248,44 @@ impl Engine {
                         )
                     }
                     RuleKindCfg::Interlock | RuleKindCfg::Consistency => {
-                        let e = expr::parse(r.when.as_deref().unwrap_or("false")).unwrap_or(Expr::Bool(false));
+                        let e = expr::parse(r.when.as_deref().unwrap_or("false"))
+                            .unwrap_or(Expr::Bool(false));
                         let pts = expr::point_refs(&e);
-                        let k = if r.kind == RuleKindCfg::Interlock { AlarmKind::Interlock } else { AlarmKind::Consistency };
-                        (k, Check::Condition { expr: e, points: pts })
+                        let k = if r.kind == RuleKindCfg::Interlock {
+                            AlarmKind::Interlock
+                        } else {
+                            AlarmKind::Consistency
+                        };
+                        (
+                            k,
+                            Check::Condition {
+                                expr: e,
+                                points: pts,
+                            },
+                        )
                     }
-                    RuleKindCfg::Escalation => {
-                        (AlarmKind::Threshold, Check::Escalation { members: r.members.clone(), stages: r.stages.clone() })
-                    }
+                    RuleKindCfg::Escalation => (
+                        AlarmKind::Threshold,
+                        Check::Escalation {
+                            members: r.members.clone(),
+                            stages: r.stages.clone(),
+                        },
+                    ),
                 };
                 let on_delay = match r.kind {
-                    RuleKindCfg::Interlock | RuleKindCfg::Consistency => dur(&r.hold).max(dur(&r.on_delay)),
+                    RuleKindCfg::Interlock | RuleKindCfg::Consistency => {
+                        dur(&r.hold).max(dur(&r.on_delay))
+                    }
                     _ => dur(&r.on_delay),
                 };
                 RuleRt {
                     id: r.id.clone(),
                     kind,
-                    level: if r.kind == RuleKindCfg::Escalation { r.stages.first().map(|s| s.level).unwrap_or(4) } else { r.level },
+                    level: if r.kind == RuleKindCfg::Escalation {
+                        r.stages.first().map(|s| s.level).unwrap_or(4)
+                    } else {
+                        r.level
+                    },
                     name: r.name.clone().unwrap_or_else(|| r.id.clone()),
                     latching: r.latching,
                     on_delay,
@@ -250,7 +296,14 @@ impl Engine {
                 }
             })
             .collect();
-        Engine { tz: cfg.tz(), rules, points, devices, active: BTreeMap::new(), writable }
+        Engine {
+            tz: cfg.tz(),
+            rules,
+            points,
+            devices,
+            active: BTreeMap::new(),
+            writable,
+        }
     }
 
     /// Active alarms, for the status message, the API and persistence.
@@ -260,7 +313,10 @@ impl Engine {
 
     /// Active alarms with their keys, as the store persists them.
     pub fn active_keyed(&self) -> Vec<(String, Instance)> {
-        self.active.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.active
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// Puts back the alarms that were active when the gateway stopped. They
@@ -273,8 +329,11 @@ impl Engine {
 
     /// Latest value and quality of every point, for the operator page.
     pub fn point_values(&self) -> Vec<(String, Option<Value>, Quality, Option<DateTime<Utc>>)> {
-        let mut v: Vec<_> =
-            self.points.iter().map(|(k, p)| (k.clone(), p.value.clone(), p.quality.clone(), p.last_good)).collect();
+        let mut v: Vec<_> = self
+            .points
+            .iter()
+            .map(|(k, p)| (k.clone(), p.value.clone(), p.quality.clone(), p.last_good))
+            .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
@@ -283,8 +342,15 @@ impl Engine {
         match input {
             // A threshold crossing happens at the reading's time, not when
             // the engine got round to it (the contract's `ts`).
-            Input::Readings(rs) => self.on_readings(rs, rs.iter().map(|r| r.at).max().unwrap_or(now)),
-            Input::DeviceHealth { device, ok, detail, at } => self.on_health(device, *ok, detail, *at),
+            Input::Readings(rs) => {
+                self.on_readings(rs, rs.iter().map(|r| r.at).max().unwrap_or(now))
+            }
+            Input::DeviceHealth {
+                device,
+                ok,
+                detail,
+                at,
+            } => self.on_health(device, *ok, detail, *at),
         }
     }
 
@@ -292,7 +358,9 @@ impl Engine {
         let mut out = Output::default();
         let mut touched = HashSet::new();
         for r in readings {
-            let Some(p) = self.points.get_mut(&*r.point) else { continue };
+            let Some(p) = self.points.get_mut(&*r.point) else {
+                continue;
+            };
             p.quality = r.quality.clone();
             if r.quality.is_good() {
                 p.value = r.value.clone();
@@ -302,12 +370,25 @@ impl Engine {
             touched.insert(r.point.to_string());
             self.health_of_point(&r.point, r.at, &mut out);
             // Rate rules keep their own history of good values.
-            if let (true, Some(v)) = (r.quality.is_good(), r.value.as_ref().and_then(|v| v.as_f64())) {
+            if let (true, Some(v)) = (
+                r.quality.is_good(),
+                r.value.as_ref().and_then(|v| v.as_f64()),
+            ) {
                 for rule in &mut self.rules {
-                    if let Check::Rate { point, history, window, .. } = &mut rule.check {
+                    if let Check::Rate {
+                        point,
+                        history,
+                        window,
+                        ..
+                    } = &mut rule.check
+                    {
                         if **point == *r.point {
                             history.push_back((r.at, v));
-                            while history.len() > 2 && history[1].0 <= r.at - chrono::Duration::from_std(*window).unwrap_or_default() {
+                            while history.len() > 2
+                                && history[1].0
+                                    <= r.at
+                                        - chrono::Duration::from_std(*window).unwrap_or_default()
+                            {
                                 history.pop_front();
                             }
                         }
@@ -353,7 +434,9 @@ impl Engine {
 
     fn on_health(&mut self, device: &str, ok: bool, detail: &str, at: DateTime<Utc>) -> Output {
         let mut out = Output::default();
-        let Some(d) = self.devices.get_mut(device) else { return out };
+        let Some(d) = self.devices.get_mut(device) else {
+            return out;
+        };
         let key = format!("{device}.offline");
         if ok {
             d.failures = 0;
@@ -366,7 +449,19 @@ impl Engine {
             if d.failures >= d.offline_after && !self.active.contains_key(&key) {
                 let (name, level) = (d.name.clone(), d.level);
                 let msg = format!("{name} 通信中断: {detail}");
-                self.raise(&key, AlarmKind::Offline, level, &format!("{name} 通信中断"), None, None, None, at, msg, false, &mut out);
+                self.raise(
+                    &key,
+                    AlarmKind::Offline,
+                    level,
+                    &format!("{name} 通信中断"),
+                    None,
+                    None,
+                    None,
+                    at,
+                    msg,
+                    false,
+                    &mut out,
+                );
             }
         }
         out
@@ -384,13 +479,37 @@ impl Engine {
             Quality::Bad(BadReason::Stale) => {
                 if !self.active.contains_key(&stale_key) {
                     let msg = format!("{name} 数据超时未更新");
-                    self.raise(&stale_key, AlarmKind::Stale, level, &format!("{name} 数据过期"), Some(id), None, None, at, msg, false, out);
+                    self.raise(
+                        &stale_key,
+                        AlarmKind::Stale,
+                        level,
+                        &format!("{name} 数据过期"),
+                        Some(id),
+                        None,
+                        None,
+                        at,
+                        msg,
+                        false,
+                        out,
+                    );
                 }
             }
             Quality::Bad(r @ (BadReason::Exception(_) | BadReason::Decode(_))) => {
                 if !self.active.contains_key(&fault_key) {
                     let msg = format!("{name} 数据无效: {r}");
-                    self.raise(&fault_key, AlarmKind::Fault, level, &format!("{name} 数据无效"), Some(id), None, None, at, msg, false, out);
+                    self.raise(
+                        &fault_key,
+                        AlarmKind::Fault,
+                        level,
+                        &format!("{name} 数据无效"),
+                        Some(id),
+                        None,
+                        None,
+                        at,
+                        msg,
+                        false,
+                        out,
+                    );
                 }
             }
             Quality::Good => {
@@ -410,23 +529,50 @@ impl Engine {
         let (on, off, value, threshold, detail) = {
             let rule = &self.rules[i];
             match &rule.check {
-                Check::Threshold { point, op, value, clear_at } => {
-                    let Some(p) = self.points.get(point) else { return };
-                    if matches!(p.quality, Quality::Bad(BadReason::NoData)) && !p.seen_good && p.last_good.is_none() {
+                Check::Threshold {
+                    point,
+                    op,
+                    value,
+                    clear_at,
+                } => {
+                    let Some(p) = self.points.get(point) else {
+                        return;
+                    };
+                    if matches!(p.quality, Quality::Bad(BadReason::NoData))
+                        && !p.seen_good
+                        && p.last_good.is_none()
+                    {
                         return; // nothing observed yet: no judgement
                     }
                     let unit = p.unit.clone().unwrap_or_default();
                     match (&p.quality, p.value.as_ref().and_then(|v| v.as_f64())) {
                         (Quality::Good, Some(v)) => {
                             let on = op.holds(v, *value);
-                            let off = if op.is_high() { v < *clear_at } else { v > *clear_at };
+                            let off = if op.is_high() {
+                                v < *clear_at
+                            } else {
+                                v > *clear_at
+                            };
                             let d = if off {
                                 let back = if op.is_high() { "<" } else { ">" };
                                 format!("{} {} {} {back} {}", p.name, num(v), unit, num(*clear_at))
                             } else {
-                                format!("{} {} {} {} {}", p.name, num(v), unit, op.symbol(), num(*value))
+                                format!(
+                                    "{} {} {} {} {}",
+                                    p.name,
+                                    num(v),
+                                    unit,
+                                    op.symbol(),
+                                    num(*value)
+                                )
                             };
-                            (on, off, Some(serde_json::json!(v)), Some(serde_json::json!(value)), d)
+                            (
+                                on,
+                                off,
+                                Some(serde_json::json!(v)),
+                                Some(serde_json::json!(value)),
+                                d,
+                            )
                         }
                         (q, _) => {
                             // Bad quality is the unsafe state (fail safe).
@@ -435,8 +581,17 @@ impl Engine {
                         }
                     }
                 }
-                Check::Rate { point, op, value, clear_at, window, history } => {
-                    let Some(p) = self.points.get(point) else { return };
+                Check::Rate {
+                    point,
+                    op,
+                    value,
+                    clear_at,
+                    window,
+                    history,
+                } => {
+                    let Some(p) = self.points.get(point) else {
+                        return;
+                    };
                     if !p.seen_good && p.last_good.is_none() {
                         return;
                     }
@@ -446,7 +601,11 @@ impl Engine {
                     } else if let (Some(first), Some(last)) = (history.front(), history.back()) {
                         let change = last.1 - first.1;
                         let on = op.holds(change, *value);
-                        let off = if op.is_high() { change < *clear_at } else { change > *clear_at };
+                        let off = if op.is_high() {
+                            change < *clear_at
+                        } else {
+                            change > *clear_at
+                        };
                         let unit = p.unit.clone().unwrap_or_default();
                         let (sym, limit) = match (off, op.is_high()) {
                             (true, true) => ("<", *clear_at),
@@ -461,13 +620,22 @@ impl Engine {
                             unit,
                             num(limit)
                         );
-                        (on, off, Some(serde_json::json!(change)), Some(serde_json::json!(value)), d)
+                        (
+                            on,
+                            off,
+                            Some(serde_json::json!(change)),
+                            Some(serde_json::json!(value)),
+                            d,
+                        )
                     } else {
                         return;
                     }
                 }
                 Check::Condition { expr, .. } => {
-                    let env = EnvView { points: &self.points, active: &self.active };
+                    let env = EnvView {
+                        points: &self.points,
+                        active: &self.active,
+                    };
                     let r = expr::eval(expr, &env);
                     // Unknown (a bad input) counts as the alarm side.
                     let on = r != Some(false);
@@ -504,13 +672,33 @@ impl Engine {
                 let since = *rule.timing.on_since.get_or_insert(now);
                 if now - since >= chrono::Duration::from_std(rule.on_delay).unwrap_or_default() {
                     rule.timing = Timing::default();
-                    let (kind, level, name, latching) = (rule.kind, rule.level, rule.name.clone(), rule.latching);
-                    let point = rule.inputs().first().cloned().filter(|_| rule.inputs().len() == 1);
+                    let (kind, level, name, latching) =
+                        (rule.kind, rule.level, rule.name.clone(), rule.latching);
+                    let point = rule
+                        .inputs()
+                        .first()
+                        .cloned()
+                        .filter(|_| rule.inputs().len() == 1);
                     let actions = rule.actions.clone();
-                    let inputs_known = rule.inputs().iter().all(|p| self.points.get(p).is_some_and(|x| x.seen_good));
+                    let inputs_known = rule
+                        .inputs()
+                        .iter()
+                        .all(|p| self.points.get(p).is_some_and(|x| x.seen_good));
                     let msg = detail.clone();
                     let idx = out.transitions.len();
-                    self.raise(&key, kind, level, &name, point.as_deref(), value, threshold, now, msg, latching, out);
+                    self.raise(
+                        &key,
+                        kind,
+                        level,
+                        &name,
+                        point.as_deref(),
+                        value,
+                        threshold,
+                        now,
+                        msg,
+                        latching,
+                        out,
+                    );
                     let alarm_id = self.active[&key].alarm_id.clone();
                     // Never act on a rule whose inputs have not been seen good
                     // since start-up: the alarm is raised, the output untouched.
@@ -546,7 +734,12 @@ impl Engine {
             return;
         }
         rule.timing = Timing::default();
-        let actions: Vec<ActionCfg> = rule.actions.iter().filter(|a| a.on_clear.is_some()).cloned().collect();
+        let actions: Vec<ActionCfg> = rule
+            .actions
+            .iter()
+            .filter(|a| a.on_clear.is_some())
+            .cloned()
+            .collect();
         let name = rule.name.clone();
         let inst = self.active.get_mut(&key).unwrap();
         inst.condition = false;
@@ -571,17 +764,28 @@ impl Engine {
 
     fn evaluate_escalations(&mut self, now: DateTime<Utc>, out: &mut Output) {
         for i in 0..self.rules.len() {
-            let Check::Escalation { members, stages } = &self.rules[i].check else { continue };
+            let Check::Escalation { members, stages } = &self.rules[i].check else {
+                continue;
+            };
             // Distinct subjects (points, or rules without a point) at their most severe level.
             let mut worst: HashMap<String, u8> = HashMap::new();
-            for inst in self.active.values().filter(|a| members.contains(&a.rule_id)) {
-                let subject = inst.point_id.clone().unwrap_or_else(|| inst.rule_id.clone());
+            for inst in self
+                .active
+                .values()
+                .filter(|a| members.contains(&a.rule_id))
+            {
+                let subject = inst
+                    .point_id
+                    .clone()
+                    .unwrap_or_else(|| inst.rule_id.clone());
                 let e = worst.entry(subject).or_insert(inst.level);
                 *e = (*e).min(inst.level);
             }
             let reached = stages
                 .iter()
-                .filter(|s| worst.values().filter(|&&l| l <= s.count_level).count() as u32 >= s.count)
+                .filter(|s| {
+                    worst.values().filter(|&&l| l <= s.count_level).count() as u32 >= s.count
+                })
                 .map(|s| s.level)
                 .min();
             let key = self.rules[i].id.clone();
@@ -590,7 +794,19 @@ impl Engine {
             match (reached, self.active.get(&key).map(|a| a.level)) {
                 (Some(level), None) => {
                     let msg = format!("{name}: {counts}");
-                    self.raise(&key, AlarmKind::Threshold, level, &name, None, None, None, now, msg, false, out);
+                    self.raise(
+                        &key,
+                        AlarmKind::Threshold,
+                        level,
+                        &name,
+                        None,
+                        None,
+                        None,
+                        now,
+                        msg,
+                        false,
+                        out,
+                    );
                 }
                 (Some(level), Some(cur)) if level < cur => {
                     let inst = self.active.get_mut(&key).unwrap();
@@ -610,10 +826,21 @@ impl Engine {
     /// Raises (`on = true`) or clears an alarm that the runtime detects
     /// itself: a failed action, the readings queue overflowing.
     #[allow(clippy::too_many_arguments)]
-    pub fn external(&mut self, key: &str, kind: AlarmKind, level: u8, name: &str, on: bool, message: String, now: DateTime<Utc>) -> Output {
+    pub fn external(
+        &mut self,
+        key: &str,
+        kind: AlarmKind,
+        level: u8,
+        name: &str,
+        on: bool,
+        message: String,
+        now: DateTime<Utc>,
+    ) -> Output {
         let mut out = Output::default();
         match (on, self.active.contains_key(key)) {
-            (true, false) => self.raise(key, kind, level, name, None, None, None, now, message, false, &mut out),
+            (true, false) => self.raise(
+                key, kind, level, name, None, None, None, now, message, false, &mut out,
+            ),
             (false, true) => self.clear(key, now, None, message, &mut out),
             _ => {}
         }
@@ -622,7 +849,12 @@ impl Engine {
 
     /// Acknowledges an active alarm. A latching alarm whose condition is gone
     /// clears right after its acknowledgement.
-    pub fn acknowledge(&mut self, alarm_id: &str, by: &str, at: DateTime<Utc>) -> Result<Output, AckError> {
+    pub fn acknowledge(
+        &mut self,
+        alarm_id: &str,
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Output, AckError> {
         let key = self
             .active
             .iter()
@@ -663,7 +895,9 @@ impl Engine {
         latching: bool,
         out: &mut Output,
     ) {
-        let ts = at.with_timezone(&self.tz).to_rfc3339_opts(chrono::SecondsFormat::Millis, false);
+        let ts = at
+            .with_timezone(&self.tz)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, false);
         let inst = Instance {
             alarm_id: format!("{key}@{ts}"),
             rule_id: key.to_string(),
@@ -682,18 +916,32 @@ impl Engine {
         };
         let t = self.transition(&inst, AlarmState::Raised, at);
         self.active.insert(key.to_string(), inst);
-        crate::metrics::metrics().alarm_events.with_label_values(&[kind_str(kind), "raised"]).inc();
+        crate::metrics::metrics()
+            .alarm_events
+            .with_label_values(&[kind_str(kind), "raised"])
+            .inc();
         out.transitions.push(t);
     }
 
-    fn clear(&mut self, key: &str, at: DateTime<Utc>, value: Option<serde_json::Value>, message: String, out: &mut Output) {
+    fn clear(
+        &mut self,
+        key: &str,
+        at: DateTime<Utc>,
+        value: Option<serde_json::Value>,
+        message: String,
+        out: &mut Output,
+    ) {
         if let Some(mut inst) = self.active.remove(key) {
             inst.message = message;
             if value.is_some() {
                 inst.value = value;
             }
-            crate::metrics::metrics().alarm_events.with_label_values(&[kind_str(inst.kind), "cleared"]).inc();
-            out.transitions.push(self.transition(&inst, AlarmState::Cleared, at));
+            crate::metrics::metrics()
+                .alarm_events
+                .with_label_values(&[kind_str(inst.kind), "cleared"])
+                .inc();
+            out.transitions
+                .push(self.transition(&inst, AlarmState::Cleared, at));
         }
     }
 
@@ -755,7 +1003,11 @@ struct EnvView<'a> {
 impl expr::Env for EnvView<'_> {
     fn point(&self, id: &str) -> Option<Value> {
         let p = self.points.get(id)?;
-        if p.quality.is_good() { p.value.clone() } else { None }
+        if p.quality.is_good() {
+            p.value.clone()
+        } else {
+            None
+        }
     }
     fn active(&self, rule_id: &str) -> bool {
         self.active.contains_key(rule_id)

@@ -125,7 +125,9 @@ fn lex(s: &str) -> Result<Vec<(usize, Tok)>, String> {
                     i += 1;
                 }
                 let t = &s[start..i];
-                let v: f64 = t.parse().map_err(|_| format!("`{t}` at column {} is not a number", start + 1))?;
+                let v: f64 = t
+                    .parse()
+                    .map_err(|_| format!("`{t}` at column {} is not a number", start + 1))?;
                 out.push((start, Tok::Num(v)));
             }
             c if c.is_ascii_alphabetic() || c == '_' => {
@@ -135,7 +137,13 @@ fn lex(s: &str) -> Result<Vec<(usize, Tok)>, String> {
                 }
                 out.push((start, Tok::Ident(s[start..i].to_string())));
             }
-            _ => return Err(format!("unexpected `{}` at column {}", &s[start..].chars().next().unwrap_or(' '), start + 1)),
+            _ => {
+                return Err(format!(
+                    "unexpected `{}` at column {}",
+                    &s[start..].chars().next().unwrap_or(' '),
+                    start + 1
+                ));
+            }
         }
     }
     Ok(out)
@@ -152,7 +160,10 @@ impl Parser {
         self.toks.get(self.pos).map(|t| &t.1)
     }
     fn col(&self) -> usize {
-        self.toks.get(self.pos).map(|t| t.0 + 1).unwrap_or(self.len + 1)
+        self.toks
+            .get(self.pos)
+            .map(|t| t.0 + 1)
+            .unwrap_or(self.len + 1)
     }
     fn next(&mut self) -> Option<Tok> {
         let t = self.toks.get(self.pos).map(|t| t.1.clone());
@@ -204,7 +215,9 @@ impl Parser {
             }
             Some(Tok::Ident(id)) if id == "true" => Ok(Expr::Bool(true)),
             Some(Tok::Ident(id)) if id == "false" => Ok(Expr::Bool(false)),
-            Some(Tok::Ident(id)) if (id == "active" || id == "bad") && self.peek() == Some(&Tok::LParen) => {
+            Some(Tok::Ident(id))
+                if (id == "active" || id == "bad") && self.peek() == Some(&Tok::LParen) =>
+            {
                 self.pos += 1;
                 let arg = match self.next() {
                     Some(Tok::Ident(a)) => a,
@@ -213,7 +226,11 @@ impl Parser {
                 if self.next() != Some(Tok::RParen) {
                     return Err(format!("missing `)` after `{id}({arg}`"));
                 }
-                Ok(if id == "active" { Expr::Active(arg) } else { Expr::Bad(arg) })
+                Ok(if id == "active" {
+                    Expr::Active(arg)
+                } else {
+                    Expr::Bad(arg)
+                })
             }
             Some(Tok::Ident(id)) => Ok(Expr::Point(id)),
             Some(t) => Err(format!("unexpected {t:?} at column {col}")),
@@ -227,7 +244,11 @@ pub fn parse(src: &str) -> Result<Expr, String> {
     if toks.is_empty() {
         return Err("the condition is empty".into());
     }
-    let mut p = Parser { toks, pos: 0, len: src.len() };
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        len: src.len(),
+    };
     let e = p.or()?;
     if p.pos < p.toks.len() {
         return Err(format!("unexpected text at column {}", p.col()));
@@ -286,7 +307,11 @@ pub fn check(
                 Some(Ty::Bool)
             }
             Expr::And(a, b) | Expr::Or(a, b) => {
-                let op = if matches!(e, Expr::And(..)) { "`&&`" } else { "`||`" };
+                let op = if matches!(e, Expr::And(..)) {
+                    "`&&`"
+                } else {
+                    "`||`"
+                };
                 let ta = ty(a, pt, known, re, errs);
                 want(ta, Ty::Bool, op, errs);
                 let tb = ty(b, pt, known, re, errs);
@@ -300,7 +325,11 @@ pub fn check(
                     CmpOp::Eq | CmpOp::Ne => {
                         if let (Some(x), Some(y)) = (ta, tb) {
                             if x != y {
-                                errs.push(format!("`==`/`!=` compares a {} with a {}", name(x), name(y)));
+                                errs.push(format!(
+                                    "`==`/`!=` compares a {} with a {}",
+                                    name(x),
+                                    name(y)
+                                ));
                             }
                         }
                     }
@@ -321,7 +350,10 @@ pub fn check(
     }
     let t = ty(e, point_ty, point_known, rule_exists, &mut errs);
     if t == Some(Ty::Num) {
-        errs.push("the condition is a number; it must be true or false (compare it, e.g. `x >= 1.5`)".into());
+        errs.push(
+            "the condition is a number; it must be true or false (compare it, e.g. `x >= 1.5`)"
+                .into(),
+        );
     }
     errs
 }
@@ -467,7 +499,10 @@ mod tests {
     use crate::model::Value;
 
     fn env(pairs: &[(&str, Option<Value>)]) -> HashMap<String, Option<Value>> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
     }
 
     #[test]
@@ -476,8 +511,15 @@ mod tests {
         assert_eq!(
             e,
             Expr::Or(
-                Box::new(Expr::And(Box::new(Expr::Point("a".into())), Box::new(Expr::Not(Box::new(Expr::Point("b".into())))))),
-                Box::new(Expr::Cmp(CmpOp::Ge, Box::new(Expr::Point("c".into())), Box::new(Expr::Num(1.5))))
+                Box::new(Expr::And(
+                    Box::new(Expr::Point("a".into())),
+                    Box::new(Expr::Not(Box::new(Expr::Point("b".into()))))
+                )),
+                Box::new(Expr::Cmp(
+                    CmpOp::Ge,
+                    Box::new(Expr::Point("c".into())),
+                    Box::new(Expr::Num(1.5))
+                ))
             )
         );
     }
@@ -493,26 +535,51 @@ mod tests {
     #[test]
     fn unknown_input_is_fail_safe() {
         let e = parse("face.working && !video.present").unwrap();
-        let unknown_video = env(&[("face.working", Some(Value::Bool(true))), ("video.present", None)]);
-        assert_eq!(eval(&e, &unknown_video), None, "unknown, which the engine treats as the alarm side");
-        let idle = env(&[("face.working", Some(Value::Bool(false))), ("video.present", None)]);
+        let unknown_video = env(&[
+            ("face.working", Some(Value::Bool(true))),
+            ("video.present", None),
+        ]);
+        assert_eq!(
+            eval(&e, &unknown_video),
+            None,
+            "unknown, which the engine treats as the alarm side"
+        );
+        let idle = env(&[
+            ("face.working", Some(Value::Bool(false))),
+            ("video.present", None),
+        ]);
         assert_eq!(eval(&e, &idle), Some(false));
-        let ok = env(&[("face.working", Some(Value::Bool(true))), ("video.present", Some(Value::Bool(true)))]);
+        let ok = env(&[
+            ("face.working", Some(Value::Bool(true))),
+            ("video.present", Some(Value::Bool(true))),
+        ]);
         assert_eq!(eval(&e, &ok), Some(false));
-        let bad = env(&[("face.working", Some(Value::Bool(true))), ("video.present", Some(Value::Bool(false)))]);
+        let bad = env(&[
+            ("face.working", Some(Value::Bool(true))),
+            ("video.present", Some(Value::Bool(false))),
+        ]);
         assert_eq!(eval(&e, &bad), Some(true));
     }
 
     #[test]
     fn comparisons_and_bad() {
         let e = parse("ch4 >= 1.5 && feed").unwrap();
-        let m = env(&[("ch4", Some(Value::Num(1.6))), ("feed", Some(Value::Bool(true)))]);
+        let m = env(&[
+            ("ch4", Some(Value::Num(1.6))),
+            ("feed", Some(Value::Bool(true))),
+        ]);
         assert_eq!(eval(&e, &m), Some(true));
-        let m = env(&[("ch4", Some(Value::Num(1.2))), ("feed", Some(Value::Bool(true)))]);
+        let m = env(&[
+            ("ch4", Some(Value::Num(1.2))),
+            ("feed", Some(Value::Bool(true))),
+        ]);
         assert_eq!(eval(&e, &m), Some(false));
         let b = parse("bad(ch4)").unwrap();
         assert_eq!(eval(&b, &env(&[("ch4", None)])), Some(true));
-        assert_eq!(eval(&b, &env(&[("ch4", Some(Value::Num(0.1)))])), Some(false));
+        assert_eq!(
+            eval(&b, &env(&[("ch4", Some(Value::Num(0.1)))])),
+            Some(false)
+        );
     }
 
     #[test]
@@ -524,8 +591,19 @@ mod tests {
             _ => None,
         };
         let errs = check(&e, &ty, &|_| false, &|_| false);
-        assert!(errs.iter().any(|m| m.contains("`&&` needs a bool but got a number")), "{errs:?}");
-        assert!(errs.iter().any(|m| m.contains("no point `missing`")), "{errs:?}");
-        assert!(errs.iter().any(|m| m.contains("comparison needs a number but got a bool")), "{errs:?}");
+        assert!(
+            errs.iter()
+                .any(|m| m.contains("`&&` needs a bool but got a number")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter().any(|m| m.contains("no point `missing`")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|m| m.contains("comparison needs a number but got a bool")),
+            "{errs:?}"
+        );
     }
 }

@@ -34,8 +34,13 @@ pub fn line(measurement: &str, site: &str, r: &Reading) -> String {
     if r.quality == Quality::Good {
         match &r.value {
             Some(Value::Num(v)) if v.is_finite() => fields.push(format!("value={v:?}")),
-            Some(Value::Bool(b)) => fields.push(format!("value={}", if *b { "1.0" } else { "0.0" })),
-            Some(Value::Text(t)) => fields.push(format!("text=\"{}\"", t.replace('\\', "\\\\").replace('"', "\\\""))),
+            Some(Value::Bool(b)) => {
+                fields.push(format!("value={}", if *b { "1.0" } else { "0.0" }))
+            }
+            Some(Value::Text(t)) => fields.push(format!(
+                "text=\"{}\"",
+                t.replace('\\', "\\\\").replace('"', "\\\"")
+            )),
             _ => {}
         }
     }
@@ -82,7 +87,13 @@ impl InfluxSink {
             urlencode(&cfg.org),
             urlencode(&cfg.bucket)
         );
-        Ok(InfluxSink { client, url, token, batch: cfg.batch_size, flush: cfg.flush_interval.0 })
+        Ok(InfluxSink {
+            client,
+            url,
+            token,
+            batch: cfg.batch_size,
+            flush: cfg.flush_interval.0,
+        })
     }
 
     pub async fn write(&self, rows: &[InfluxRow]) -> Delivery {
@@ -114,9 +125,16 @@ impl InfluxSink {
                 if status.is_success() {
                     Delivery::Delivered
                 } else {
-                    let text: String = resp.text().await.unwrap_or_default().chars().take(300).collect();
+                    let text: String = resp
+                        .text()
+                        .await
+                        .unwrap_or_default()
+                        .chars()
+                        .take(300)
+                        .collect();
                     // 429 and 5xx are the server's trouble: keep and retry.
-                    if status.is_client_error() && status.as_u16() != 429 && status.as_u16() != 408 {
+                    if status.is_client_error() && status.as_u16() != 429 && status.as_u16() != 408
+                    {
                         Delivery::Rejected(format!("{status}: {text}"))
                     } else {
                         Delivery::Retry(format!("{status}: {text}"))
@@ -129,7 +147,13 @@ impl InfluxSink {
 
     /// Delivers the queue until `shutdown`; then one last attempt to flush
     /// what is queued, bounded by `drain`.
-    pub async fn run(self, store: Arc<Store>, wake: Arc<Notify>, shutdown: CancellationToken, drain: Duration) {
+    pub async fn run(
+        self,
+        store: Arc<Store>,
+        wake: Arc<Notify>,
+        shutdown: CancellationToken,
+        drain: Duration,
+    ) {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
         loop {
             if shutdown.is_cancelled() {
@@ -162,7 +186,9 @@ impl InfluxSink {
                 }
                 Delivery::Rejected(why) => {
                     tracing::error!(rows = rows.len(), reason = %why, "InfluxDB rejected a batch: set aside in the `rejected` table");
-                    if let Err(e) = store.reject_influx(&rows, &why, chrono::Utc::now().timestamp_millis()) {
+                    if let Err(e) =
+                        store.reject_influx(&rows, &why, chrono::Utc::now().timestamp_millis())
+                    {
                         tracing::error!(error = %e, "moving a rejected batch aside failed");
                     }
                 }
@@ -180,7 +206,9 @@ impl InfluxSink {
 
     async fn drain(&self, store: &Store) {
         loop {
-            let Ok(rows) = store.peek_influx(self.batch) else { return };
+            let Ok(rows) = store.peek_influx(self.batch) else {
+                return;
+            };
             if rows.is_empty() || self.write(&rows).await != Delivery::Delivered {
                 return;
             }
@@ -193,7 +221,9 @@ impl InfluxSink {
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -224,10 +254,17 @@ mod tests {
         let b = reading("fan", Some(Value::Bool(true)), Quality::Good);
         assert!(line("reading", "s", &b).contains(" value=1.0,quality=0i "));
         let bad = reading("ch4", None, Quality::Bad(crate::model::BadReason::Timeout));
-        assert!(line("reading", "s", &bad).contains(" quality=1i "), "{}", line("reading", "s", &bad));
+        assert!(
+            line("reading", "s", &bad).contains(" quality=1i "),
+            "{}",
+            line("reading", "s", &bad)
+        );
         let t = reading("tag", Some(Value::Text("A\"B".into())), Quality::Good);
         assert!(line("reading", "s", &t).contains(r#" text="A\"B",quality=0i "#));
         let whole = reading("x", Some(Value::Num(2.0)), Quality::Good);
-        assert!(line("reading", "s", &whole).contains(" value=2.0,"), "floats keep a decimal point");
+        assert!(
+            line("reading", "s", &whole).contains(" value=2.0,"),
+            "floats keep a decimal point"
+        );
     }
 }

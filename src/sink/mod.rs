@@ -18,7 +18,11 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(start: Duration, cap: Duration) -> Backoff {
-        Backoff { next: start, start, cap }
+        Backoff {
+            next: start,
+            start,
+            cap,
+        }
     }
 
     /// The next wait: the current step plus up to 25 % jitter; then doubles.
@@ -26,7 +30,11 @@ impl Backoff {
         let base = self.next;
         self.next = (self.next * 2).min(self.cap);
         let jitter = base.as_millis() as u64 / 4;
-        let extra = if jitter == 0 { 0 } else { rand::random_range(0..=jitter) };
+        let extra = if jitter == 0 {
+            0
+        } else {
+            rand::random_range(0..=jitter)
+        };
         base + Duration::from_millis(extra)
     }
 

@@ -15,7 +15,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration,
+    Transport,
+};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -29,7 +32,11 @@ const WINDOW: usize = 32;
 #[derive(Debug, thiserror::Error)]
 pub enum UplinkError {
     #[error("uplink {what} {path}: {source}")]
-    File { what: &'static str, path: String, source: std::io::Error },
+    File {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
     #[error("uplink password: environment variable {0} is not set")]
     Env(String),
 }
@@ -45,7 +52,9 @@ pub struct UplinkSink {
 
 impl UplinkSink {
     pub fn new(cfg: &crate::config::Config) -> Result<Option<UplinkSink>, UplinkError> {
-        let Some(u) = &cfg.uplink else { return Ok(None) };
+        let Some(u) = &cfg.uplink else {
+            return Ok(None);
+        };
         let id = Identity::from_config(cfg);
         let mut opts = MqttOptions::new(cfg.uplink_client_id(), u.host.clone(), u.port);
         opts.set_keep_alive(u.keep_alive.0);
@@ -53,7 +62,12 @@ impl UplinkSink {
         // acknowledgements queued while we were away are delivered.
         opts.set_clean_session(false);
         let will = id.status_payload(false, chrono::Utc::now(), &StatusCounts::default());
-        opts.set_last_will(LastWill::new(id.status_topic(), will.to_string(), QoS::AtLeastOnce, true));
+        opts.set_last_will(LastWill::new(
+            id.status_topic(),
+            will.to_string(),
+            QoS::AtLeastOnce,
+            true,
+        ));
         opts.set_max_packet_size(256 * 1024, 256 * 1024);
         if let Some(user) = &u.username {
             let pass = match (&u.password_env, &u.password_file) {
@@ -64,19 +78,39 @@ impl UplinkSink {
             opts.set_credentials(user.clone(), pass);
         }
         if let Some(t) = &u.tls {
-            let ca = std::fs::read(&t.ca_file)
-                .map_err(|source| UplinkError::File { what: "CA file", path: t.ca_file.clone(), source })?;
+            let ca = std::fs::read(&t.ca_file).map_err(|source| UplinkError::File {
+                what: "CA file",
+                path: t.ca_file.clone(),
+                source,
+            })?;
             let client_auth = match (&t.client_cert_file, &t.client_key_file) {
                 (Some(c), Some(k)) => Some((
-                    std::fs::read(c).map_err(|source| UplinkError::File { what: "client certificate", path: c.clone(), source })?,
-                    std::fs::read(k).map_err(|source| UplinkError::File { what: "client key", path: k.clone(), source })?,
+                    std::fs::read(c).map_err(|source| UplinkError::File {
+                        what: "client certificate",
+                        path: c.clone(),
+                        source,
+                    })?,
+                    std::fs::read(k).map_err(|source| UplinkError::File {
+                        what: "client key",
+                        path: k.clone(),
+                        source,
+                    })?,
                 )),
                 _ => None,
             };
             // The broker's certificate is checked against `host`.
-            opts.set_transport(Transport::tls_with_config(TlsConfiguration::Simple { ca, alpn: None, client_auth }));
+            opts.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
+                ca,
+                alpn: None,
+                client_auth,
+            }));
         }
-        Ok(Some(UplinkSink { opts, id, status_interval: u.status_interval.0, accept_remote_ack: u.accept_remote_ack }))
+        Ok(Some(UplinkSink {
+            opts,
+            id,
+            status_interval: u.status_interval.0,
+            accept_remote_ack: u.accept_remote_ack,
+        }))
     }
 
     /// Delivers the uplink queue until `shutdown`. Then, for up to `drain`,
@@ -102,7 +136,11 @@ impl UplinkSink {
                     if shutdown.is_cancelled() {
                         return;
                     }
-                    let wait = if conn.was_connected { Duration::from_millis(200) } else { backoff.next_delay() };
+                    let wait = if conn.was_connected {
+                        Duration::from_millis(200)
+                    } else {
+                        backoff.next_delay()
+                    };
                     if conn.was_connected {
                         backoff.reset();
                     }
@@ -118,7 +156,11 @@ impl UplinkSink {
 }
 
 fn read(path: &str, what: &'static str) -> Result<String, UplinkError> {
-    std::fs::read_to_string(path).map_err(|source| UplinkError::File { what, path: path.to_string(), source })
+    std::fs::read_to_string(path).map_err(|source| UplinkError::File {
+        what,
+        path: path.to_string(),
+        source,
+    })
 }
 
 enum End {
@@ -152,7 +194,12 @@ struct Connection<'a> {
 }
 
 impl<'a> Connection<'a> {
-    fn new(sink: &'a UplinkSink, client: AsyncClient, store: &'a Store, counts: &'a Mutex<StatusCounts>) -> Self {
+    fn new(
+        sink: &'a UplinkSink,
+        client: AsyncClient,
+        store: &'a Store,
+        counts: &'a Mutex<StatusCounts>,
+    ) -> Self {
         Connection {
             sink,
             client,
@@ -191,13 +238,20 @@ impl<'a> Connection<'a> {
                 drain_until = Some(tokio::time::Instant::now() + drain);
             }
             if let Some(deadline) = drain_until {
-                let queue_empty = self.store.stats("uplink").map(|s| s.depth == 0).unwrap_or(true);
+                let queue_empty = self
+                    .store
+                    .stats("uplink")
+                    .map(|s| s.depth == 0)
+                    .unwrap_or(true);
                 let done = queue_empty && self.outstanding() == 0;
                 if !offline_sent && (done || tokio::time::Instant::now() >= deadline) {
                     offline_sent = true;
                     self.publish_status(false);
                 }
-                if self.offline_acked || (offline_sent && tokio::time::Instant::now() >= deadline + Duration::from_secs(2)) {
+                if self.offline_acked
+                    || (offline_sent
+                        && tokio::time::Instant::now() >= deadline + Duration::from_secs(2))
+                {
                     let _ = self.client.try_disconnect();
                     // Let the event loop write the DISCONNECT.
                     let _ = tokio::time::timeout(Duration::from_millis(500), async {
@@ -235,11 +289,16 @@ impl<'a> Connection<'a> {
     async fn on_event(&mut self, ev: Event, acks: &mpsc::Sender<RemoteAck>) {
         match ev {
             Event::Incoming(Packet::ConnAck(ca)) => {
-                tracing::info!(session_present = ca.session_present, "county uplink connected");
+                tracing::info!(
+                    session_present = ca.session_present,
+                    "county uplink connected"
+                );
                 self.connected = true;
                 self.was_connected = true;
                 if self.sink.accept_remote_ack {
-                    let _ = self.client.try_subscribe(self.sink.id.ack_topic(), QoS::AtLeastOnce);
+                    let _ = self
+                        .client
+                        .try_subscribe(self.sink.id.ack_topic(), QoS::AtLeastOnce);
                 }
                 self.publish_status(true);
             }
@@ -264,7 +323,10 @@ impl<'a> Connection<'a> {
                         let _ = acks.send(ack).await;
                     }
                     Err(e) => {
-                        crate::metrics::metrics().malformed_payloads.with_label_values(&["uplink-ack"]).inc();
+                        crate::metrics::metrics()
+                            .malformed_payloads
+                            .with_label_values(&["uplink-ack"])
+                            .inc();
                         tracing::warn!(error = %e, "malformed remote acknowledgement ignored");
                     }
                 }
@@ -279,7 +341,10 @@ impl<'a> Connection<'a> {
         if room == 0 {
             return Ok(());
         }
-        let rows = self.store.peek_uplink(self.last_sent, room).map_err(|e| e.to_string())?;
+        let rows = self
+            .store
+            .peek_uplink(self.last_sent, room)
+            .map_err(|e| e.to_string())?;
         for r in rows {
             self.client
                 .try_publish(r.topic, QoS::AtLeastOnce, false, r.payload.into_bytes())
@@ -294,9 +359,22 @@ impl<'a> Connection<'a> {
         let mut counts = *self.counts.lock().unwrap_or_else(|p| p.into_inner());
         counts.queue_depth = self.store.stats("uplink").map(|s| s.depth).unwrap_or(0)
             + self.store.stats("influx").map(|s| s.depth).unwrap_or(0);
-        let payload = self.sink.id.status_payload(online, chrono::Utc::now(), &counts);
-        if self.client.try_publish(self.sink.id.status_topic(), QoS::AtLeastOnce, true, payload.to_string()).is_ok() {
-            self.awaiting_pkid.push_back(if online { Sent::Status } else { Sent::Offline });
+        let payload = self
+            .sink
+            .id
+            .status_payload(online, chrono::Utc::now(), &counts);
+        if self
+            .client
+            .try_publish(
+                self.sink.id.status_topic(),
+                QoS::AtLeastOnce,
+                true,
+                payload.to_string(),
+            )
+            .is_ok()
+        {
+            self.awaiting_pkid
+                .push_back(if online { Sent::Status } else { Sent::Offline });
         }
     }
 }

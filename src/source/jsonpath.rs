@@ -21,11 +21,17 @@ impl JsonPath {
         while i < b.len() {
             match b[i] {
                 b'[' => {
-                    let end = s[i..].find(']').ok_or_else(|| format!("`[` at column {} is not closed", i + 1))? + i;
-                    let idx: usize = s[i + 1..end]
-                        .trim()
-                        .parse()
-                        .map_err(|_| format!("`{}` at column {} is not an array index", &s[i + 1..end], i + 2))?;
+                    let end = s[i..]
+                        .find(']')
+                        .ok_or_else(|| format!("`[` at column {} is not closed", i + 1))?
+                        + i;
+                    let idx: usize = s[i + 1..end].trim().parse().map_err(|_| {
+                        format!(
+                            "`{}` at column {} is not an array index",
+                            &s[i + 1..end],
+                            i + 2
+                        )
+                    })?;
                     steps.push(Step::Index(idx));
                     i = end + 1;
                     if i < b.len() && b[i] == b'.' {
@@ -72,11 +78,20 @@ mod tests {
     #[test]
     fn paths() {
         let v = json!({"cameras":[{"online":true},{"online":false,"x":{"y":[1,2,3]}}],"ch4":0.42});
-        assert_eq!(JsonPath::parse("cameras[1].online").unwrap().get(&v), Some(&json!(false)));
-        assert_eq!(JsonPath::parse("cameras[1].x.y[2]").unwrap().get(&v), Some(&json!(3)));
+        assert_eq!(
+            JsonPath::parse("cameras[1].online").unwrap().get(&v),
+            Some(&json!(false))
+        );
+        assert_eq!(
+            JsonPath::parse("cameras[1].x.y[2]").unwrap().get(&v),
+            Some(&json!(3))
+        );
         assert_eq!(JsonPath::parse("ch4").unwrap().get(&v), Some(&json!(0.42)));
         assert_eq!(JsonPath::parse("cameras[5].online").unwrap().get(&v), None);
-        assert_eq!(JsonPath::parse("[0]").unwrap().get(&json!([7])), Some(&json!(7)));
+        assert_eq!(
+            JsonPath::parse("[0]").unwrap().get(&json!([7])),
+            Some(&json!(7))
+        );
     }
 
     #[test]

@@ -44,10 +44,19 @@ impl Writers {
 }
 
 pub enum Source {
-    ModbusTcp { device: Device, writes: mpsc::Receiver<WriteRequest> },
+    ModbusTcp {
+        device: Device,
+        writes: mpsc::Receiver<WriteRequest>,
+    },
     /// One serial line and every slave on it, with each slave's write queue.
-    RtuLine { line: SerialLine, devices: Vec<(Device, mpsc::Receiver<WriteRequest>)> },
-    Mqtt { device: Device, broker: (String, u16) },
+    RtuLine {
+        line: SerialLine,
+        devices: Vec<(Device, mpsc::Receiver<WriteRequest>)>,
+    },
+    Mqtt {
+        device: Device,
+        broker: (String, u16),
+    },
 }
 
 /// Builds one source per TCP device, per serial line and per MQTT device.
@@ -61,7 +70,10 @@ pub fn build(cfg: &Config) -> (Vec<Source>, Writers) {
             Protocol::ModbusTcp => {
                 let (tx, rx) = mpsc::channel(16);
                 writers.insert(&d.id, tx);
-                out.push(Source::ModbusTcp { device: d.clone(), writes: rx });
+                out.push(Source::ModbusTcp {
+                    device: d.clone(),
+                    writes: rx,
+                });
             }
             Protocol::ModbusRtu => {}
             Protocol::Mqtt => {
@@ -72,19 +84,29 @@ pub fn build(cfg: &Config) -> (Vec<Source>, Writers) {
                     let (h, p) = b.rsplit_once(':').unwrap_or((b, "1883"));
                     (h.to_string(), p.parse().unwrap_or(1883))
                 };
-                out.push(Source::Mqtt { device: d.clone(), broker });
+                out.push(Source::Mqtt {
+                    device: d.clone(),
+                    broker,
+                });
             }
         }
     }
     for line in &cfg.serial_lines {
         let mut devs = Vec::new();
-        for d in cfg.devices.iter().filter(|d| d.protocol == Protocol::ModbusRtu && d.line.as_deref() == Some(&line.id)) {
+        for d in cfg
+            .devices
+            .iter()
+            .filter(|d| d.protocol == Protocol::ModbusRtu && d.line.as_deref() == Some(&line.id))
+        {
             let (tx, rx) = mpsc::channel(16);
             writers.insert(&d.id, tx);
             devs.push((d.clone(), rx));
         }
         if !devs.is_empty() {
-            out.push(Source::RtuLine { line: line.clone(), devices: devs });
+            out.push(Source::RtuLine {
+                line: line.clone(),
+                devices: devs,
+            });
         }
     }
     (out, writers)
@@ -103,8 +125,12 @@ impl Source {
     /// error: failures become bad-quality readings and health inputs.
     pub async fn run(self, tx: mpsc::Sender<Input>, shutdown: CancellationToken) {
         match self {
-            Source::ModbusTcp { device, writes } => modbus::tcp::run(Arc::new(device), writes, tx, shutdown).await,
-            Source::RtuLine { line, devices } => modbus::rtu::run(line, devices, tx, shutdown).await,
+            Source::ModbusTcp { device, writes } => {
+                modbus::tcp::run(Arc::new(device), writes, tx, shutdown).await
+            }
+            Source::RtuLine { line, devices } => {
+                modbus::rtu::run(line, devices, tx, shutdown).await
+            }
             Source::Mqtt { device, broker } => mqtt::run(device, broker, tx, shutdown).await,
         }
     }
