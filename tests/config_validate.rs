@@ -22,9 +22,16 @@ fn examples() -> Vec<PathBuf> {
 #[test]
 fn every_example_config_is_valid() {
     let files = examples();
-    assert!(files.iter().any(|f| f.ends_with("coal-mine.example.toml")), "{files:?}");
+    assert!(
+        files.iter().any(|f| f.ends_with("coal-mine.example.toml")),
+        "{files:?}"
+    );
     for f in files {
-        let out = Command::new(bin()).args(["validate", "--config"]).arg(&f).output().unwrap();
+        let out = Command::new(bin())
+            .args(["validate", "--config"])
+            .arg(&f)
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "{} should be valid:\n{}",
@@ -60,7 +67,9 @@ fn errors_of(text: &str) -> Vec<String> {
 }
 
 fn has(errors: &[String], path: &str, words: &str) -> bool {
-    errors.iter().any(|e| e.contains(&format!(": {path}: ")) && e.contains(words))
+    errors
+        .iter()
+        .any(|e| e.contains(&format!(": {path}: ")) && e.contains(words))
 }
 
 #[test]
@@ -88,12 +97,22 @@ level = 1
 "#
     );
     let (_d, p) = write(&text);
-    let out = Command::new(bin()).args(["validate", "--config"]).arg(&p).output().unwrap();
+    let out = Command::new(bin())
+        .args(["validate", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     let file = p.display().to_string();
-    assert!(err.contains(&format!("{file}: devices[0].pol_interval: unknown field")), "{err}");
-    assert!(err.contains(&format!("{file}: rules[0].point: no point `ch4.missing`")), "{err}");
+    assert!(
+        err.contains(&format!("{file}: devices[0].pol_interval: unknown field")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{file}: rules[0].point: no point `ch4.missing`")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -158,19 +177,47 @@ level = 2
 "#
     );
     let e = errors_of(&text);
-    assert!(has(&e, "devices[0].poll_interval", "not a duration"), "{e:#?}");
+    assert!(
+        has(&e, "devices[0].poll_interval", "not a duration"),
+        "{e:#?}"
+    );
     assert!(has(&e, "devices[0].points[1].address", "overlap"), "{e:#?}");
-    assert!(has(&e, "devices[0].points[2].id", "duplicate point id"), "{e:#?}");
-    assert!(has(&e, "devices[0].points[2].byte_order", "does not fit"), "{e:#?}");
-    assert!(has(&e, "devices[0].points[3].address", "runs past 65535"), "{e:#?}");
-    assert!(has(&e, "devices[0].points[4].type", "unknown variant `float128`, expected one of"), "{e:#?}");
+    assert!(
+        has(&e, "devices[0].points[2].id", "duplicate point id"),
+        "{e:#?}"
+    );
+    assert!(
+        has(&e, "devices[0].points[2].byte_order", "does not fit"),
+        "{e:#?}"
+    );
+    assert!(
+        has(&e, "devices[0].points[3].address", "runs past 65535"),
+        "{e:#?}"
+    );
+    assert!(
+        has(
+            &e,
+            "devices[0].points[4].type",
+            "unknown variant `float128`, expected one of"
+        ),
+        "{e:#?}"
+    );
     assert!(has(&e, "devices[1].id", "duplicate device id"), "{e:#?}");
-    assert!(has(&e, "devices[1].line", "required for protocol modbus_rtu"), "{e:#?}");
-    assert!(has(&e, "devices[1].points[0].type", "must be bool"), "{e:#?}");
+    assert!(
+        has(&e, "devices[1].line", "required for protocol modbus_rtu"),
+        "{e:#?}"
+    );
+    assert!(
+        has(&e, "devices[1].points[0].type", "must be bool"),
+        "{e:#?}"
+    );
     assert!(has(&e, "rules[0].level", "5 is not a level"), "{e:#?}");
     assert!(has(&e, "rules[0].recovery", "could never clear"), "{e:#?}");
     assert!(has(&e, "rules[1].id", "duplicate rule id"), "{e:#?}");
-    assert!(has(&e, "rules[1].when", "`&&` needs a bool but got a number"), "{e:#?}");
+    assert!(
+        has(&e, "rules[1].when", "`&&` needs a bool but got a number"),
+        "{e:#?}"
+    );
     assert!(has(&e, "rules[1].when", "no point `nothing`"), "{e:#?}");
 }
 
@@ -178,7 +225,9 @@ level = 2
 fn uplink_without_tls_needs_explicit_plain_tcp() {
     let e = errors_of(&format!("{BASE}\n[uplink]\nhost = \"broker\"\n"));
     assert!(has(&e, "uplink.tls", "plain_tcp = true"), "{e:#?}");
-    let ok = errors_of(&format!("{BASE}\n[uplink]\nhost = \"broker\"\nplain_tcp = true\n"));
+    let ok = errors_of(&format!(
+        "{BASE}\n[uplink]\nhost = \"broker\"\nplain_tcp = true\n"
+    ));
     assert!(ok.is_empty(), "{ok:#?}");
 }
 
@@ -214,20 +263,37 @@ level = 1
     let (_d, p) = write(&text);
     let cfg = riskgate::config::load(&p).expect("valid");
     let ids: Vec<&str> = cfg.rules.iter().map(|r| r.id.as_str()).collect();
-    assert_eq!(ids, ["f-ch4-alarm", "f-ch4-cut"], "the site rule replaces the preset rule of the same id");
+    assert_eq!(
+        ids,
+        ["f-ch4-alarm", "f-ch4-cut"],
+        "the site rule replaces the preset rule of the same id"
+    );
     assert_eq!(cfg.rules[1].value, Some(2.0));
     assert_eq!(cfg.warnings.len(), 1, "{:?}", cfg.warnings);
-    assert!(cfg.warnings[0].contains("looser") && cfg.warnings[0].contains("coal-methane-face"), "{:?}", cfg.warnings);
+    assert!(
+        cfg.warnings[0].contains("looser") && cfg.warnings[0].contains("coal-methane-face"),
+        "{:?}",
+        cfg.warnings
+    );
 
-    let out = Command::new(bin()).args(["validate", "--config"]).arg(&p).output().unwrap();
+    let out = Command::new(bin())
+        .args(["validate", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("warning:"));
 }
 
 #[test]
 fn a_preset_needs_its_bindings() {
-    let e = errors_of(&format!("{BASE}\n[[presets]]\nname = \"coal-methane-face\"\n[[presets]]\nname = \"no-such\"\n"));
-    assert!(has(&e, "presets[0].bind.ch4", "needs `ch4` bound"), "{e:#?}");
+    let e = errors_of(&format!(
+        "{BASE}\n[[presets]]\nname = \"coal-methane-face\"\n[[presets]]\nname = \"no-such\"\n"
+    ));
+    assert!(
+        has(&e, "presets[0].bind.ch4", "needs `ch4` bound"),
+        "{e:#?}"
+    );
     assert!(has(&e, "presets[1].name", "no preset `no-such`"), "{e:#?}");
 }
 
@@ -239,7 +305,14 @@ fn every_shipped_preset_is_valid_when_bound() {
         let params: Vec<String> = text
             .lines()
             .find(|l| l.starts_with("params"))
-            .map(|l| toml::from_str::<toml::Table>(l).unwrap()["params"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect())
+            .map(|l| {
+                toml::from_str::<toml::Table>(l).unwrap()["params"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_string())
+                    .collect()
+            })
             .unwrap();
         let mut points = String::new();
         let mut binds = Vec::new();
@@ -253,8 +326,10 @@ fn every_shipped_preset_is_valid_when_bound() {
                         .collect();
                     "[\"m0\", \"m1\", \"m2\", \"m3\"]".to_string()
                 }
-                "blue" | "yellow" | "orange" | "red" | "cut_value" | "alarm_value" | "flood_limit" | "design_flood" | "rain_1h"
-                | "rise_1h" | "deadband" => format!("{}", i + 1),
+                "blue" | "yellow" | "orange" | "red" | "cut_value" | "alarm_value"
+                | "flood_limit" | "design_flood" | "rain_1h" | "rise_1h" | "deadband" => {
+                    format!("{}", i + 1)
+                }
                 "working" | "cam_online" | "cam_blocked" | "cut" | "feed" | "fan" => {
                     points.push_str(&format!("  [[devices.points]]\n  id = \"b{i}\"\n  register = \"coil\"\n  address = {i}\n"));
                     format!("\"b{i}\"")

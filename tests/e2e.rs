@@ -41,7 +41,10 @@ pub async fn subscribe(port: u16, topic: &str, id: &str) -> Subscriber {
         loop {
             match el.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    client.subscribe(topic.clone(), QoS::AtLeastOnce).await.unwrap();
+                    client
+                        .subscribe(topic.clone(), QoS::AtLeastOnce)
+                        .await
+                        .unwrap();
                 }
                 Ok(Event::Incoming(Packet::SubAck(_))) => {
                     if let Some(r) = ready.take() {
@@ -49,7 +52,8 @@ pub async fn subscribe(port: u16, topic: &str, id: &str) -> Subscriber {
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let v: serde_json::Value = serde_json::from_slice(&p.payload).unwrap_or(serde_json::Value::Null);
+                    let v: serde_json::Value =
+                        serde_json::from_slice(&p.payload).unwrap_or(serde_json::Value::Null);
                     let _ = tx.send((p.topic.clone(), v, p.retain));
                 }
                 Ok(_) => {}
@@ -57,7 +61,10 @@ pub async fn subscribe(port: u16, topic: &str, id: &str) -> Subscriber {
             }
         }
     });
-    tokio::time::timeout(Duration::from_secs(10), ready_rx).await.expect("subscribed").unwrap();
+    tokio::time::timeout(Duration::from_secs(10), ready_rx)
+        .await
+        .expect("subscribed")
+        .unwrap();
     Subscriber { rx, _task: task }
 }
 
@@ -96,7 +103,12 @@ impl Drop for Daemon {
     }
 }
 
-fn config(dir: &std::path::Path, modbus_port: u16, mqtt_port: u16, influx: &str) -> std::path::PathBuf {
+fn config(
+    dir: &std::path::Path,
+    modbus_port: u16,
+    mqtt_port: u16,
+    influx: &str,
+) -> std::path::PathBuf {
     let text = format!(
         r#"
 [site]
@@ -157,7 +169,9 @@ bind = {{ ch4 = "ch4.1301.t1" }}
 }
 
 fn alarm<'a>(kind_rule: &'a str, state: &'a str) -> impl Fn(&str, &serde_json::Value) -> bool + 'a {
-    move |t: &str, v: &serde_json::Value| t.ends_with("/alarm") && v["rule_id"] == kind_rule && v["state"] == state
+    move |t: &str, v: &serde_json::Value| {
+        t.ends_with("/alarm") && v["rule_id"] == kind_rule && v["state"] == state
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,10 +179,18 @@ async fn methane_alarm_goes_to_the_county_and_readings_to_the_database() {
     let broker = Mosquitto::start();
     let vm = Victoria::start();
     let dir = tempfile::tempdir().unwrap();
-    let (slave, dev) = devices::gas_detector_tcp("127.0.0.1:0".parse().unwrap(), Scenario::from_toml_str(STEADY).unwrap())
-        .await
-        .unwrap();
-    let cfg = config(dir.path(), slave.local_addr().port(), broker.port, &vm.url());
+    let (slave, dev) = devices::gas_detector_tcp(
+        "127.0.0.1:0".parse().unwrap(),
+        Scenario::from_toml_str(STEADY).unwrap(),
+    )
+    .await
+    .unwrap();
+    let cfg = config(
+        dir.path(),
+        slave.local_addr().port(),
+        broker.port,
+        &vm.url(),
+    );
     let mut sub = subscribe(broker.port, "riskgate/v1/e2e-coal-01/#", "e2e-sub").await;
     let started = chrono::Utc::now();
     let child = Command::new(env!("CARGO_BIN_EXE_riskgate"))
@@ -184,22 +206,38 @@ async fn methane_alarm_goes_to_the_county_and_readings_to_the_database() {
 
     // The retained birth status.
     let online = sub
-        .wait("status online", Duration::from_secs(20), &mut seen, |t, v| t.ends_with("/status") && v["state"] == "online")
+        .wait(
+            "status online",
+            Duration::from_secs(20),
+            &mut seen,
+            |t, v| t.ends_with("/status") && v["state"] == "online",
+        )
         .await;
     assert_schema_valid("status.schema.json", &online);
 
     // Let a few normal readings through, then a methane step above 1.5 %.
-    wait_for_async("normal readings in the history", Duration::from_secs(10), || async {
-        let n = riskgate::store::Store::open(&dir.path().join("data"), u64::MAX, u64::MAX)
-            .unwrap()
-            .history("ch4.1301.t1", started, 100)
-            .unwrap()
-            .len();
-        (n >= 3).then_some(())
-    })
+    wait_for_async(
+        "normal readings in the history",
+        Duration::from_secs(10),
+        || async {
+            let n = riskgate::store::Store::open(&dir.path().join("data"), u64::MAX, u64::MAX)
+                .unwrap()
+                .history("ch4.1301.t1", started, 100)
+                .unwrap()
+                .len();
+            (n >= 3).then_some(())
+        },
+    )
     .await;
     dev.set_signal("ch4", 1.62);
-    let raised = sub.wait("cut raised", Duration::from_secs(10), &mut seen, alarm("1301-t1-ch4-cut", "raised")).await;
+    let raised = sub
+        .wait(
+            "cut raised",
+            Duration::from_secs(10),
+            &mut seen,
+            alarm("1301-t1-ch4-cut", "raised"),
+        )
+        .await;
     assert_schema_valid("alarm-event.schema.json", &raised);
     assert_eq!(raised["level"], 1);
     assert_eq!(raised["level_color"], "red");
@@ -207,31 +245,59 @@ async fn methane_alarm_goes_to_the_county_and_readings_to_the_database() {
     assert_eq!(raised["point_id"], "ch4.1301.t1");
     assert_eq!(raised["site_kind"], "coal_mine");
     assert_eq!(raised["region_code"], "140581");
-    assert!((raised["value"].as_f64().unwrap() - 1.62).abs() < 1e-4, "{raised}");
+    assert!(
+        (raised["value"].as_f64().unwrap() - 1.62).abs() < 1e-4,
+        "{raised}"
+    );
     assert_eq!(raised["threshold"], 1.5);
-    assert!(raised["ts"].as_str().unwrap().ends_with("+08:00"), "site time with its offset: {raised}");
+    assert!(
+        raised["ts"].as_str().unwrap().ends_with("+08:00"),
+        "site time with its offset: {raised}"
+    );
 
     // Below the recovery value (1.0 %): cleared.
     dev.set_signal("ch4", 0.8);
-    let cleared = sub.wait("cut cleared", Duration::from_secs(10), &mut seen, alarm("1301-t1-ch4-cut", "cleared")).await;
+    let cleared = sub
+        .wait(
+            "cut cleared",
+            Duration::from_secs(10),
+            &mut seen,
+            alarm("1301-t1-ch4-cut", "cleared"),
+        )
+        .await;
     assert_schema_valid("alarm-event.schema.json", &cleared);
     assert_eq!(cleared["alarm_id"], raised["alarm_id"]);
 
     // The device stops answering: offline (fail safe).
     dev.faults().set(Fault::Silent);
-    let offline =
-        sub.wait("offline raised", Duration::from_secs(10), &mut seen, |t, v| t.ends_with("/alarm") && v["kind"] == "offline").await;
+    let offline = sub
+        .wait(
+            "offline raised",
+            Duration::from_secs(10),
+            &mut seen,
+            |t, v| t.ends_with("/alarm") && v["kind"] == "offline",
+        )
+        .await;
     assert_schema_valid("alarm-event.schema.json", &offline);
     assert_eq!(offline["rule_id"], "gd-1301.offline");
     dev.faults().set(Fault::None);
-    sub.wait("offline cleared", Duration::from_secs(10), &mut seen, |t, v| {
-        t.ends_with("/alarm") && v["kind"] == "offline" && v["state"] == "cleared"
-    })
+    sub.wait(
+        "offline cleared",
+        Duration::from_secs(10),
+        &mut seen,
+        |t, v| t.ends_with("/alarm") && v["kind"] == "offline" && v["state"] == "cleared",
+    )
     .await;
 
     // A clean stop: SIGTERM, exit 0, status offline retained.
     let pid = daemon.0.id();
-    assert!(Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
     let status = tokio::task::spawn_blocking(move || {
         let s = daemon.0.wait().unwrap();
         std::mem::forget(daemon);
@@ -240,15 +306,36 @@ async fn methane_alarm_goes_to_the_county_and_readings_to_the_database() {
     .await
     .unwrap();
     assert!(status.success(), "riskgate exit status {status:?}");
-    let off = sub.wait("status offline", Duration::from_secs(10), &mut seen, |t, v| t.ends_with("/status") && v["state"] == "offline").await;
+    let off = sub
+        .wait(
+            "status offline",
+            Duration::from_secs(10),
+            &mut seen,
+            |t, v| t.ends_with("/status") && v["state"] == "offline",
+        )
+        .await;
     assert_schema_valid("status.schema.json", &off);
     let mut late = subscribe(broker.port, "riskgate/v1/e2e-coal-01/status", "e2e-late").await;
     let mut seen2 = Vec::new();
-    let retained = late.wait("retained status", Duration::from_secs(5), &mut seen2, |_, _| true).await;
-    assert_eq!(retained["state"], "offline", "the retained status after a clean stop");
+    let retained = late
+        .wait(
+            "retained status",
+            Duration::from_secs(5),
+            &mut seen2,
+            |_, _| true,
+        )
+        .await;
+    assert_eq!(
+        retained["state"], "offline",
+        "the retained status after a clean stop"
+    );
 
     // Every alarm event is schema-valid, seq is gap-free from 1, event_ids unique.
-    let events: Vec<&serde_json::Value> = seen.iter().filter(|m| m.0.ends_with("/alarm")).map(|m| &m.1).collect();
+    let events: Vec<&serde_json::Value> = seen
+        .iter()
+        .filter(|m| m.0.ends_with("/alarm"))
+        .map(|m| &m.1)
+        .collect();
     for e in &events {
         assert_schema_valid("alarm-event.schema.json", e);
     }
@@ -256,7 +343,11 @@ async fn methane_alarm_goes_to_the_county_and_readings_to_the_database() {
     let mut dedup = seqs.clone();
     dedup.sort();
     dedup.dedup();
-    assert_eq!(dedup, (1..=dedup.len() as u64).collect::<Vec<_>>(), "gap-free seq: {seqs:?}");
+    assert_eq!(
+        dedup,
+        (1..=dedup.len() as u64).collect::<Vec<_>>(),
+        "gap-free seq: {seqs:?}"
+    );
 
     // Readings in VictoriaMetrics: the step's value, at the poll's time.
     let ended = chrono::Utc::now();
@@ -269,15 +360,33 @@ async fn methane_alarm_goes_to_the_county_and_readings_to_the_database() {
     })
     .await;
     for (ts, _) in &samples {
-        assert!(*ts >= started.timestamp_millis() - 1000 && *ts <= ended.timestamp_millis(), "timestamp {ts} outside the run");
+        assert!(
+            *ts >= started.timestamp_millis() - 1000 && *ts <= ended.timestamp_millis(),
+            "timestamp {ts} outside the run"
+        );
     }
-    let first_high = samples.iter().find(|p| (p.1 - 1.62).abs() < 1e-4).unwrap().0;
-    let raised_ms = chrono::DateTime::parse_from_rfc3339(raised["ts"].as_str().unwrap()).unwrap().timestamp_millis();
-    assert!((first_high - raised_ms).abs() <= 1, "the alarm's ts is the reading's time: {first_high} vs {raised_ms}");
+    let first_high = samples
+        .iter()
+        .find(|p| (p.1 - 1.62).abs() < 1e-4)
+        .unwrap()
+        .0;
+    let raised_ms = chrono::DateTime::parse_from_rfc3339(raised["ts"].as_str().unwrap())
+        .unwrap()
+        .timestamp_millis();
+    assert!(
+        (first_high - raised_ms).abs() <= 1,
+        "the alarm's ts is the reading's time: {first_high} vs {raised_ms}"
+    );
     let temps = vm.export(r#"{__name__="reading_value",point="temp.1301.t1"}"#);
-    assert!(temps.iter().all(|p| (p.1 - 21.5).abs() < 1e-6), "scaled i16: {temps:?}");
+    assert!(
+        temps.iter().all(|p| (p.1 - 21.5).abs() < 1e-6),
+        "scaled i16: {temps:?}"
+    );
     let quality = vm.export(r#"{__name__="reading_quality",point="ch4.1301.t1"}"#);
-    assert!(quality.iter().any(|p| p.1 == 1.0), "bad-quality readings while the device was silent");
+    assert!(
+        quality.iter().any(|p| p.1 == 1.0),
+        "bad-quality readings while the device was silent"
+    );
     assert!(quality.iter().any(|p| p.1 == 0.0));
     let _keep = Arc::new(slave);
 }

@@ -88,15 +88,24 @@ fn state(s: AlarmState) -> &'static str {
 }
 
 fn fmt_ms(ms: u64) -> String {
-    if ms % 1000 == 0 { format!("{}s", ms / 1000) } else { format!("{ms}ms") }
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
 }
 
 /// Runs one case and returns the events as (at, rule, state, level).
 fn run_case(dir: &Path) -> Vec<Event> {
-    let cfg = riskgate::config::load(&dir.join("config.toml")).unwrap_or_else(|e| panic!("{}: {e:?}", dir.display()));
-    let inputs: Inputs = toml::from_str(&std::fs::read_to_string(dir.join("inputs.toml")).unwrap()).unwrap();
-    let devices: HashMap<String, String> =
-        cfg.devices.iter().flat_map(|d| d.points.iter().map(move |p| (p.id.clone(), d.id.clone()))).collect();
+    let cfg = riskgate::config::load(&dir.join("config.toml"))
+        .unwrap_or_else(|e| panic!("{}: {e:?}", dir.display()));
+    let inputs: Inputs =
+        toml::from_str(&std::fs::read_to_string(dir.join("inputs.toml")).unwrap()).unwrap();
+    let devices: HashMap<String, String> = cfg
+        .devices
+        .iter()
+        .flat_map(|d| d.points.iter().map(move |p| (p.id.clone(), d.id.clone())))
+        .collect();
     let mut engine = Engine::new(&cfg);
     let mut steps: Vec<(u64, &Step)> = inputs.step.iter().map(|s| (ms(&s.at), s)).collect();
     steps.sort_by_key(|s| s.0);
@@ -104,16 +113,27 @@ fn run_case(dir: &Path) -> Vec<Event> {
     let mut events = Vec::new();
     // alarm ids seen per rule, to check that a restart does not re-raise
     let mut ids: HashMap<String, String> = HashMap::new();
-    let mut record = |out: riskgate::rules::Output, now_ms: u64, ids: &mut HashMap<String, String>| {
-        for t in out.transitions {
-            if t.state == AlarmState::Raised {
-                ids.insert(t.rule_id.clone(), t.alarm_id.clone());
-            } else {
-                assert_eq!(ids.get(&t.rule_id), Some(&t.alarm_id), "{}: one alarm_id per instance", dir.display());
+    let mut record =
+        |out: riskgate::rules::Output, now_ms: u64, ids: &mut HashMap<String, String>| {
+            for t in out.transitions {
+                if t.state == AlarmState::Raised {
+                    ids.insert(t.rule_id.clone(), t.alarm_id.clone());
+                } else {
+                    assert_eq!(
+                        ids.get(&t.rule_id),
+                        Some(&t.alarm_id),
+                        "{}: one alarm_id per instance",
+                        dir.display()
+                    );
+                }
+                events.push(Event {
+                    at: fmt_ms(now_ms),
+                    rule: t.rule_id,
+                    state: state(t.state).into(),
+                    level: t.level,
+                });
             }
-            events.push(Event { at: fmt_ms(now_ms), rule: t.rule_id, state: state(t.state).into(), level: t.level });
-        }
-    };
+        };
     let mut now_ms = 0u64;
     let mut next = 0usize;
     while now_ms <= end {
@@ -134,11 +154,23 @@ fn run_case(dir: &Path) -> Vec<Event> {
                     other => panic!("value {other:?}"),
                 };
                 let dev = devices.get(k).unwrap_or_else(|| panic!("no point {k}"));
-                readings.push(Reading { point: Arc::from(k.as_str()), device: Arc::from(dev.as_str()), value: Some(value), quality: Quality::Good, at: now });
+                readings.push(Reading {
+                    point: Arc::from(k.as_str()),
+                    device: Arc::from(dev.as_str()),
+                    value: Some(value),
+                    quality: Quality::Good,
+                    at: now,
+                });
             }
             for k in &s.bad {
                 let dev = devices.get(k).unwrap_or_else(|| panic!("no point {k}"));
-                readings.push(Reading { point: Arc::from(k.as_str()), device: Arc::from(dev.as_str()), value: None, quality: Quality::Bad(BadReason::Timeout), at: now });
+                readings.push(Reading {
+                    point: Arc::from(k.as_str()),
+                    device: Arc::from(dev.as_str()),
+                    value: None,
+                    quality: Quality::Bad(BadReason::Timeout),
+                    at: now,
+                });
             }
             if !readings.is_empty() {
                 let out = engine.handle(&Input::Readings(readings), now);
@@ -147,11 +179,23 @@ fn run_case(dir: &Path) -> Vec<Event> {
             let mut health: Vec<_> = s.health.iter().collect();
             health.sort();
             for (d, ok) in health {
-                let out = engine.handle(&Input::DeviceHealth { device: Arc::from(d.as_str()), ok: *ok, detail: "scripted".into(), at: now }, now);
+                let out = engine.handle(
+                    &Input::DeviceHealth {
+                        device: Arc::from(d.as_str()),
+                        ok: *ok,
+                        detail: "scripted".into(),
+                        at: now,
+                    },
+                    now,
+                );
                 record(out, now_ms, &mut ids);
             }
             if let Some(a) = &s.ack {
-                let id = engine.active().find(|i| i.rule_id == a.rule).map(|i| i.alarm_id.clone()).unwrap_or_else(|| panic!("no active alarm of {}", a.rule));
+                let id = engine
+                    .active()
+                    .find(|i| i.rule_id == a.rule)
+                    .map(|i| i.alarm_id.clone())
+                    .unwrap_or_else(|| panic!("no active alarm of {}", a.rule));
                 let out = engine.acknowledge(&id, &a.by, now).unwrap();
                 record(out, now_ms, &mut ids);
             }
@@ -167,17 +211,42 @@ fn run_case(dir: &Path) -> Vec<Event> {
 #[test]
 fn golden_rule_scenarios() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testcases");
-    let mut dirs: Vec<_> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
     dirs.sort();
-    assert!(dirs.len() >= 10, "expected the golden cases under {}", root.display());
+    assert!(
+        dirs.len() >= 10,
+        "expected the golden cases under {}",
+        root.display()
+    );
     let mut failures = Vec::new();
     for dir in &dirs {
         let got = run_case(dir);
-        let expected: Expected = toml::from_str(&std::fs::read_to_string(dir.join("expected.toml")).unwrap()).unwrap();
+        let expected: Expected =
+            toml::from_str(&std::fs::read_to_string(dir.join("expected.toml")).unwrap()).unwrap();
         if got != expected.event {
-            let show = |v: &[Event]| v.iter().map(|e| format!("  {} {} {} L{}", e.at, e.rule, e.state, e.level)).collect::<Vec<_>>().join("\n");
-            failures.push(format!("{}:\nexpected:\n{}\ngot:\n{}", dir.file_name().unwrap().to_string_lossy(), show(&expected.event), show(&got)));
+            let show = |v: &[Event]| {
+                v.iter()
+                    .map(|e| format!("  {} {} {} L{}", e.at, e.rule, e.state, e.level))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            failures.push(format!(
+                "{}:\nexpected:\n{}\ngot:\n{}",
+                dir.file_name().unwrap().to_string_lossy(),
+                show(&expected.event),
+                show(&got)
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), dirs.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ:\n{}",
+        failures.len(),
+        dirs.len(),
+        failures.join("\n\n")
+    );
 }
