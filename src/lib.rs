@@ -7,6 +7,7 @@
 //! everything before any of it starts.
 
 pub mod api;
+pub mod backoff;
 pub mod config;
 pub mod contract;
 pub mod demo;

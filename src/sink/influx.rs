@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::Backoff;
+use crate::backoff::Backoff;
 use crate::config::Influx;
 use crate::model::{Quality, Reading, Value};
 use crate::store::{InfluxRow, Store};
@@ -154,7 +154,7 @@ impl InfluxSink {
         shutdown: CancellationToken,
         drain: Duration,
     ) {
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+        let mut backoff = Backoff::default();
         loop {
             if shutdown.is_cancelled() {
                 let _ = tokio::time::timeout(drain, self.drain(&store)).await;
@@ -193,7 +193,7 @@ impl InfluxSink {
                     }
                 }
                 Delivery::Retry(why) => {
-                    let wait = backoff.next_delay();
+                    let wait = backoff.fail();
                     tracing::warn!(rows = rows.len(), reason = %why, retry_in = ?wait, "InfluxDB write failed; kept in the queue");
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}

@@ -22,7 +22,7 @@ use rumqttc::{
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::Backoff;
+use crate::backoff::Backoff;
 use crate::contract::{Identity, RemoteAck, StatusCounts};
 use crate::store::Store;
 
@@ -125,7 +125,7 @@ impl UplinkSink {
         shutdown: CancellationToken,
         drain: Duration,
     ) {
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+        let mut backoff = Backoff::default();
         loop {
             let (client, eventloop) = AsyncClient::new(self.opts.clone(), 2 * WINDOW + 16);
             let mut conn = Connection::new(&self, client, &store, &counts);
@@ -139,7 +139,7 @@ impl UplinkSink {
                     let wait = if conn.was_connected {
                         Duration::from_millis(200)
                     } else {
-                        backoff.next_delay()
+                        backoff.fail()
                     };
                     if conn.was_connected {
                         backoff.reset();

@@ -6,7 +6,6 @@
 //! what is common to polling a device over any transport, and `tcp`/`rtu`
 //! add their session handling.
 
-pub mod backoff;
 pub mod decode;
 pub mod exchange;
 pub mod plan;

@@ -35,7 +35,7 @@ use crate::metrics::metrics;
 use crate::model::Input;
 use crate::source::WriteRequest;
 
-use super::backoff::Backoff;
+use crate::backoff::Backoff;
 use super::exchange::{Data, Op, RequestError, Transport, perform};
 use super::poller::{Closed, DevicePoller, serve_write};
 

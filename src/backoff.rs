@@ -1,6 +1,7 @@
-//! Capped exponential backoff with jitter for rebuilding a Modbus session.
+//! Capped exponential backoff with jitter, for every reconnect and retry:
+//! Modbus sessions, the MQTT uplink and the InfluxDB sink.
 //!
-//! A device that is down must not be hammered with connects, and many
+//! A device or server that is down must not be hammered, and many
 //! gateways restarted together (a site power cut) must not reconnect in
 //! lock-step, hence the jitter.
 
