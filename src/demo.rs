@@ -92,8 +92,11 @@ pub fn config_toml(opts: &DemoOptions, devs: &Devices, broker: &str) -> String {
     let (bh, bp) = broker.rsplit_once(':').unwrap_or((broker, "1883"));
     let influx = match &opts.influx_url {
         Some(url) => format!(
-            "[influxdb]\nurl = \"{url}\"\norg = \"{}\"\nbucket = \"{}\"\ntoken_env = \"RISKGATE_INFLUX_TOKEN\"\nflush_interval = \"1s\"\n",
-            opts.influx_org, opts.influx_bucket
+            "[influxdb]\nurl = \"{url}\"\norg = \"{}\"\nbucket = \"{}\"\n{}flush_interval = \"1s\"\n",
+            opts.influx_org,
+            opts.influx_bucket,
+            // A token only when one is given: VictoriaMetrics needs none.
+            if std::env::var_os("RISKGATE_INFLUX_TOKEN").is_some() { "token_env = \"RISKGATE_INFLUX_TOKEN\"\n" } else { "" }
         ),
         None => String::new(),
     };

@@ -388,5 +388,25 @@ async fn methane_alarm_goes_to_the_county_and_readings_to_the_database() {
         "bad-quality readings while the device was silent"
     );
     assert!(quality.iter().any(|p| p.1 == 0.0));
+
+    // The local history answers `riskgate history` after the daemon stopped.
+    let out = Command::new(env!("CARGO_BIN_EXE_riskgate"))
+        .args(["history", "ch4.1301.t1", "--since", "1h", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().any(|l| l.contains("\t1.62") && l.ends_with("\tgood")), "{text}");
+    assert!(text.lines().any(|l| l.ends_with("\tbad")), "the silent spell is in the history: {text}");
+    let out = Command::new(env!("CARGO_BIN_EXE_riskgate"))
+        .args(["history", "ch4.1301.t1", "--stats", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row: Vec<&str> = text.lines().nth(1).expect("a 5-minute row").split('\t').collect();
+    let max: f64 = row[2].parse().unwrap();
+    assert!(max >= 1.62 - 1e-4, "5-minute max: {text}");
     let _keep = Arc::new(slave);
 }
