@@ -23,7 +23,12 @@ pub enum WordOrder {
 }
 
 impl WordOrder {
-    pub const ALL: [WordOrder; 4] = [WordOrder::ABCD, WordOrder::DCBA, WordOrder::BADC, WordOrder::CDAB];
+    pub const ALL: [WordOrder; 4] = [
+        WordOrder::ABCD,
+        WordOrder::DCBA,
+        WordOrder::BADC,
+        WordOrder::CDAB,
+    ];
 
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -49,7 +54,9 @@ impl FromStr for WordOrder {
             "DCBA" => Ok(WordOrder::DCBA),
             "BADC" => Ok(WordOrder::BADC),
             "CDAB" => Ok(WordOrder::CDAB),
-            _ => Err(format!("unknown byte/word order {s:?} (ABCD, DCBA, BADC, CDAB)")),
+            _ => Err(format!(
+                "unknown byte/word order {s:?} (ABCD, DCBA, BADC, CDAB)"
+            )),
         }
     }
 }
@@ -110,7 +117,7 @@ impl FromStr for NumType {
 
 /// Arrange big-endian bytes (2, 4 or 8 of them) into registers in `order`.
 pub fn bytes_to_words(be: &[u8], order: WordOrder) -> Vec<u16> {
-    assert!(be.len() % 2 == 0, "byte count must be even");
+    assert!(be.len().is_multiple_of(2), "byte count must be even");
     let arranged: Vec<u8> = match order {
         WordOrder::ABCD => be.to_vec(),
         WordOrder::DCBA => be.iter().rev().copied().collect(),
@@ -151,7 +158,12 @@ pub fn encode(ty: NumType, order: WordOrder, value: f64) -> Vec<u16> {
 
 /// Decode registers as `ty` in `order` (the test-side inverse of [`encode`]).
 pub fn decode(ty: NumType, order: WordOrder, words: &[u16]) -> f64 {
-    assert_eq!(words.len(), ty.words(), "wrong register count for {}", ty.as_str());
+    assert_eq!(
+        words.len(),
+        ty.words(),
+        "wrong register count for {}",
+        ty.as_str()
+    );
     let b = words_to_bytes(words, order);
     match ty {
         NumType::U16 => u16::from_be_bytes([b[0], b[1]]) as f64,
@@ -213,10 +225,22 @@ mod tests {
     #[test]
     fn f32_one_and_a_half_in_all_orders() {
         // 1.5f32 = 0x3FC00000
-        assert_eq!(encode(NumType::F32, WordOrder::ABCD, 1.5), vec![0x3FC0, 0x0000]);
-        assert_eq!(encode(NumType::F32, WordOrder::DCBA, 1.5), vec![0x0000, 0xC03F]);
-        assert_eq!(encode(NumType::F32, WordOrder::BADC, 1.5), vec![0xC03F, 0x0000]);
-        assert_eq!(encode(NumType::F32, WordOrder::CDAB, 1.5), vec![0x0000, 0x3FC0]);
+        assert_eq!(
+            encode(NumType::F32, WordOrder::ABCD, 1.5),
+            vec![0x3FC0, 0x0000]
+        );
+        assert_eq!(
+            encode(NumType::F32, WordOrder::DCBA, 1.5),
+            vec![0x0000, 0xC03F]
+        );
+        assert_eq!(
+            encode(NumType::F32, WordOrder::BADC, 1.5),
+            vec![0xC03F, 0x0000]
+        );
+        assert_eq!(
+            encode(NumType::F32, WordOrder::CDAB, 1.5),
+            vec![0x0000, 0x3FC0]
+        );
         // CDAB words read as ABCD are a denormal: garbage, not 1.5
         let misread = decode(NumType::F32, WordOrder::ABCD, &[0x0000, 0x3FC0]);
         assert!(misread.abs() < 1e-30);
@@ -224,18 +248,48 @@ mod tests {
 
     #[test]
     fn u32_and_u64_orders() {
-        assert_eq!(encode(NumType::U32, WordOrder::ABCD, 305419896.0), vec![0x1234, 0x5678]);
-        assert_eq!(encode(NumType::U32, WordOrder::DCBA, 305419896.0), vec![0x7856, 0x3412]);
-        assert_eq!(encode(NumType::U32, WordOrder::BADC, 305419896.0), vec![0x3412, 0x7856]);
-        assert_eq!(encode(NumType::U32, WordOrder::CDAB, 305419896.0), vec![0x5678, 0x1234]);
+        assert_eq!(
+            encode(NumType::U32, WordOrder::ABCD, 305419896.0),
+            vec![0x1234, 0x5678]
+        );
+        assert_eq!(
+            encode(NumType::U32, WordOrder::DCBA, 305419896.0),
+            vec![0x7856, 0x3412]
+        );
+        assert_eq!(
+            encode(NumType::U32, WordOrder::BADC, 305419896.0),
+            vec![0x3412, 0x7856]
+        );
+        assert_eq!(
+            encode(NumType::U32, WordOrder::CDAB, 305419896.0),
+            vec![0x5678, 0x1234]
+        );
         let v = 0x0011_2233_4455_6677u64 as f64; // < 2^53, exact in f64
-        assert_eq!(encode(NumType::U64, WordOrder::ABCD, v), vec![0x0011, 0x2233, 0x4455, 0x6677]);
-        assert_eq!(encode(NumType::U64, WordOrder::CDAB, v), vec![0x6677, 0x4455, 0x2233, 0x0011]);
-        assert_eq!(encode(NumType::U64, WordOrder::DCBA, v), vec![0x7766, 0x5544, 0x3322, 0x1100]);
-        assert_eq!(encode(NumType::U64, WordOrder::BADC, v), vec![0x1100, 0x3322, 0x5544, 0x7766]);
+        assert_eq!(
+            encode(NumType::U64, WordOrder::ABCD, v),
+            vec![0x0011, 0x2233, 0x4455, 0x6677]
+        );
+        assert_eq!(
+            encode(NumType::U64, WordOrder::CDAB, v),
+            vec![0x6677, 0x4455, 0x2233, 0x0011]
+        );
+        assert_eq!(
+            encode(NumType::U64, WordOrder::DCBA, v),
+            vec![0x7766, 0x5544, 0x3322, 0x1100]
+        );
+        assert_eq!(
+            encode(NumType::U64, WordOrder::BADC, v),
+            vec![0x1100, 0x3322, 0x5544, 0x7766]
+        );
         assert_eq!(encode(NumType::I16, WordOrder::ABCD, -2.0), vec![0xFFFE]);
-        assert_eq!(encode(NumType::U16, WordOrder::BADC, 0x1234 as f64), vec![0x3412]);
-        assert_eq!(encode(NumType::U16, WordOrder::CDAB, 0x1234 as f64), vec![0x1234]);
+        assert_eq!(
+            encode(NumType::U16, WordOrder::BADC, 0x1234 as f64),
+            vec![0x3412]
+        );
+        assert_eq!(
+            encode(NumType::U16, WordOrder::CDAB, 0x1234 as f64),
+            vec![0x1234]
+        );
     }
 
     #[test]
@@ -266,6 +320,9 @@ mod tests {
         let w = encode_ascii("RISKGATE01", 10, WordOrder::ABCD);
         assert_eq!(w.len(), 5);
         assert_eq!(decode_ascii(&w, WordOrder::ABCD), "RISKGATE01");
-        assert_eq!(decode_ascii(&encode_ascii("abc", 4, WordOrder::BADC), WordOrder::BADC), "abc");
+        assert_eq!(
+            decode_ascii(&encode_ascii("abc", 4, WordOrder::BADC), WordOrder::BADC),
+            "abc"
+        );
     }
 }

@@ -68,7 +68,9 @@ pub struct FaultSwitch {
 
 impl std::fmt::Debug for FaultSwitch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FaultSwitch").field("fault", &self.get()).finish()
+        f.debug_struct("FaultSwitch")
+            .field("fault", &self.get())
+            .finish()
     }
 }
 

@@ -9,10 +9,16 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use firmware_sim::devices::{self, DeviceHandle, DeviceKind, RunnerOptions};
 use firmware_sim::scenario::FaultKind;
-use firmware_sim::{Fault, FaultSwitch, RegisterBank, RtuLine, Scenario, TcpSlave, VideoBox, VideoBoxConfig};
+use firmware_sim::{
+    Fault, FaultSwitch, RegisterBank, RtuLine, Scenario, TcpSlave, VideoBox, VideoBoxConfig,
+};
 
 #[derive(Parser, Debug)]
-#[command(name = "firmware-sim", version, about = "Simulated field devices (Modbus TCP/RTU, MQTT) for riskgate")]
+#[command(
+    name = "firmware-sim",
+    version,
+    about = "Simulated field devices (Modbus TCP/RTU, MQTT) for riskgate"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -122,16 +128,22 @@ fn parse_fault(spec: &str) -> Result<Fault> {
         None => (spec, None),
     };
     let delay = match (kind.trim(), param) {
-        ("delay", Some(p)) => Some(humantime::parse_duration(p).with_context(|| format!("bad delay in {spec:?}"))?),
+        ("delay", Some(p)) => {
+            Some(humantime::parse_duration(p).with_context(|| format!("bad delay in {spec:?}"))?)
+        }
         _ => None,
     };
     let code = match (kind.trim(), param) {
-        ("exception", Some(p)) => Some(p.parse::<u8>().with_context(|| format!("bad exception code in {spec:?}"))?),
+        ("exception", Some(p)) => Some(
+            p.parse::<u8>()
+                .with_context(|| format!("bad exception code in {spec:?}"))?,
+        ),
         _ => None,
     };
     let fk = FaultKind::parse(kind, delay, code, None).map_err(anyhow::Error::msg)?;
-    fk.as_fault()
-        .with_context(|| format!("{spec:?} is not a Modbus fault (use a scenario fault timeline for reboot)"))
+    fk.as_fault().with_context(|| {
+        format!("{spec:?} is not a Modbus fault (use a scenario fault timeline for reboot)")
+    })
 }
 
 fn load_scenario(path: Option<&PathBuf>) -> Result<Scenario> {
@@ -179,7 +191,11 @@ impl Transport {
     }
 }
 
-async fn start_transport(t: &TransportArgs, bank: RegisterBank, faults: FaultSwitch) -> Result<Transport> {
+async fn start_transport(
+    t: &TransportArgs,
+    bank: RegisterBank,
+    faults: FaultSwitch,
+) -> Result<Transport> {
     if let Some(f) = &t.fault {
         faults.set(parse_fault(f)?);
     }
@@ -258,7 +274,13 @@ async fn run_rtu_line(args: RtuLineArgs) -> Result<()> {
             faults.set(parse_fault(f).with_context(|| format!("--slave {spec:?}"))?);
         }
         let bank = RegisterBank::new();
-        let h = devices::spawn_device_with(kind, scenario, bank.clone(), faults.clone(), RunnerOptions { tick: args.tick });
+        let h = devices::spawn_device_with(
+            kind,
+            scenario,
+            bank.clone(),
+            faults.clone(),
+            RunnerOptions { tick: args.tick },
+        );
         tracing::info!(unit, %kind, fault = ?faults.get(), "rtu slave configured");
         handles.push(h);
         slaves.push((unit, bank, faults));
@@ -283,7 +305,12 @@ async fn run_video_box(args: VideoArgs) -> Result<()> {
     let port: u16 = port
         .parse()
         .with_context(|| format!("--broker {:?}: bad port", args.broker))?;
-    let mut cfg = VideoBoxConfig::new(host.trim_matches(['[', ']']), port, args.box_id.clone(), args.cameras);
+    let mut cfg = VideoBoxConfig::new(
+        host.trim_matches(['[', ']']),
+        port,
+        args.box_id.clone(),
+        args.cameras,
+    );
     cfg.topic = args.topic.clone();
     cfg.heartbeat = args.heartbeat;
     cfg.scenario = load_scenario(args.scenario.as_ref())?;
@@ -331,7 +358,10 @@ mod tests {
     #[test]
     fn fault_specs() {
         assert_eq!(parse_fault("silent").unwrap(), Fault::Silent);
-        assert_eq!(parse_fault("delay=1500ms").unwrap(), Fault::Delay(Duration::from_millis(1500)));
+        assert_eq!(
+            parse_fault("delay=1500ms").unwrap(),
+            Fault::Delay(Duration::from_millis(1500))
+        );
         assert_eq!(parse_fault("exception=4").unwrap(), Fault::Exception(4));
         assert_eq!(parse_fault("corrupt-crc").unwrap(), Fault::CorruptCrc);
         assert!(parse_fault("delay").is_err());
@@ -341,11 +371,55 @@ mod tests {
 
     #[test]
     fn cli_parses() {
-        Cli::try_parse_from(["firmware-sim", "gas-detector", "--listen", "127.0.0.1:0", "--scenario", "x.toml"]).unwrap();
-        assert!(Cli::try_parse_from(["firmware-sim", "gas-detector", "--listen", "127.0.0.1:0", "--serial", "/dev/null"]).is_err());
+        Cli::try_parse_from([
+            "firmware-sim",
+            "gas-detector",
+            "--listen",
+            "127.0.0.1:0",
+            "--scenario",
+            "x.toml",
+        ])
+        .unwrap();
+        assert!(
+            Cli::try_parse_from([
+                "firmware-sim",
+                "gas-detector",
+                "--listen",
+                "127.0.0.1:0",
+                "--serial",
+                "/dev/null"
+            ])
+            .is_err()
+        );
         assert!(Cli::try_parse_from(["firmware-sim", "gas-detector"]).is_err());
-        Cli::try_parse_from(["firmware-sim", "kj-monitor", "--listen", "127.0.0.1:0", "--zones", "6"]).unwrap();
-        Cli::try_parse_from(["firmware-sim", "rtu-line", "--serial", "/dev/pts/9", "--slave", "1:gas-detector:-", "--slave", "3:gas-detector:s.toml:silent"]).unwrap();
-        Cli::try_parse_from(["firmware-sim", "video-box", "--broker", "127.0.0.1:1883", "--heartbeat", "1s"]).unwrap();
+        Cli::try_parse_from([
+            "firmware-sim",
+            "kj-monitor",
+            "--listen",
+            "127.0.0.1:0",
+            "--zones",
+            "6",
+        ])
+        .unwrap();
+        Cli::try_parse_from([
+            "firmware-sim",
+            "rtu-line",
+            "--serial",
+            "/dev/pts/9",
+            "--slave",
+            "1:gas-detector:-",
+            "--slave",
+            "3:gas-detector:s.toml:silent",
+        ])
+        .unwrap();
+        Cli::try_parse_from([
+            "firmware-sim",
+            "video-box",
+            "--broker",
+            "127.0.0.1:1883",
+            "--heartbeat",
+            "1s",
+        ])
+        .unwrap();
     }
 }

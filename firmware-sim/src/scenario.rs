@@ -358,7 +358,10 @@ impl Scenario {
                 Some(n) => {
                     let n = check_finite(&format!("{base}.noise"), n)?;
                     if n < 0.0 {
-                        return Err(ScenarioError::field(format!("{base}.noise"), "must be >= 0"));
+                        return Err(ScenarioError::field(
+                            format!("{base}.noise"),
+                            "must be >= 0",
+                        ));
                     }
                     n
                 }
@@ -367,7 +370,10 @@ impl Scenario {
             if let (Some(min), Some(max)) = (rs.min, rs.max)
                 && min > max
             {
-                return Err(ScenarioError::field(format!("{base}.min"), "is greater than max"));
+                return Err(ScenarioError::field(
+                    format!("{base}.min"),
+                    "is greater than max",
+                ));
             }
             let mut steps = Vec::with_capacity(rs.steps.len());
             for (i, st) in rs.steps.into_iter().enumerate() {
@@ -378,11 +384,17 @@ impl Scenario {
                 {
                     return Err(ScenarioError::field(
                         format!("{sbase}.at"),
-                        format!("{} is not inside the period ({})", st.at, humantime::format_duration(p)),
+                        format!(
+                            "{} is not inside the period ({})",
+                            st.at,
+                            humantime::format_duration(p)
+                        ),
                     ));
                 }
                 let kind = match (st.value, st.ramp_to, st.over) {
-                    (Some(v), None, None) => StepKind::Set(check_finite(&format!("{sbase}.value"), v)?),
+                    (Some(v), None, None) => {
+                        StepKind::Set(check_finite(&format!("{sbase}.value"), v)?)
+                    }
                     (None, Some(to), Some(over)) => StepKind::Ramp {
                         to: check_finite(&format!("{sbase}.ramp_to"), to)?,
                         over: parse_duration(&format!("{sbase}.over"), &over)?,
@@ -436,7 +448,11 @@ impl Scenario {
             {
                 return Err(ScenarioError::field(
                     format!("{fbase}.at"),
-                    format!("{} is not inside the period ({})", rf.at, humantime::format_duration(p)),
+                    format!(
+                        "{} is not inside the period ({})",
+                        rf.at,
+                        humantime::format_duration(p)
+                    ),
                 ));
             }
             let duration = rf
@@ -526,7 +542,11 @@ impl Scenario {
         {
             return None;
         }
-        Some(ActiveFault { cycle, index, event })
+        Some(ActiveFault {
+            cycle,
+            index,
+            event,
+        })
     }
 
     /// Names of the signals this scenario defines.

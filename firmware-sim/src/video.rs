@@ -49,7 +49,12 @@ pub struct VideoBoxConfig {
 
 impl VideoBoxConfig {
     /// A config with the defaults: default topic, 5 s heartbeat, empty scenario.
-    pub fn new(host: impl Into<String>, port: u16, box_id: impl Into<String>, cameras: usize) -> Self {
+    pub fn new(
+        host: impl Into<String>,
+        port: u16,
+        box_id: impl Into<String>,
+        cameras: usize,
+    ) -> Self {
         VideoBoxConfig {
             host: host.into(),
             port,
@@ -119,9 +124,14 @@ impl Shared {
             .map(|i| {
                 let pin = pins.get(i - 1).copied().unwrap_or_default();
                 let (online, blocked) = pin.online_blocked.unwrap_or_else(|| {
-                    (sig(format!("cam{i}.online"), true), sig(format!("cam{i}.blocked"), false))
+                    (
+                        sig(format!("cam{i}.online"), true),
+                        sig(format!("cam{i}.blocked"), false),
+                    )
                 });
-                let person = pin.person.unwrap_or_else(|| sig(format!("cam{i}.person"), false));
+                let person = pin
+                    .person
+                    .unwrap_or_else(|| sig(format!("cam{i}.person"), false));
                 CameraStatus {
                     id: self.cfg.camera_id(i),
                     online,
@@ -142,14 +152,15 @@ impl Shared {
     }
 
     fn is_malformed(&self) -> bool {
-        self.malformed.load(Ordering::Relaxed) || matches!(self.timeline_fault(), FaultKind::Malformed)
+        self.malformed.load(Ordering::Relaxed)
+            || matches!(self.timeline_fault(), FaultKind::Malformed)
     }
 
     fn payload(&self) -> Vec<u8> {
         let ts = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
         if self.is_malformed() {
             let n = self.malformed_toggle.fetch_add(1, Ordering::Relaxed);
-            if n % 2 == 0 {
+            if n.is_multiple_of(2) {
                 return b"\xff\xfe<<not json>> {cameras: [".to_vec();
             }
             // valid JSON, but `ts` and every camera's `online` are missing
@@ -158,8 +169,10 @@ impl Shared {
                 .into_iter()
                 .map(|c| serde_json::json!({"id": c.id, "blocked": c.blocked}))
                 .collect();
-            return serde_json::to_vec(&serde_json::json!({"box_id": self.cfg.box_id, "cameras": cams}))
-                .expect("json");
+            return serde_json::to_vec(
+                &serde_json::json!({"box_id": self.cfg.box_id, "cameras": cams}),
+            )
+            .expect("json");
         }
         serde_json::to_vec(&serde_json::json!({
             "box_id": self.cfg.box_id,
@@ -271,7 +284,8 @@ impl VideoBox {
                         continue;
                     }
                     let payload = shared.payload();
-                    match client.try_publish(shared.topic.clone(), QoS::AtMostOnce, false, payload) {
+                    match client.try_publish(shared.topic.clone(), QoS::AtMostOnce, false, payload)
+                    {
                         Ok(()) => {
                             shared.published.fetch_add(1, Ordering::Relaxed);
                         }
@@ -374,7 +388,10 @@ impl VideoBox {
         if let Some(t) = self.eventloop_task.take() {
             // give the event loop a moment to send DISCONNECT, then end it
             let abort = t.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(1), t).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(1), t)
+                .await
+                .is_err()
+            {
                 abort.abort();
             }
         }

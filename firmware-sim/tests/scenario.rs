@@ -10,7 +10,9 @@ fn s(secs: f64) -> Duration {
 }
 
 fn file(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(name)
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -118,7 +120,10 @@ fn fault_timeline() {
     assert_eq!(sc.fault_at(s(60.0 + 46.0)), FaultKind::Silent);
     let a = sc.active_fault(s(120.0 + 46.0)).unwrap();
     assert_eq!(a.cycle, 2);
-    assert_eq!(sc.fault_at(s(46.0)).as_fault(), Some(firmware_sim::Fault::Silent));
+    assert_eq!(
+        sc.fault_at(s(46.0)).as_fault(),
+        Some(firmware_sim::Fault::Silent)
+    );
 }
 
 fn field_err(toml: &str) -> String {
@@ -177,7 +182,10 @@ fn errors_name_the_field() {
         ),
         "signals.co.steps[0].at"
     );
-    assert_eq!(field_err("[signals.co]\ninitial = 5\nnoise = -1"), "signals.co.noise");
+    assert_eq!(
+        field_err("[signals.co]\ninitial = 5\nnoise = -1"),
+        "signals.co.noise"
+    );
     assert_eq!(
         field_err("[[faults]]\nat = \"1s\"\nkind = \"melt\""),
         "faults[0].kind"
@@ -230,8 +238,14 @@ fn coal_face_methane_demo_shape() {
     let ch4 = |t: f64| sc.value_at("ch4", s(t)).unwrap();
     assert!(close(ch4(0.0), 0.30));
     // first time above 1.5 %: within the first 25 s
-    let samples: Vec<(f64, f64)> = (0..600).map(|i| (i as f64 * 0.1, ch4(i as f64 * 0.1))).collect();
-    let above: Vec<f64> = samples.iter().filter(|(_, v)| *v > 1.5).map(|(t, _)| *t).collect();
+    let samples: Vec<(f64, f64)> = (0..600)
+        .map(|i| (i as f64 * 0.1, ch4(i as f64 * 0.1)))
+        .collect();
+    let above: Vec<f64> = samples
+        .iter()
+        .filter(|(_, v)| *v > 1.5)
+        .map(|(t, _)| *t)
+        .collect();
     let first = above.first().copied().unwrap();
     let last = above.last().copied().unwrap();
     assert!(first < 25.0, "first above 1.5 at {first}");
@@ -282,5 +296,7 @@ fn reservoir_storm_rises() {
         prev_level = level;
     }
     assert!(sc.value_at("rain_total", s(120.0)).unwrap() >= 50.0);
-    assert!(sc.value_at("level", s(170.0)).unwrap() > sc.value_at("level", s(0.0)).unwrap() + 1000.0);
+    assert!(
+        sc.value_at("level", s(170.0)).unwrap() > sc.value_at("level", s(0.0)).unwrap() + 1000.0
+    );
 }

@@ -31,10 +31,15 @@ async fn reads_all_four_tables() {
     let coils = c.read_bits(1, 0, 10).await;
     assert_eq!(
         coils,
-        vec![true, false, true, false, false, false, false, false, true, true]
+        vec![
+            true, false, true, false, false, false, false, false, true, true
+        ]
     );
     // raw packing check: LSB first
-    assert_eq!(c.request(1, &read_pdu(1, 0, 10)).await, vec![1, 2, 0b0000_0101, 0b11]);
+    assert_eq!(
+        c.request(1, &read_pdu(1, 0, 10)).await,
+        vec![1, 2, 0b0000_0101, 0b11]
+    );
     assert_eq!(c.read_bits(2, 4, 3).await, vec![false, true, false]);
 }
 
@@ -43,7 +48,10 @@ async fn writes_then_read_back() {
     let (s, bank, _) = slave().await;
     let mut c = RawTcp::connect(s.local_addr()).await;
     // FC5 on / off
-    assert_eq!(c.request(1, &[5, 0, 3, 0xFF, 0]).await, vec![5, 0, 3, 0xFF, 0]);
+    assert_eq!(
+        c.request(1, &[5, 0, 3, 0xFF, 0]).await,
+        vec![5, 0, 3, 0xFF, 0]
+    );
     assert!(bank.coil(3));
     assert_eq!(c.read_bits(1, 3, 1).await, vec![true]);
     c.request(1, &[5, 0, 3, 0, 0]).await;
@@ -51,26 +59,36 @@ async fn writes_then_read_back() {
     // FC5 with an invalid value -> 03
     assert_eq!(c.request(1, &[5, 0, 3, 0x12, 0x34]).await, vec![0x85, 3]);
     // FC6
-    assert_eq!(c.request(1, &[6, 0, 40, 0xAB, 0xCD]).await, vec![6, 0, 40, 0xAB, 0xCD]);
+    assert_eq!(
+        c.request(1, &[6, 0, 40, 0xAB, 0xCD]).await,
+        vec![6, 0, 40, 0xAB, 0xCD]
+    );
     assert_eq!(c.read_holding(40, 1).await, vec![0xABCD]);
     // FC15: 10 coils from 100
     assert_eq!(
-        c.request(1, &[15, 0, 100, 0, 10, 2, 0b1010_0101, 0b10]).await,
+        c.request(1, &[15, 0, 100, 0, 10, 2, 0b1010_0101, 0b10])
+            .await,
         vec![15, 0, 100, 0, 10]
     );
     assert_eq!(
         c.read_bits(1, 100, 10).await,
-        vec![true, false, true, false, false, true, false, true, false, true]
+        vec![
+            true, false, true, false, false, true, false, true, false, true
+        ]
     );
     // FC16: 3 registers from 200
     assert_eq!(
-        c.request(1, &[16, 0, 200, 0, 3, 6, 0, 1, 0x80, 0, 0xFF, 0xFE]).await,
+        c.request(1, &[16, 0, 200, 0, 3, 6, 0, 1, 0x80, 0, 0xFF, 0xFE])
+            .await,
         vec![16, 0, 200, 0, 3]
     );
     assert_eq!(c.read_holding(200, 3).await, vec![1, 0x8000, 0xFFFE]);
     assert_eq!(bank.holding(202), 0xFFFE);
     // byte count mismatch -> 03
-    assert_eq!(c.request(1, &[16, 0, 200, 0, 2, 6, 0, 1, 0, 2, 0, 3]).await, vec![0x90, 3]);
+    assert_eq!(
+        c.request(1, &[16, 0, 200, 0, 2, 6, 0, 1, 0, 2, 0, 3]).await,
+        vec![0x90, 3]
+    );
 }
 
 #[tokio::test]
@@ -96,7 +114,10 @@ async fn exception_01_unknown_function_and_03_bad_quantity() {
     let mut c = RawTcp::connect(s.local_addr()).await;
     assert_eq!(c.request(1, &[0x2B, 0x0E, 1, 0]).await, vec![0xAB, 1]);
     assert_eq!(c.request(1, &[7]).await, vec![0x87, 1]);
-    assert_eq!(c.request(1, &[0x17, 0, 0, 0, 1, 0, 0, 0, 1, 2, 0, 0]).await, vec![0x97, 1]);
+    assert_eq!(
+        c.request(1, &[0x17, 0, 0, 0, 1, 0, 0, 0, 1, 2, 0, 0]).await,
+        vec![0x97, 1]
+    );
     assert_eq!(c.request(1, &read_pdu(3, 0, 0)).await, vec![0x83, 3]);
     assert_eq!(c.request(1, &read_pdu(3, 0, 126)).await, vec![0x83, 3]);
     assert_eq!(c.request(1, &read_pdu(4, 0, 125)).await.len(), 2 + 250);
@@ -126,7 +147,10 @@ async fn multi_unit_gateway() {
     b2.set_holding(0, 2);
     let s = TcpSlave::start_multi(
         localhost0(),
-        vec![(1, b1.clone(), FaultSwitch::new()), (2, b2.clone(), FaultSwitch::new())],
+        vec![
+            (1, b1.clone(), FaultSwitch::new()),
+            (2, b2.clone(), FaultSwitch::new()),
+        ],
     )
     .await
     .unwrap();
@@ -204,7 +228,11 @@ async fn fault_silent_sends_no_bytes() {
     c.send(1, &read_pdu(3, 0, 1)).await;
     c.send(1, &[6, 0, 1, 0, 5]).await;
     let mut byte = [0u8; 1];
-    let r = tokio::time::timeout(QUIET_WINDOW, tokio::io::AsyncReadExt::read(&mut c.stream, &mut byte)).await;
+    let r = tokio::time::timeout(
+        QUIET_WINDOW,
+        tokio::io::AsyncReadExt::read(&mut c.stream, &mut byte),
+    )
+    .await;
     assert!(r.is_err(), "expected no bytes, got {r:?}");
     assert_eq!(bank.requests_served(), 2, "requests are still counted");
     assert_eq!(bank.holding(1), 0, "silent device applies no write");
@@ -221,7 +249,10 @@ async fn fault_delay() {
     let t0 = Instant::now();
     assert_eq!(c.request(1, &read_pdu(3, 0, 1)).await, vec![3, 2, 0, 0]);
     let took = t0.elapsed();
-    assert!(took >= Duration::from_millis(300), "answered after {took:?}");
+    assert!(
+        took >= Duration::from_millis(300),
+        "answered after {took:?}"
+    );
     // nothing within a window shorter than the delay
     faults.set(Fault::Delay(Duration::from_secs(2)));
     c.send(1, &read_pdu(3, 0, 1)).await;
@@ -252,7 +283,10 @@ async fn fault_corrupt_crc_gives_truncated_pdu_on_tcp() {
     // byte count says 4, but the data is missing
     assert_eq!(a.pdu, vec![3, 4, 0]);
     faults.set(Fault::None);
-    assert_eq!(c.request(1, &read_pdu(3, 0, 2)).await, vec![3, 4, 0, 1, 0, 2]);
+    assert_eq!(
+        c.request(1, &read_pdu(3, 0, 2)).await,
+        vec![3, 4, 0, 1, 0, 2]
+    );
 }
 
 #[tokio::test]
@@ -264,11 +298,17 @@ async fn stop_closes_connections_and_port() {
     s.stop().await;
     s.stop().await; // idempotent
     let mut byte = [0u8; 1];
-    let r = tokio::time::timeout(IO_TIMEOUT, tokio::io::AsyncReadExt::read(&mut c.stream, &mut byte))
-        .await
-        .expect("close must be seen");
+    let r = tokio::time::timeout(
+        IO_TIMEOUT,
+        tokio::io::AsyncReadExt::read(&mut c.stream, &mut byte),
+    )
+    .await
+    .expect("close must be seen");
     assert!(matches!(r, Ok(0) | Err(_)), "got {r:?}");
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "port must be closed");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "port must be closed"
+    );
 }
 
 #[tokio::test]
@@ -287,9 +327,12 @@ async fn reboot_closes_then_listens_again_on_same_port() {
     });
     // the open connection is closed
     let mut byte = [0u8; 1];
-    let r = tokio::time::timeout(IO_TIMEOUT, tokio::io::AsyncReadExt::read(&mut c.stream, &mut byte))
-        .await
-        .expect("close must be seen");
+    let r = tokio::time::timeout(
+        IO_TIMEOUT,
+        tokio::io::AsyncReadExt::read(&mut c.stream, &mut byte),
+    )
+    .await
+    .expect("close must be seen");
     assert!(matches!(r, Ok(0) | Err(_)));
     // while down, connecting fails (poll until the port is back)
     let mut refused_while_down = false;
@@ -321,9 +364,12 @@ async fn reboot_requested_through_fault_switch() {
     faults.reboot(Duration::from_millis(300));
     assert!(faults.is_rebooting());
     let mut byte = [0u8; 1];
-    let r = tokio::time::timeout(IO_TIMEOUT, tokio::io::AsyncReadExt::read(&mut c.stream, &mut byte))
-        .await
-        .expect("close must be seen");
+    let r = tokio::time::timeout(
+        IO_TIMEOUT,
+        tokio::io::AsyncReadExt::read(&mut c.stream, &mut byte),
+    )
+    .await
+    .expect("close must be seen");
     assert!(matches!(r, Ok(0) | Err(_)));
     let t0 = Instant::now();
     loop {
@@ -345,19 +391,37 @@ async fn tokio_modbus_client_is_compatible() {
     bank.set_holding_words(0, &[0x3FC0, 0x0000]);
     bank.set_discrete(3, true);
     let mut ctx = tcp::connect_slave(s.local_addr(), Slave(1)).await.unwrap();
-    assert_eq!(ctx.read_holding_registers(0, 2).await.unwrap().unwrap(), vec![0x3FC0, 0]);
+    assert_eq!(
+        ctx.read_holding_registers(0, 2).await.unwrap().unwrap(),
+        vec![0x3FC0, 0]
+    );
     assert_eq!(
         ctx.read_discrete_inputs(0, 5).await.unwrap().unwrap(),
         vec![false, false, false, true, false]
     );
-    ctx.write_multiple_registers(10, &[1, 2, 3]).await.unwrap().unwrap();
+    ctx.write_multiple_registers(10, &[1, 2, 3])
+        .await
+        .unwrap()
+        .unwrap();
     ctx.write_single_coil(7, true).await.unwrap().unwrap();
-    ctx.write_multiple_coils(20, &[true, false, true]).await.unwrap().unwrap();
-    ctx.write_single_register(30, 0xBEEF).await.unwrap().unwrap();
+    ctx.write_multiple_coils(20, &[true, false, true])
+        .await
+        .unwrap()
+        .unwrap();
+    ctx.write_single_register(30, 0xBEEF)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(bank.holding_words(10, 3), vec![1, 2, 3]);
     assert!(bank.coil(7) && bank.coil(20) && !bank.coil(21) && bank.coil(22));
-    assert_eq!(ctx.read_input_registers(0, 1).await.unwrap().unwrap(), vec![0]);
-    assert_eq!(ctx.read_coils(20, 3).await.unwrap().unwrap(), vec![true, false, true]);
+    assert_eq!(
+        ctx.read_input_registers(0, 1).await.unwrap().unwrap(),
+        vec![0]
+    );
+    assert_eq!(
+        ctx.read_coils(20, 3).await.unwrap().unwrap(),
+        vec![true, false, true]
+    );
     assert_eq!(bank.holding(30), 0xBEEF);
     // exceptions surface as Modbus exceptions
     assert_eq!(

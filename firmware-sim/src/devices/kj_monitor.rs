@@ -37,7 +37,11 @@ pub const ZONE_SIGNALS: &[(&str, f64)] = &[
 /// All signal names and defaults for `zones` zones.
 pub fn signals(zones: u8) -> Vec<(String, f64)> {
     (1..=zones)
-        .flat_map(|z| ZONE_SIGNALS.iter().map(move |(s, d)| (format!("zone{z}.{s}"), *d)))
+        .flat_map(|z| {
+            ZONE_SIGNALS
+                .iter()
+                .map(move |(s, d)| (format!("zone{z}.{s}"), *d))
+        })
         .collect()
 }
 

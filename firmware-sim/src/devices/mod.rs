@@ -194,7 +194,9 @@ impl Shared {
         let key = active.as_ref().map(|a| (a.cycle, a.index));
         if key != st.fault_key {
             st.fault_key = key;
-            let kind = active.map(|a| a.event.kind.clone()).unwrap_or(FaultKind::None);
+            let kind = active
+                .map(|a| a.event.kind.clone())
+                .unwrap_or(FaultKind::None);
             match kind {
                 FaultKind::Reboot(down) => {
                     tracing::info!(kind = %self.kind, ?down, "scenario: reboot");
@@ -229,7 +231,13 @@ impl Shared {
         self.scenario
             .signals
             .get(name)
-            .map(|spec| spec.clamp(self.scenario.value_at(name, elapsed).unwrap_or(spec.initial)))
+            .map(|spec| {
+                spec.clamp(
+                    self.scenario
+                        .value_at(name, elapsed)
+                        .unwrap_or(spec.initial),
+                )
+            })
             .or_else(|| self.kind.default_value(name))
     }
 }
@@ -457,7 +465,8 @@ pub async fn device_tcp(
     units: Vec<u8>,
 ) -> io::Result<(TcpSlave, DeviceHandle)> {
     let handle = device(kind, scenario);
-    let slave = TcpSlave::start(addr, units, handle.bank().clone(), handle.faults().clone()).await?;
+    let slave =
+        TcpSlave::start(addr, units, handle.bank().clone(), handle.faults().clone()).await?;
     Ok((slave, handle))
 }
 

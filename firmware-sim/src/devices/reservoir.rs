@@ -55,7 +55,10 @@ mod tests {
         write_signal(&bank, "level", 152_300.0);
         write_signal(&bank, "battery", 12.6);
         assert_eq!(bank.holding_words(0, 2), vec![0, 123]);
-        assert_eq!(bank.input_words(2, 2), vec![2, (152_300u32 - 2 * 65536) as u16]);
+        assert_eq!(
+            bank.input_words(2, 2),
+            vec![2, (152_300u32 - 2 * 65536) as u16]
+        );
         assert_eq!(bank.holding(6), 1260);
     }
 }

@@ -40,7 +40,14 @@ impl Value {
 }
 
 /// `(name, register_kind, address, type, order, value)`
-pub type Expected = (&'static str, &'static str, u16, &'static str, &'static str, Value);
+pub type Expected = (
+    &'static str,
+    &'static str,
+    u16,
+    &'static str,
+    &'static str,
+    Value,
+);
 
 use Value::{Num, Text};
 
@@ -64,14 +71,70 @@ pub const EXPECTED: &[Expected] = &[
     ("i32_dcba", "holding", 32, "i32", "DCBA", Num(-123456789.0)),
     ("i32_badc", "holding", 34, "i32", "BADC", Num(-123456789.0)),
     ("i32_cdab", "holding", 36, "i32", "CDAB", Num(-123456789.0)),
-    ("u64_abcd", "holding", 40, "u64", "ABCD", Num(1234567890123456.0)),
-    ("u64_dcba", "holding", 44, "u64", "DCBA", Num(1234567890123456.0)),
-    ("u64_badc", "holding", 48, "u64", "BADC", Num(1234567890123456.0)),
-    ("u64_cdab", "holding", 52, "u64", "CDAB", Num(1234567890123456.0)),
-    ("i64_abcd", "holding", 60, "i64", "ABCD", Num(-1234567890123456.0)),
-    ("i64_dcba", "holding", 64, "i64", "DCBA", Num(-1234567890123456.0)),
-    ("i64_badc", "holding", 68, "i64", "BADC", Num(-1234567890123456.0)),
-    ("i64_cdab", "holding", 72, "i64", "CDAB", Num(-1234567890123456.0)),
+    (
+        "u64_abcd",
+        "holding",
+        40,
+        "u64",
+        "ABCD",
+        Num(1234567890123456.0),
+    ),
+    (
+        "u64_dcba",
+        "holding",
+        44,
+        "u64",
+        "DCBA",
+        Num(1234567890123456.0),
+    ),
+    (
+        "u64_badc",
+        "holding",
+        48,
+        "u64",
+        "BADC",
+        Num(1234567890123456.0),
+    ),
+    (
+        "u64_cdab",
+        "holding",
+        52,
+        "u64",
+        "CDAB",
+        Num(1234567890123456.0),
+    ),
+    (
+        "i64_abcd",
+        "holding",
+        60,
+        "i64",
+        "ABCD",
+        Num(-1234567890123456.0),
+    ),
+    (
+        "i64_dcba",
+        "holding",
+        64,
+        "i64",
+        "DCBA",
+        Num(-1234567890123456.0),
+    ),
+    (
+        "i64_badc",
+        "holding",
+        68,
+        "i64",
+        "BADC",
+        Num(-1234567890123456.0),
+    ),
+    (
+        "i64_cdab",
+        "holding",
+        72,
+        "i64",
+        "CDAB",
+        Num(-1234567890123456.0),
+    ),
     ("f32_abcd", "holding", 80, "f32", "ABCD", Num(1.5)),
     ("f32_dcba", "holding", 82, "f32", "DCBA", Num(1.5)),
     ("f32_badc", "holding", 84, "f32", "BADC", Num(1.5)),
@@ -80,24 +143,108 @@ pub const EXPECTED: &[Expected] = &[
     ("f32_neg_dcba", "holding", 92, "f32", "DCBA", Num(-1234.5)),
     ("f32_neg_badc", "holding", 94, "f32", "BADC", Num(-1234.5)),
     ("f32_neg_cdab", "holding", 96, "f32", "CDAB", Num(-1234.5)),
-    ("f64_abcd", "holding", 100, "f64", "ABCD", Num(std::f64::consts::PI)),
-    ("f64_dcba", "holding", 104, "f64", "DCBA", Num(std::f64::consts::PI)),
-    ("f64_badc", "holding", 108, "f64", "BADC", Num(std::f64::consts::PI)),
-    ("f64_cdab", "holding", 112, "f64", "CDAB", Num(std::f64::consts::PI)),
-    ("f64_neg_abcd", "holding", 120, "f64", "ABCD", Num(-98765.4321)),
-    ("f64_neg_dcba", "holding", 124, "f64", "DCBA", Num(-98765.4321)),
-    ("f64_neg_badc", "holding", 128, "f64", "BADC", Num(-98765.4321)),
-    ("f64_neg_cdab", "holding", 132, "f64", "CDAB", Num(-98765.4321)),
+    (
+        "f64_abcd",
+        "holding",
+        100,
+        "f64",
+        "ABCD",
+        Num(std::f64::consts::PI),
+    ),
+    (
+        "f64_dcba",
+        "holding",
+        104,
+        "f64",
+        "DCBA",
+        Num(std::f64::consts::PI),
+    ),
+    (
+        "f64_badc",
+        "holding",
+        108,
+        "f64",
+        "BADC",
+        Num(std::f64::consts::PI),
+    ),
+    (
+        "f64_cdab",
+        "holding",
+        112,
+        "f64",
+        "CDAB",
+        Num(std::f64::consts::PI),
+    ),
+    (
+        "f64_neg_abcd",
+        "holding",
+        120,
+        "f64",
+        "ABCD",
+        Num(-98765.4321),
+    ),
+    (
+        "f64_neg_dcba",
+        "holding",
+        124,
+        "f64",
+        "DCBA",
+        Num(-98765.4321),
+    ),
+    (
+        "f64_neg_badc",
+        "holding",
+        128,
+        "f64",
+        "BADC",
+        Num(-98765.4321),
+    ),
+    (
+        "f64_neg_cdab",
+        "holding",
+        132,
+        "f64",
+        "CDAB",
+        Num(-98765.4321),
+    ),
     // register 140 = 0x8024: bits 2, 5 and 15 set
     ("bits_word", "holding", 140, "u16", "ABCD", Num(32804.0)),
     ("bit_2", "holding", 140, "bit:2", "-", Num(1.0)),
     ("bit_3", "holding", 140, "bit:3", "-", Num(0.0)),
     ("bit_5", "holding", 140, "bit:5", "-", Num(1.0)),
     ("bit_15", "holding", 140, "bit:15", "-", Num(1.0)),
-    ("ascii_abcd", "holding", 150, "ascii:10", "ABCD", Text("RISKGATE01")),
-    ("ascii_badc", "holding", 160, "ascii:10", "BADC", Text("SN-2024-XY")),
-    ("fixed3_abcd", "holding", 170, "fixed_i32:3", "ABCD", Num(-1234.567)),
-    ("fixed3_cdab", "holding", 172, "fixed_i32:3", "CDAB", Num(98765.432)),
+    (
+        "ascii_abcd",
+        "holding",
+        150,
+        "ascii:10",
+        "ABCD",
+        Text("RISKGATE01"),
+    ),
+    (
+        "ascii_badc",
+        "holding",
+        160,
+        "ascii:10",
+        "BADC",
+        Text("SN-2024-XY"),
+    ),
+    (
+        "fixed3_abcd",
+        "holding",
+        170,
+        "fixed_i32:3",
+        "ABCD",
+        Num(-1234.567),
+    ),
+    (
+        "fixed3_cdab",
+        "holding",
+        172,
+        "fixed_i32:3",
+        "CDAB",
+        Num(98765.432),
+    ),
     // --- input registers: different values, so reading the wrong table shows
     ("in_u16", "input", 0, "u16", "ABCD", Num(4321.0)),
     ("in_i16", "input", 1, "i16", "ABCD", Num(-42.0)),
@@ -106,7 +253,14 @@ pub const EXPECTED: &[Expected] = &[
     ("in_u32_cdab", "input", 6, "u32", "CDAB", Num(70000.0)),
     ("in_i32_abcd", "input", 8, "i32", "ABCD", Num(-70000.0)),
     ("in_f64_dcba", "input", 10, "f64", "DCBA", Num(-0.125)),
-    ("in_ascii", "input", 20, "ascii:10", "ABCD", Text("INPUT-REGS")),
+    (
+        "in_ascii",
+        "input",
+        20,
+        "ascii:10",
+        "ABCD",
+        Text("INPUT-REGS"),
+    ),
     // --- coils and discrete inputs (unlisted ones are false)
     ("coil_0", "coil", 0, "bool", "-", Num(1.0)),
     ("coil_1", "coil", 1, "bool", "-", Num(0.0)),
@@ -162,8 +316,16 @@ pub fn install(bank: &RegisterBank) {
             ("discrete", _) => bank.set_discrete(addr, on),
             ("holding", t) | ("input", t) if t.starts_with("bit:") => {
                 let bit: u16 = t[4..].parse().expect("bit index");
-                let cur = if kind == "holding" { bank.holding(addr) } else { bank.input(addr) };
-                let v = if on { cur | (1 << bit) } else { cur & !(1 << bit) };
+                let cur = if kind == "holding" {
+                    bank.holding(addr)
+                } else {
+                    bank.input(addr)
+                };
+                let v = if on {
+                    cur | (1 << bit)
+                } else {
+                    cur & !(1 << bit)
+                };
                 if kind == "holding" {
                     bank.set_holding(addr, v)
                 } else {
@@ -195,11 +357,19 @@ mod tests {
         install(&bank);
         for &(name, kind, addr, ty, order, value) in EXPECTED {
             let words = |n: usize| {
-                if kind == "holding" { bank.holding_words(addr, n) } else { bank.input_words(addr, n) }
+                if kind == "holding" {
+                    bank.holding_words(addr, n)
+                } else {
+                    bank.input_words(addr, n)
+                }
             };
             match ty {
                 "bool" => {
-                    let got = if kind == "coil" { bank.coil(addr) } else { bank.discrete(addr) };
+                    let got = if kind == "coil" {
+                        bank.coil(addr)
+                    } else {
+                        bank.discrete(addr)
+                    };
                     assert_eq!(got, value.as_f64().unwrap() != 0.0, "{name}");
                 }
                 t if t.starts_with("bit:") => {
@@ -209,7 +379,11 @@ mod tests {
                 }
                 t if t.starts_with("ascii:") => {
                     let w = words(register_count(t));
-                    assert_eq!(decode_ascii(&w, order.parse().unwrap()), value.as_str().unwrap(), "{name}");
+                    assert_eq!(
+                        decode_ascii(&w, order.parse().unwrap()),
+                        value.as_str().unwrap(),
+                        "{name}"
+                    );
                 }
                 t if t.starts_with("fixed_i32:") => {
                     let d: i32 = t[10..].parse().unwrap();
@@ -244,8 +418,14 @@ mod tests {
     fn known_words() {
         let bank = RegisterBank::new();
         install(&bank);
-        assert_eq!(bank.holding_words(80, 8), vec![0x3FC0, 0, 0, 0xC03F, 0xC03F, 0, 0, 0x3FC0]);
-        assert_eq!(bank.holding_words(0, 4), vec![0x1234, 0x3412, 0x3412, 0x1234]);
+        assert_eq!(
+            bank.holding_words(80, 8),
+            vec![0x3FC0, 0, 0, 0xC03F, 0xC03F, 0, 0, 0x3FC0]
+        );
+        assert_eq!(
+            bank.holding_words(0, 4),
+            vec![0x1234, 0x3412, 0x3412, 0x1234]
+        );
         assert_eq!(bank.holding(140), 0x8024);
         assert_eq!(bank.holding_words(150, 1), vec![u16::from_be_bytes(*b"RI")]);
         assert_eq!(bank.holding_words(160, 1), vec![u16::from_be_bytes(*b"NS")]);

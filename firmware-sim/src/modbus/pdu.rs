@@ -212,7 +212,10 @@ mod tests {
         bank.set_discrete(1, true);
         bank.set_discrete(8, true);
         assert_eq!(handle_pdu(&bank, &[2, 0, 0, 0, 9]), vec![2, 2, 0b10, 1]);
-        assert_eq!(handle_pdu(&bank, &[6, 0, 5, 0x01, 0x02]), vec![6, 0, 5, 1, 2]);
+        assert_eq!(
+            handle_pdu(&bank, &[6, 0, 5, 0x01, 0x02]),
+            vec![6, 0, 5, 1, 2]
+        );
         assert_eq!(bank.holding(5), 0x0102);
         assert_eq!(
             handle_pdu(&bank, &[15, 0, 3, 0, 10, 2, 0b0000_0101, 0b10]),
@@ -221,7 +224,9 @@ mod tests {
         let coils: Vec<bool> = (3..13).map(|a| bank.coil(a)).collect();
         assert_eq!(
             coils,
-            vec![true, false, true, false, false, false, false, false, false, true]
+            vec![
+                true, false, true, false, false, false, false, false, false, true
+            ]
         );
     }
 
@@ -236,7 +241,10 @@ mod tests {
         assert_eq!(handle_pdu(&bank, &[3, 0x27, 0x0E, 0, 2])[0], 3);
         assert_eq!(handle_pdu(&bank, &[5, 0, 0, 0x12, 0x34]), vec![0x85, 3]);
         assert_eq!(handle_pdu(&bank, &[0x2B, 0x0E, 1, 0]), vec![0xAB, 1]);
-        assert_eq!(handle_pdu(&bank, &[16, 0, 0, 0, 1, 3, 0, 0, 0]), vec![0x90, 3]);
+        assert_eq!(
+            handle_pdu(&bank, &[16, 0, 0, 0, 1, 3, 0, 0, 0]),
+            vec![0x90, 3]
+        );
         assert_eq!(handle_pdu(&bank, &[3, 0]), vec![0x83, 3]);
         assert_eq!(handle_pdu(&bank, &[]), vec![0x80, 1]);
     }

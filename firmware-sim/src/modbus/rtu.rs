@@ -70,8 +70,8 @@ struct Slave {
 /// One serial line (e.g. a pty made by
 /// `socat -d -d pty,raw,echo=0 pty,raw,echo=0`) with several slaves on it.
 ///
-/// Dropping an `RtuLine` without [`stop`](Self::stop) leaves the line task
-/// running until the runtime ends; call `stop` to release the port.
+/// Dropping an `RtuLine` stops it too (the port is closed shortly after, by
+/// the line task); [`stop`](Self::stop) waits until it is closed.
 pub struct RtuLine {
     path: String,
     cancel: CancellationToken,
@@ -170,6 +170,12 @@ impl RtuLine {
     }
 }
 
+impl Drop for RtuLine {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
 async fn run_line<P>(
     mut port: P,
     slaves: Vec<Slave>,
@@ -222,7 +228,10 @@ where
             }
         };
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "serial line closed"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "serial line closed",
+            ));
         }
         buf.extend_from_slice(&chunk[..n]);
     }
@@ -297,8 +306,14 @@ mod tests {
         assert_eq!(request_frame_len(&[1]), FrameLen::NeedMore);
         assert_eq!(request_frame_len(&[1, 3]), FrameLen::Known(8));
         assert_eq!(request_frame_len(&[1, 16, 0, 0, 0, 2]), FrameLen::NeedMore);
-        assert_eq!(request_frame_len(&[1, 16, 0, 0, 0, 2, 4]), FrameLen::Known(13));
-        assert_eq!(request_frame_len(&[1, 15, 0, 0, 0, 9, 2]), FrameLen::Known(11));
+        assert_eq!(
+            request_frame_len(&[1, 16, 0, 0, 0, 2, 4]),
+            FrameLen::Known(13)
+        );
+        assert_eq!(
+            request_frame_len(&[1, 15, 0, 0, 0, 9, 2]),
+            FrameLen::Known(11)
+        );
         assert_eq!(request_frame_len(&[1, 0x2B]), FrameLen::UntilSilence);
         assert_eq!(silence_for_baud(9600), MIN_SILENCE);
         assert!(silence_for_baud(300) > MIN_SILENCE);
@@ -309,7 +324,12 @@ mod tests {
         let (mut master, line_end) = tokio::io::duplex(1024);
         let bank = RegisterBank::new();
         bank.set_holding(0, 0x1234);
-        let mut line = RtuLine::start_on(line_end, "duplex", 9600, vec![(7, bank.clone(), FaultSwitch::new())]);
+        let mut line = RtuLine::start_on(
+            line_end,
+            "duplex",
+            9600,
+            vec![(7, bank.clone(), FaultSwitch::new())],
+        );
         let mut req = vec![7, 3, 0, 0, 0, 1];
         append_crc(&mut req);
         master.write_all(&req).await.unwrap();

@@ -398,7 +398,11 @@ async fn serve_connection(mut stream: TcpStream, routing: Arc<Routing>) {
         let function = pdu[0];
         let Some(slave) = routing.route(unit) else {
             let resp = exception_response(function, GATEWAY_TARGET_FAILED);
-            if stream.write_all(&mbap_frame(tid, unit, &resp)).await.is_err() {
+            if stream
+                .write_all(&mbap_frame(tid, unit, &resp))
+                .await
+                .is_err()
+            {
                 return;
             }
             continue;

@@ -52,12 +52,18 @@ impl RawTcp {
             .expect("connect timed out")
             .expect("connect");
         stream.set_nodelay(true).unwrap();
-        RawTcp { stream, next_tid: 0x1000 }
+        RawTcp {
+            stream,
+            next_tid: 0x1000,
+        }
     }
 
     pub fn from_stream(stream: TcpStream) -> RawTcp {
         stream.set_nodelay(true).unwrap();
-        RawTcp { stream, next_tid: 0x1000 }
+        RawTcp {
+            stream,
+            next_tid: 0x1000,
+        }
     }
 
     pub fn frame(tid: u16, unit: u8, pdu: &[u8]) -> Vec<u8> {
@@ -74,13 +80,18 @@ impl RawTcp {
     pub async fn send(&mut self, unit: u8, pdu: &[u8]) -> u16 {
         let tid = self.next_tid;
         self.next_tid = self.next_tid.wrapping_add(1);
-        self.stream.write_all(&Self::frame(tid, unit, pdu)).await.unwrap();
+        self.stream
+            .write_all(&Self::frame(tid, unit, pdu))
+            .await
+            .unwrap();
         tid
     }
 
     /// Read one MBAP response (Err on EOF / reset; panics after IO_TIMEOUT).
     pub async fn recv(&mut self) -> std::io::Result<TcpAnswer> {
-        self.recv_within(IO_TIMEOUT).await.expect("no answer in time")
+        self.recv_within(IO_TIMEOUT)
+            .await
+            .expect("no answer in time")
     }
 
     /// Read one MBAP response; None if nothing complete arrived within `t`.
@@ -118,7 +129,10 @@ impl RawTcp {
         let r = self.request(1, &pdu).await;
         assert_eq!(r[0], function, "response {r:02X?}");
         assert_eq!(r[1] as usize, 2 * n as usize);
-        r[2..].chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect()
+        r[2..]
+            .chunks(2)
+            .map(|c| u16::from_be_bytes([c[0], c[1]]))
+            .collect()
     }
 
     pub async fn read_holding(&mut self, addr: u16, n: u16) -> Vec<u16> {
@@ -136,7 +150,9 @@ impl RawTcp {
         let r = self.request(1, &pdu).await;
         assert_eq!(r[0], function, "response {r:02X?}");
         assert_eq!(r[1] as usize, (n as usize).div_ceil(8));
-        (0..n as usize).map(|i| r[2 + i / 8] & (1 << (i % 8)) != 0).collect()
+        (0..n as usize)
+            .map(|i| r[2 + i / 8] & (1 << (i % 8)) != 0)
+            .collect()
     }
 }
 
@@ -159,7 +175,11 @@ pub fn crc(data: &[u8]) -> [u8; 2] {
     for &b in data {
         c ^= b as u16;
         for _ in 0..8 {
-            c = if c & 1 == 1 { (c >> 1) ^ 0xA001 } else { c >> 1 };
+            c = if c & 1 == 1 {
+                (c >> 1) ^ 0xA001
+            } else {
+                c >> 1
+            };
         }
     }
     c.to_le_bytes()
@@ -185,7 +205,10 @@ pub async fn rtu_exchange<P: AsyncRead + AsyncWrite + Unpin>(
     port.flush().await.unwrap();
     let mut out = Vec::new();
     let mut buf = [0u8; 256];
-    let first = tokio::time::timeout(wait, port.read(&mut buf)).await.ok()?.unwrap();
+    let first = tokio::time::timeout(wait, port.read(&mut buf))
+        .await
+        .ok()?
+        .unwrap();
     out.extend_from_slice(&buf[..first]);
     while out.len() < expect_len && !(out.len() >= 5 && out[1] & 0x80 != 0) {
         let n = tokio::time::timeout(IO_TIMEOUT, port.read(&mut buf))
@@ -234,5 +257,92 @@ impl Drop for PtyPair {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------- MQTT
+
+/// A minimal MQTT 3.1.1 broker stand-in: accepts connections, answers
+/// CONNECT and PINGREQ, and forwards every PUBLISH as (topic, payload).
+pub struct FakeBroker {
+    pub addr: SocketAddr,
+    pub rx: tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeBroker {
+    pub async fn start() -> FakeBroker {
+        Self::start_on(0).await.expect("bind fake broker")
+    }
+
+    /// Start on a given port of 127.0.0.1 (None if it cannot be bound).
+    pub async fn start_on(port: u16) -> Option<FakeBroker> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .ok()?;
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let mut h = [0u8; 1];
+                        if s.read_exact(&mut h).await.is_err() {
+                            return;
+                        }
+                        // remaining length varint
+                        let mut len = 0usize;
+                        let mut mult = 1usize;
+                        loop {
+                            let mut b = [0u8; 1];
+                            if s.read_exact(&mut b).await.is_err() {
+                                return;
+                            }
+                            len += (b[0] & 0x7F) as usize * mult;
+                            mult *= 128;
+                            if b[0] & 0x80 == 0 {
+                                break;
+                            }
+                        }
+                        let mut body = vec![0u8; len];
+                        if s.read_exact(&mut body).await.is_err() {
+                            return;
+                        }
+                        match h[0] >> 4 {
+                            1 => s.write_all(&[0x20, 0x02, 0x00, 0x00]).await.unwrap(),
+                            3 => {
+                                let qos = (h[0] >> 1) & 3;
+                                let tl = u16::from_be_bytes([body[0], body[1]]) as usize;
+                                let topic = String::from_utf8_lossy(&body[2..2 + tl]).into_owned();
+                                let start = 2 + tl + if qos > 0 { 2 } else { 0 };
+                                let _ = tx.send((topic, body[start..].to_vec()));
+                            }
+                            12 => s.write_all(&[0xD0, 0x00]).await.unwrap(),
+                            14 => return,
+                            _ => {}
+                        }
+                    }
+                });
+            }
+        });
+        Some(FakeBroker { addr, rx, task })
+    }
+
+    /// Next PUBLISH, or panic after `t`.
+    pub async fn next(&mut self, t: Duration) -> (String, Vec<u8>) {
+        tokio::time::timeout(t, self.rx.recv())
+            .await
+            .expect("no MQTT publish in time")
+            .expect("broker gone")
+    }
+}
+
+impl Drop for FakeBroker {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
