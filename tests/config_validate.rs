@@ -355,3 +355,17 @@ fn every_shipped_preset_is_valid_when_bound() {
         assert!(e.is_empty(), "preset {name}: {e:#?}\n{text}");
     }
 }
+
+#[test]
+fn environment_overrides_scalar_fields() {
+    let (_d, p) = write(&format!("{BASE}\n[uplink]\nhost = \"broker\"\nplain_tcp = true\n"));
+    let run = |val: &str| {
+        Command::new(bin()).args(["validate", "--config"]).arg(&p).env("RISKGATE__UPLINK__PORT", val).output().unwrap()
+    };
+    let ok = run("8884");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let bad = run("eighty");
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("uplink.port"), "{err}");
+}

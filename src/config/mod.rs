@@ -110,9 +110,12 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
     let built = config::Config::builder()
         .add_source(config::File::from_str(text, config::FileFormat::Toml))
         .add_source(
+            // Only RISKGATE__SECTION__FIELD: variables such as
+            // RISKGATE_INFLUX_TOKEN (single _) are secrets, not overrides.
             config::Environment::with_prefix("RISKGATE")
                 .prefix_separator("__")
-                .separator("__"),
+                .separator("__")
+                .try_parsing(true),
         )
         .build()
         .map_err(|e| vec![err("", format!("not valid TOML: {e}"))])?;
