@@ -228,7 +228,13 @@ fn main() -> ExitCode {
 }
 
 async fn ack(api: &str, alarm_id: &str, by: &str) -> anyhow::Result<String> {
-    let url = format!("{}/api/alarms/ack", api.trim_end_matches('/'));
+    // `--api 127.0.0.1:8080` (as `http.listen` is written) means http://.
+    let api = api.trim_end_matches('/');
+    let url = if api.contains("://") {
+        format!("{api}/api/alarms/ack")
+    } else {
+        format!("http://{api}/api/alarms/ack")
+    };
     let resp = reqwest::Client::new()
         .post(&url)
         .json(&serde_json::json!({"alarm_id": alarm_id, "by": by}))

@@ -73,6 +73,9 @@ struct PointInfo {
     stale_after: Duration,
     stale_level: u8,
     seen_good: bool,
+    /// Any reading at all (good or bad) since start-up. Until then the
+    /// point's source has said nothing and the rules reading it do not judge.
+    reported: bool,
     is_text: bool,
 }
 
@@ -200,6 +203,7 @@ impl Engine {
                         stale_after: d.stale_after.map(|s| s.0).unwrap_or(default_stale),
                         stale_level: d.stale_level,
                         seen_good: false,
+                        reported: false,
                         is_text: p.data_type == Some(DataType::Ascii),
                     },
                 );
@@ -362,6 +366,7 @@ impl Engine {
                 continue;
             };
             p.quality = r.quality.clone();
+            p.reported = true;
             if r.quality.is_good() {
                 p.value = r.value.clone();
                 p.last_good = Some(r.at);
@@ -538,11 +543,11 @@ impl Engine {
                     let Some(p) = self.points.get(point) else {
                         return;
                     };
-                    if matches!(p.quality, Quality::Bad(BadReason::NoData))
-                        && !p.seen_good
-                        && p.last_good.is_none()
-                    {
-                        return; // nothing observed yet: no judgement
+                    // Nothing reported since start-up: no judgement yet. A
+                    // source that did report, even `NoData` (an MQTT box
+                    // silent since start), is judged: bad is the alarm side.
+                    if !p.reported {
+                        return;
                     }
                     let unit = p.unit.clone().unwrap_or_default();
                     match (&p.quality, p.value.as_ref().and_then(|v| v.as_f64())) {
@@ -592,8 +597,8 @@ impl Engine {
                     let Some(p) = self.points.get(point) else {
                         return;
                     };
-                    if !p.seen_good && p.last_good.is_none() {
-                        return;
+                    if !p.reported {
+                        return; // nothing reported since start-up: no judgement yet
                     }
                     if !p.quality.is_good() {
                         let d = format!("{} 数据无效 ({}), 按超限处理", p.name, p.quality.label());
@@ -631,7 +636,16 @@ impl Engine {
                         return;
                     }
                 }
-                Check::Condition { expr, .. } => {
+                Check::Condition { expr, points } => {
+                    // Judged once every point it reads has reported (good or
+                    // bad) since start-up: before that, `unknown` would only
+                    // mean "not polled yet" and raise at every restart.
+                    if points
+                        .iter()
+                        .any(|p| !self.points.get(p).is_some_and(|x| x.reported))
+                    {
+                        return;
+                    }
                     let env = EnvView {
                         points: &self.points,
                         active: &self.active,
@@ -762,7 +776,20 @@ impl Engine {
         }
     }
 
+    /// Escalation rules may count other escalation rules: passes repeat
+    /// until nothing changes (validation rejects cycles), so an outer rule
+    /// follows its members in the same step, whatever their order.
     fn evaluate_escalations(&mut self, now: DateTime<Utc>, out: &mut Output) {
+        for _ in 0..=self.rules.len() {
+            let before = out.transitions.len();
+            self.escalation_pass(now, out);
+            if out.transitions.len() == before {
+                break;
+            }
+        }
+    }
+
+    fn escalation_pass(&mut self, now: DateTime<Utc>, out: &mut Output) {
         for i in 0..self.rules.len() {
             let Check::Escalation { members, stages } = &self.rules[i].check else {
                 continue;
