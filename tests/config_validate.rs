@@ -286,6 +286,45 @@ level = 1
 }
 
 #[test]
+fn a_longer_hold_on_a_preset_interlock_is_warned() {
+    let text = format!(
+        r#"{BASE}
+[[devices]]
+id = "d"
+protocol = "modbus_tcp"
+host = "h"
+  [[devices.points]]
+  id = "working"
+  register = "coil"
+  address = 0
+  [[devices.points]]
+  id = "cam"
+  register = "coil"
+  address = 1
+  [[devices.points]]
+  id = "blocked"
+  register = "coil"
+  address = 2
+[[presets]]
+name = "coal-no-video"
+id_prefix = "f-"
+bind = {{ working = "working", cam_online = "cam", cam_blocked = "blocked" }}
+[[rules]]
+id = "f-no-video"
+kind = "interlock"
+when = "working && !(cam && !blocked)"
+hold = "5m"
+level = 2
+"#
+    );
+    let (_d, p) = write(&text);
+    let cfg = riskgate::config::load(&p).expect("valid");
+    assert_eq!(cfg.warnings.len(), 1, "{:?}", cfg.warnings);
+    assert!(cfg.warnings[0].contains("hold 300s where the preset has 30s"), "{:?}", cfg.warnings);
+    assert!(!cfg.warnings[0].contains("condition"), "same condition, other spacing: {:?}", cfg.warnings);
+}
+
+#[test]
 fn a_preset_needs_its_bindings() {
     let e = errors_of(&format!(
         "{BASE}\n[[presets]]\nname = \"coal-methane-face\"\n[[presets]]\nname = \"no-such\"\n"

@@ -15,7 +15,7 @@
 //! `riskgate validate` warns, naming the preset's source.
 
 use super::ConfigError;
-use super::raw::{Rule, RuleKindCfg};
+use super::raw::Rule;
 
 /// Every shipped preset: (name, TOML text).
 pub const PRESETS: &[(&str, &str)] = &[
@@ -238,38 +238,41 @@ pub fn merge(
     (rules, paths, warnings)
 }
 
+/// How a site rule is looser than the preset rule it replaces, if it is:
+/// a later or less severe alarm, a slower trigger, or a changed condition.
 fn looser(preset: &Rule, site: &Rule) -> Option<String> {
-    if preset.kind != RuleKindCfg::Threshold || site.kind != RuleKindCfg::Threshold {
-        return None;
-    }
-    let (Some(op), Some(pv), Some(sv)) = (preset.op, preset.value, site.value) else {
-        return None;
-    };
-    let high = op.is_high();
     let mut why = Vec::new();
-    if (high && sv > pv) || (!high && sv < pv) {
-        why.push(format!(
-            "value {sv} where the standard says {} {pv}",
-            op.symbol()
-        ));
+    if site.kind != preset.kind {
+        why.push(format!("kind {:?} where the preset has {:?}", site.kind, preset.kind).to_lowercase());
+    }
+    if site.level > preset.level {
+        why.push(format!("level {} where the preset has {}", site.level, preset.level));
+    }
+    let secs = |d: &Option<super::raw::Dur>| d.map(|d| d.0).unwrap_or_default();
+    if secs(&site.on_delay) > secs(&preset.on_delay) {
+        why.push(format!("on_delay {:?} where the preset has {:?}", secs(&site.on_delay), secs(&preset.on_delay)));
+    }
+    if secs(&site.hold) > secs(&preset.hold) {
+        why.push(format!("hold {:?} where the preset has {:?}", secs(&site.hold), secs(&preset.hold)));
+    }
+    if site.when.as_deref().map(str::split_whitespace).map(|w| w.collect::<Vec<_>>())
+        != preset.when.as_deref().map(str::split_whitespace).map(|w| w.collect::<Vec<_>>())
+    {
+        why.push("a different condition (`when`) than the preset's".to_string());
     }
     if site.op != preset.op {
         why.push("a different comparison".to_string());
     }
-    if let (Some(pr), Some(sr)) = (preset.recovery, site.recovery) {
-        if (high && sr > pr) || (!high && sr < pr) {
-            why.push(format!("recovery {sr} where the standard says {pr}"));
+    if let (Some(op), Some(pv), Some(sv)) = (preset.op, preset.value, site.value) {
+        let high = op.is_high();
+        if (high && sv > pv) || (!high && sv < pv) {
+            why.push(format!("value {sv} where the standard says {} {pv}", op.symbol()));
+        }
+        if let (Some(pr), Some(sr)) = (preset.recovery, site.recovery) {
+            if (high && sr > pr) || (!high && sr < pr) {
+                why.push(format!("recovery {sr} where the standard says {pr}"));
+            }
         }
     }
-    if site.level > preset.level {
-        why.push(format!(
-            "level {} where the preset has {}",
-            site.level, preset.level
-        ));
-    }
-    if why.is_empty() {
-        None
-    } else {
-        Some(why.join("; "))
-    }
+    if why.is_empty() { None } else { Some(why.join("; ")) }
 }
