@@ -261,6 +261,19 @@ actions = [ {{ write = "lamp.1301.t1", value = 1, on_clear = 0 }} ]
     )
 }
 
+/// `default` when it is free, else a free port on the same address (a
+/// Debian machine often runs its own Mosquitto on 1883). An address given
+/// on the command line is used as it is.
+pub fn default_or_free(default: &str) -> SocketAddr {
+    let addr: SocketAddr = default.parse().expect("a valid default address");
+    if std::net::TcpListener::bind(addr).is_ok() {
+        return addr;
+    }
+    std::net::TcpListener::bind(SocketAddr::new(addr.ip(), 0))
+        .and_then(|l| l.local_addr())
+        .unwrap_or(addr)
+}
+
 /// Starts rumqttd on `listen` in its own threads. It runs until the process
 /// exits.
 pub fn start_embedded_broker(listen: SocketAddr) -> anyhow::Result<()> {

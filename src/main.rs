@@ -35,9 +35,10 @@ enum Cmd {
         /// An external MQTT broker (HOST:PORT) for the uplink instead of the embedded one.
         #[arg(long)]
         broker: Option<String>,
-        /// Where the embedded broker listens.
-        #[arg(long, default_value = "127.0.0.1:1883")]
-        mqtt_listen: std::net::SocketAddr,
+        /// Where the embedded broker listens [default: 127.0.0.1:1883, or a
+        /// free port if that one is taken].
+        #[arg(long)]
+        mqtt_listen: Option<std::net::SocketAddr>,
         /// An InfluxDB v2-compatible server, e.g. http://127.0.0.1:8086.
         #[arg(long)]
         influx_url: Option<String>,
@@ -45,9 +46,10 @@ enum Cmd {
         influx_org: String,
         #[arg(long, default_value = "riskgate")]
         influx_bucket: String,
-        /// The operator page and API.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        http: std::net::SocketAddr,
+        /// The operator page and API [default: 127.0.0.1:8080, or a free port
+        /// if that one is taken].
+        #[arg(long)]
+        http: Option<std::net::SocketAddr>,
         #[arg(long, default_value = "riskgate-demo-data")]
         data_dir: PathBuf,
         /// Stop after this long (e.g. 90s); default: until Ctrl-C.
@@ -165,11 +167,11 @@ fn main() -> ExitCode {
             let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
             let opts = riskgate::demo::DemoOptions {
                 broker,
-                mqtt_listen,
+                mqtt_listen: mqtt_listen.unwrap_or_else(|| riskgate::demo::default_or_free("127.0.0.1:1883")),
                 influx_url,
                 influx_org,
                 influx_bucket,
-                http,
+                http: http.unwrap_or_else(|| riskgate::demo::default_or_free("127.0.0.1:8080")),
                 data_dir,
             };
             match rt.block_on(demo(opts, duration.map(Into::into))) {

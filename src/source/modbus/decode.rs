@@ -207,6 +207,16 @@ fn words_from_bytes(be: &[u8], order: ByteOrder) -> Vec<u16> {
     }
 }
 
+/// An f32 widened to the f64 of its shortest decimal form: a detector that
+/// sends 1.62 is stored and sent as 1.62, not 1.6200000047683716. NaN and
+/// infinities pass through (they are refused later).
+fn f32_as_decimal(v: f32) -> f64 {
+    if !v.is_finite() {
+        return f64::from(v);
+    }
+    v.to_string().parse().unwrap_or(f64::from(v))
+}
+
 /// The raw number held by big-endian bytes of the right length for `ty`.
 fn raw_number(ty: DataType, b: &[u8]) -> f64 {
     let arr2 = || [b[0], b[1]];
@@ -219,7 +229,7 @@ fn raw_number(ty: DataType, b: &[u8]) -> f64 {
         DataType::I32 => f64::from(i32::from_be_bytes(arr4())),
         DataType::U64 => u64::from_be_bytes(arr8()) as f64,
         DataType::I64 => i64::from_be_bytes(arr8()) as f64,
-        DataType::F32 => f64::from(f32::from_be_bytes(arr4())),
+        DataType::F32 => f32_as_decimal(f32::from_be_bytes(arr4())),
         DataType::F64 => f64::from_be_bytes(arr8()),
         DataType::Bool | DataType::Ascii => unreachable!("not a number type"),
     }
@@ -549,6 +559,14 @@ pub(crate) mod tests {
 
     /// The classic trap: big-endian 1.5 read with the words swapped is a
     /// tiny denormal, not 1.5. The decoder must not "guess" the order.
+    #[test]
+    fn f32_reads_as_its_decimal() {
+        assert_eq!(f32_as_decimal(1.62), 1.62);
+        assert_eq!(f32_as_decimal(-0.1), -0.1);
+        assert_eq!(f32_as_decimal(1.5), 1.5);
+        assert!(f32_as_decimal(f32::NAN).is_nan());
+    }
+
     #[test]
     fn f32_word_swap_trap() {
         let v = num(DataType::F32, CDAB, &[0x3FC0, 0x0000]);
