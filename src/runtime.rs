@@ -280,9 +280,10 @@ struct EngineTask {
     batch_started: Option<tokio::time::Instant>,
     outbox: mpsc::UnboundedSender<(Pending, Vec<(String, Instance)>)>,
     outbox_rx: Option<mpsc::UnboundedReceiver<(Pending, Vec<(String, Instance)>)>>,
-    /// Results of actions that failed, fed back as alarms.
-    failed_rx: mpsc::UnboundedReceiver<(String, String)>,
-    failed_tx: mpsc::UnboundedSender<(String, String)>,
+    /// Results of actions, fed back as the point's `{point}.action` fault
+    /// alarm: `Some(why)` raises it, `None` (a confirmed write) clears it.
+    failed_rx: mpsc::UnboundedReceiver<(String, Option<String>)>,
+    failed_tx: mpsc::UnboundedSender<(String, Option<String>)>,
 }
 
 impl EngineTask {
@@ -356,7 +357,12 @@ impl EngineTask {
                 }
                 Some((point, why)) = self.failed_rx.recv() => {
                     let key = format!("{point}.action");
-                    let out = self.engine.external(&key, AlarmKind::Fault, 2, &format!("{point} 联动输出失败"), true, format!("{point} 联动输出失败: {why}"), Utc::now());
+                    let name = format!("{point} 联动输出失败");
+                    let (on, msg) = match why {
+                        Some(why) => (true, format!("{point} 联动输出失败: {why}")),
+                        None => (false, format!("{point} 联动输出恢复")),
+                    };
+                    let out = self.engine.external(&key, AlarmKind::Fault, 2, &name, on, msg, Utc::now());
                     self.emit(out);
                 }
                 input = inputs.recv(), if inputs_open => match input {
@@ -394,7 +400,6 @@ impl EngineTask {
     }
 
     fn batch(&mut self, rs: &[crate::model::Reading]) {
-        let m = crate::metrics::metrics();
         let site = &self.shared.cfg.site.id;
         let measurement = self
             .shared
@@ -403,8 +408,9 @@ impl EngineTask {
             .as_ref()
             .map(|i| i.measurement.as_str())
             .unwrap_or("reading");
+        // `riskgate_readings_total` is counted by the sources as they hand
+        // readings over; counting here too doubled it.
         for r in rs {
-            m.readings.with_label_values(&[&r.device]).inc();
             if self.has_influx {
                 self.lines.push(influx::line(measurement, site, r));
             }
@@ -445,20 +451,25 @@ impl EngineTask {
                 if self.has_influx {
                     self.influx_wake.notify_one();
                 }
+                // Raised while readings are being dropped, cleared by the
+                // first commit that drops none (the queue has room again).
                 let key = "queue.readings.overflow";
                 let on = dropped > 0;
-                if on {
-                    let out = self.engine.external(
-                        key,
-                        AlarmKind::Fault,
-                        3,
-                        "读数缓存已满",
-                        true,
-                        format!("读数缓存达到上限, 已丢弃最旧的 {dropped} 条读数 (报警不丢弃)"),
-                        Utc::now(),
-                    );
-                    self.emit(out);
-                }
+                let message = if on {
+                    format!("读数缓存达到上限, 已丢弃最旧的 {dropped} 条读数 (报警不丢弃)")
+                } else {
+                    "读数缓存恢复, 不再丢弃读数".to_string()
+                };
+                let out = self.engine.external(
+                    key,
+                    AlarmKind::Fault,
+                    3,
+                    "读数缓存已满",
+                    on,
+                    message,
+                    Utc::now(),
+                );
+                self.emit(out);
             }
             Ok(Err(e)) => tracing::error!(error = %e, "committing readings failed"),
             Err(e) => tracing::error!(error = %e, "committing readings panicked"),
@@ -487,8 +498,13 @@ impl EngineTask {
                     tokio::spawn(async move {
                         let r = run_action(w, &a).await;
                         if r.result == "failed" {
-                            let _ = failed
-                                .send((a.point.clone(), r.detail.clone().unwrap_or_default()));
+                            let _ = failed.send((
+                                a.point.clone(),
+                                Some(r.detail.clone().unwrap_or_default()),
+                            ));
+                        } else if r.result == "confirmed" {
+                            // A confirmed write ends an earlier failure alarm.
+                            let _ = failed.send((a.point.clone(), None));
                         }
                         r
                     })

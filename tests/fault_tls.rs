@@ -1,0 +1,448 @@
+//! The county uplink's security settings against a real Mosquitto:
+//! - TLS with the broker's CA pinned by file: events arrive;
+//! - a server certificate for another name than `uplink.host`: refused,
+//!   nothing delivered, the events stay queued, the gateway keeps running;
+//! - username and password (`password_env`) against a Mosquitto
+//!   `password_file`: the right one delivers, a wrong one does not.
+//!
+//! Certificates are made by the test with the openssl CLI. The independent
+//! subscriber listens on a second, plain listener of the same broker.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{
+    Collector, CollectorOpts, Mosquitto, SiteCfg, assert_schema_valid, free_port, http_get,
+    wait_for_async,
+};
+use riskgate::store::Store;
+
+/// One test at a time: the password tests set environment variables.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const GOOD_PW: &str = "correct horse battery staple";
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl CLI");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA and two server certificates signed by it: `good` for 127.0.0.1 and
+/// localhost, `wrong` for wrong.example only.
+fn make_certs(dir: &Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=riskgate fault-test CA",
+    ]);
+    openssl(dir, &ca);
+    for (name, cn, san) in [
+        ("good", "localhost", "IP:127.0.0.1,DNS:localhost"),
+        ("wrong", "wrong.example", "DNS:wrong.example"),
+    ] {
+        let (key, csr, ext, pem) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.ext"),
+            format!("{name}.pem"),
+        );
+        let subj = format!("/CN={cn}");
+        let mut req = vec!["req"];
+        req.extend(ec);
+        req.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+        openssl(dir, &req);
+        std::fs::write(
+            dir.join(&ext),
+            format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"),
+        )
+        .unwrap();
+        let serial = format!("0x{:016x}", rand_serial());
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-set_serial",
+                &serial,
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ],
+        );
+    }
+}
+
+fn rand_serial() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1
+}
+
+/// A broker with its plain listener (for the subscriber) and a TLS listener
+/// presenting `cert`; returns it with the TLS port.
+fn tls_broker(certs: &Path, cert: &str) -> (Mosquitto, u16) {
+    let port = free_port();
+    let extra = format!(
+        "listener {port} 127.0.0.1\ncafile {ca}\ncertfile {c}\nkeyfile {k}\n",
+        ca = certs.join("ca.pem").display(),
+        c = certs.join(format!("{cert}.pem")).display(),
+        k = certs.join(format!("{cert}.key")).display(),
+    );
+    let m = Mosquitto::start_with(&extra);
+    common::wait_for("the TLS listener", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .map(|_| ())
+    });
+    (m, port)
+}
+
+struct Site {
+    _dir: tempfile::TempDir,
+    _devs: Vec<(firmware_sim::TcpSlave, firmware_sim::DeviceHandle)>,
+    running: Option<riskgate::runtime::Running>,
+    store: std::sync::Arc<Store>,
+    alarm_topic: String,
+    gateway: String,
+}
+
+impl Site {
+    async fn start(name: &str, uplink: String) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let devs = common::gas_detectors(1).await;
+        let mut site = SiteCfg::new(
+            name,
+            &dir.path().join("data"),
+            vec![devs[0].0.local_addr().port()],
+        );
+        site.uplink = Some(uplink);
+        let running = riskgate::runtime::start(site.load(dir.path()))
+            .await
+            .unwrap();
+        let store = running.shared.store.clone();
+        Site {
+            _dir: dir,
+            _devs: devs,
+            running: Some(running),
+            store,
+            alarm_topic: format!("riskgate/v1/{name}/alarm"),
+            gateway: site.gateway,
+        }
+    }
+
+    fn dev(&self) -> &firmware_sim::DeviceHandle {
+        &self._devs[0].1
+    }
+
+    /// Methane up and down; returns once the 4 events are committed.
+    async fn excursion(&self) -> u64 {
+        let before = self.store.last_seq().unwrap();
+        self.dev().set_signal("ch4", 1.62);
+        wait_for_async(
+            "2 raised events committed",
+            Duration::from_secs(10),
+            || async { (self.store.last_seq().unwrap() >= before + 2).then_some(()) },
+        )
+        .await;
+        self.dev().set_signal("ch4", 0.8);
+        wait_for_async(
+            "2 cleared events committed",
+            Duration::from_secs(10),
+            || async { (self.store.last_seq().unwrap() >= before + 4).then_some(()) },
+        )
+        .await;
+        self.store.last_seq().unwrap()
+    }
+
+    fn readings(&self) -> usize {
+        let since = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(0).unwrap();
+        self.store
+            .history("ch4.gd00", since, 1_000_000)
+            .unwrap()
+            .len()
+    }
+
+    /// Still alive: readings keep being committed and the API answers.
+    async fn assert_running(&self) {
+        let n = self.readings();
+        wait_for_async(
+            "readings still committed",
+            Duration::from_secs(10),
+            || async { (self.readings() > n + 5).then_some(()) },
+        )
+        .await;
+        let addr = self.running.as_ref().unwrap().http_addr.unwrap();
+        let (code, body) = tokio::task::spawn_blocking(move || {
+            http_get(&format!("http://{addr}/health")).unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!((code, body.trim()), (200, "ok"));
+    }
+
+    async fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+    }
+}
+
+/// Waits until the broker logged `n` more lines with `needle` than `before`.
+async fn broker_logged(broker: &Mosquitto, needle: &str, before: usize, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while broker.log_count(needle) < before + n {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {n} × `{needle}` in the broker log:\n{}",
+            broker.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uplink_over_tls_delivers_events() {
+    let _serial = SERIAL.lock().await;
+    common::init_tracing();
+    let t0 = Instant::now();
+    let certs = tempfile::tempdir().unwrap();
+    make_certs(certs.path());
+    let (broker, tls_port) = tls_broker(certs.path(), "good");
+    let ca = certs.path().join("ca.pem");
+    let mut site = Site::start(
+        "fault-tls-ok",
+        format!(
+            "port = {tls_port}\n[uplink.tls]\nca_file = \"{}\"",
+            ca.display()
+        ),
+    )
+    .await;
+    let mut county = Collector::connect(CollectorOpts::new(
+        broker.port,
+        "county-tls-ok",
+        &site.alarm_topic,
+    ))
+    .await;
+
+    let last = site.excursion().await;
+    county
+        .until(
+            &format!("seq 1..={last} over TLS"),
+            Duration::from_secs(20),
+            |c| c.has_all(last),
+        )
+        .await;
+    for e in county.alarms() {
+        assert_schema_valid("alarm-event.schema.json", e);
+    }
+    // The gateway's only way in is the TLS listener (`port = tls_port`, and
+    // an MQTT client without TLS cannot talk there).
+    let log = broker.log();
+    assert!(
+        log.contains(&format!("as riskgate-{}", site.gateway)),
+        "the gateway connected:\n{log}"
+    );
+    site.stop().await;
+    eprintln!(
+        "uplink_over_tls_delivers_events: {last} events over TLS; {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_certificate_for_another_name_is_refused_and_events_stay_queued() {
+    let _serial = SERIAL.lock().await;
+    common::init_tracing();
+    let t0 = Instant::now();
+    let certs = tempfile::tempdir().unwrap();
+    make_certs(certs.path());
+    // Signed by the pinned CA, but for wrong.example while uplink.host is 127.0.0.1.
+    let (broker, tls_port) = tls_broker(certs.path(), "wrong");
+    let ca = certs.path().join("ca.pem");
+    let mut site = Site::start(
+        "fault-tls-name",
+        format!(
+            "port = {tls_port}\n[uplink.tls]\nca_file = \"{}\"",
+            ca.display()
+        ),
+    )
+    .await;
+    let mut county = Collector::connect(CollectorOpts::new(
+        broker.port,
+        "county-tls-name",
+        &site.alarm_topic,
+    ))
+    .await;
+
+    let last = site.excursion().await;
+    // Two more handshakes after the events were queued, each refused by the
+    // gateway (its TLS alert `bad_certificate`, as the broker logs it).
+    const REFUSED: &str = "alert bad certificate";
+    let tries = broker.log_count(REFUSED);
+    broker_logged(&broker, REFUSED, tries, 2).await;
+    let refused = broker.log_count(REFUSED);
+    assert!(
+        !broker
+            .log()
+            .contains(&format!("as riskgate-{}", site.gateway)),
+        "no MQTT session:\n{}",
+        broker.log()
+    );
+    county.pump();
+    assert!(
+        county.alarms().is_empty(),
+        "nothing delivered: {:?}",
+        county.alarms()
+    );
+    let q = site.store.stats("uplink").unwrap();
+    assert_eq!(q.depth, last, "every event stays queued: {q:?}");
+    site.assert_running().await;
+    site.stop().await;
+    eprintln!(
+        "server_certificate_for_another_name_is_refused_and_events_stay_queued: {refused} handshakes refused, {last} events queued; {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+fn password_broker(dir: &Path) -> Mosquitto {
+    let file: PathBuf = dir.join("passwd");
+    let st = Command::new("mosquitto_passwd")
+        .arg("-c")
+        .arg("-b")
+        .arg(&file)
+        .args(["gw-fault", GOOD_PW])
+        .status()
+        .expect("mosquitto_passwd");
+    assert!(st.success());
+    // allow_anonymous stays true (for the subscriber); a client that gives a
+    // username must give its password.
+    Mosquitto::start_with(&format!("password_file {}\n", file.display()))
+}
+
+fn set_password_env() {
+    // SAFETY: the tests of this file run one at a time (SERIAL), and no
+    // other thread of this test binary reads the environment meanwhile.
+    unsafe {
+        std::env::set_var("RG_FAULT_PW_GOOD", GOOD_PW);
+        std::env::set_var("RG_FAULT_PW_BAD", "not the password");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn username_and_right_password_deliver() {
+    let _serial = SERIAL.lock().await;
+    common::init_tracing();
+    set_password_env();
+    let t0 = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = password_broker(dir.path());
+    let uplink = format!(
+        "port = {}\nplain_tcp = true\nusername = \"gw-fault\"\npassword_env = \"RG_FAULT_PW_GOOD\"",
+        broker.port
+    );
+    let mut site = Site::start("fault-pw-ok", uplink).await;
+    let mut county = Collector::connect(CollectorOpts::new(
+        broker.port,
+        "county-pw-ok",
+        &site.alarm_topic,
+    ))
+    .await;
+    let last = site.excursion().await;
+    county
+        .until(&format!("seq 1..={last}"), Duration::from_secs(20), |c| {
+            c.has_all(last)
+        })
+        .await;
+    assert!(
+        broker.log().contains("u'gw-fault'"),
+        "connected with its username:\n{}",
+        broker.log()
+    );
+    site.stop().await;
+    eprintln!(
+        "username_and_right_password_deliver: {last} events; {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_is_refused_and_events_stay_queued() {
+    let _serial = SERIAL.lock().await;
+    common::init_tracing();
+    set_password_env();
+    let t0 = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = password_broker(dir.path());
+    let uplink = format!(
+        "port = {}\nplain_tcp = true\nusername = \"gw-fault\"\npassword_env = \"RG_FAULT_PW_BAD\"",
+        broker.port
+    );
+    let mut site = Site::start("fault-pw-bad", uplink).await;
+    let mut county = Collector::connect(CollectorOpts::new(
+        broker.port,
+        "county-pw-bad",
+        &site.alarm_topic,
+    ))
+    .await;
+    let last = site.excursion().await;
+    let before = broker.log_count("not authorised");
+    broker_logged(&broker, "not authorised", before, 2).await;
+    county.pump();
+    assert!(
+        county.alarms().is_empty(),
+        "nothing delivered: {:?}",
+        county.alarms()
+    );
+    assert!(
+        !broker
+            .log()
+            .contains(&format!("as riskgate-{}", site.gateway)),
+        "no MQTT session:\n{}",
+        broker.log()
+    );
+    let q = site.store.stats("uplink").unwrap();
+    assert_eq!(q.depth, last, "every event stays queued: {q:?}");
+    site.assert_running().await;
+    site.stop().await;
+    eprintln!(
+        "wrong_password_is_refused_and_events_stay_queued: {} refusals, {last} events queued; {:.1} s",
+        broker.log_count("not authorised"),
+        t0.elapsed().as_secs_f64()
+    );
+}
