@@ -8,9 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use firmware_sim::{Fault, FaultSwitch, RegisterBank, RtuLine};
-use riskgate::config::{
-    ByteOrder, DataType, Device, Dur, Parity, Point, Protocol, RegisterKind, SerialLine,
-};
+use riskgate::config::{DataType, Device, Dur, Parity, Point, RegisterKind, SerialLine};
 use riskgate::metrics::metrics;
 use riskgate::model::{BadReason, Input, Quality, Reading, Value};
 use riskgate::source::WriteRequest;
@@ -86,45 +84,19 @@ fn line(path: &str) -> SerialLine {
 
 fn device(id: &str, unit: u8) -> Device {
     let p = Point {
-        id: format!("{id}.ch4"),
-        name: None,
-        unit: None,
-        register: Some(RegisterKind::Holding),
-        address: Some(0),
-        data_type: Some(DataType::F32),
-        byte_order: None,
-        bit: None,
-        length: None,
-        decimals: None,
-        scale: 1.0,
-        offset: 0.0,
-        group: None,
         writable: true,
-        path: None,
+        ..Point::modbus(
+            &format!("{id}.ch4"),
+            RegisterKind::Holding,
+            0,
+            DataType::F32,
+        )
     };
     Device {
-        id: id.into(),
-        name: None,
-        protocol: Protocol::ModbusRtu,
-        host: None,
-        port: None,
-        line: Some("line1".into()),
-        unit_id: unit,
         poll_interval: Dur(POLL),
         timeout: Dur(Duration::from_secs(1)),
         retries: 0,
-        byte_order: ByteOrder::ABCD,
-        max_gap: 8,
-        max_registers: 125,
-        groups: vec![],
-        broker: None,
-        topic: None,
-        heartbeat: None,
-        offline_after: 3,
-        offline_level: 2,
-        stale_after: None,
-        stale_level: 2,
-        points: vec![p],
+        ..Device::modbus_rtu(id, "line1", unit, vec![p])
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use firmware_sim::devices::typed_bank;
 use firmware_sim::{Fault, FaultSwitch, RegisterBank, TcpSlave};
-use riskgate::config::{ByteOrder, DataType, Device, Dur, Point, Protocol, RegisterKind};
+use riskgate::config::{ByteOrder, DataType, Device, Dur, Point, RegisterKind};
 use riskgate::metrics::metrics;
 use riskgate::model::{BadReason, Input, Quality, Reading, Value};
 use riskgate::source::WriteRequest;
@@ -23,49 +23,14 @@ use tokio_util::sync::CancellationToken;
 const LIMIT: Duration = Duration::from_secs(10);
 
 fn point(id: &str, kind: RegisterKind, addr: u16, ty: DataType) -> Point {
-    Point {
-        id: id.into(),
-        name: None,
-        unit: None,
-        register: Some(kind),
-        address: Some(addr),
-        data_type: Some(ty),
-        byte_order: None,
-        bit: None,
-        length: None,
-        decimals: None,
-        scale: 1.0,
-        offset: 0.0,
-        group: None,
-        writable: false,
-        path: None,
-    }
+    Point::modbus(id, kind, addr, ty)
 }
 
 fn device(id: &str, addr: SocketAddr, points: Vec<Point>) -> Device {
     Device {
-        id: id.into(),
-        name: None,
-        protocol: Protocol::ModbusTcp,
-        host: Some(addr.ip().to_string()),
-        port: Some(addr.port()),
-        line: None,
-        unit_id: 1,
         poll_interval: Dur(Duration::from_millis(100)),
         timeout: Dur(Duration::from_millis(300)),
-        retries: 1,
-        byte_order: ByteOrder::ABCD,
-        max_gap: 8,
-        max_registers: 125,
-        groups: vec![],
-        broker: None,
-        topic: None,
-        heartbeat: None,
-        offline_after: 3,
-        offline_level: 2,
-        stale_after: None,
-        stale_level: 2,
-        points,
+        ..Device::modbus_tcp(id, &addr.ip().to_string(), addr.port(), points)
     }
 }
 

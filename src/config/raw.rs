@@ -440,6 +440,76 @@ fn one() -> f64 {
     1.0
 }
 
+impl Point {
+    /// A Modbus point with the file's defaults for every other field.
+    pub fn modbus(id: &str, register: RegisterKind, address: u16, data_type: DataType) -> Point {
+        Point {
+            id: id.into(),
+            name: None,
+            unit: None,
+            register: Some(register),
+            address: Some(address),
+            data_type: Some(data_type),
+            byte_order: None,
+            bit: None,
+            length: None,
+            decimals: None,
+            scale: one(),
+            offset: 0.0,
+            group: None,
+            writable: false,
+            path: None,
+        }
+    }
+}
+
+impl Device {
+    fn with_defaults(id: &str, protocol: Protocol, points: Vec<Point>) -> Device {
+        Device {
+            id: id.into(),
+            name: None,
+            protocol,
+            host: None,
+            port: None,
+            line: None,
+            unit_id: default_unit(),
+            poll_interval: default_poll(),
+            timeout: default_timeout(),
+            retries: default_retries(),
+            byte_order: ByteOrder::default(),
+            max_gap: default_max_gap(),
+            max_registers: default_max_regs(),
+            groups: Vec::new(),
+            broker: None,
+            topic: None,
+            heartbeat: None,
+            offline_after: default_offline_after(),
+            offline_level: default_offline_level(),
+            stale_after: None,
+            stale_level: default_offline_level(),
+            points,
+        }
+    }
+
+    /// A Modbus TCP device with the file's defaults for every other field.
+    pub fn modbus_tcp(id: &str, host: &str, port: u16, points: Vec<Point>) -> Device {
+        Device {
+            host: Some(host.into()),
+            port: Some(port),
+            ..Device::with_defaults(id, Protocol::ModbusTcp, points)
+        }
+    }
+
+    /// A Modbus RTU slave on serial line `line`, with the file's defaults.
+    pub fn modbus_rtu(id: &str, line: &str, unit_id: u8, points: Vec<Point>) -> Device {
+        Device {
+            line: Some(line.into()),
+            unit_id,
+            ..Device::with_defaults(id, Protocol::ModbusRtu, points)
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 pub struct PresetUse {
     /// A file name under `config/presets/` without `.toml`, e.g. `coal-methane`.

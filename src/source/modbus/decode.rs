@@ -356,23 +356,7 @@ pub(crate) mod tests {
 
     /// A holding-register point of `ty` at address 0, default scale.
     pub(crate) fn point(ty: DataType) -> Point {
-        Point {
-            id: "p".into(),
-            name: None,
-            unit: None,
-            register: Some(RegisterKind::Holding),
-            address: Some(0),
-            data_type: Some(ty),
-            byte_order: None,
-            bit: None,
-            length: None,
-            decimals: None,
-            scale: 1.0,
-            offset: 0.0,
-            group: None,
-            writable: false,
-            path: None,
-        }
+        Point::modbus("p", RegisterKind::Holding, 0, ty)
     }
 
     fn num(ty: DataType, order: ByteOrder, words: &[u16]) -> f64 {

@@ -211,53 +211,17 @@ fn merge(spans: &[Span], limit: u32, max_gap: u32) -> Vec<Range> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::config::{ByteOrder, DataType, Dur, Point, PollGroup, Protocol};
+    use crate::config::{DataType, Dur, Point, PollGroup};
 
     pub(crate) fn device(points: Vec<Point>) -> Device {
         Device {
-            id: "dev".into(),
-            name: None,
-            protocol: Protocol::ModbusTcp,
-            host: Some("127.0.0.1".into()),
-            port: Some(502),
-            line: None,
-            unit_id: 1,
-            poll_interval: Dur(Duration::from_secs(1)),
             timeout: Dur(Duration::from_millis(500)),
-            retries: 1,
-            byte_order: ByteOrder::ABCD,
-            max_gap: 8,
-            max_registers: 125,
-            groups: vec![],
-            broker: None,
-            topic: None,
-            heartbeat: None,
-            offline_after: 3,
-            offline_level: 2,
-            stale_after: None,
-            stale_level: 2,
-            points,
+            ..Device::modbus_tcp("dev", "127.0.0.1", 502, points)
         }
     }
 
     pub(crate) fn pt(id: &str, kind: RegisterKind, addr: u16, ty: DataType) -> Point {
-        Point {
-            id: id.into(),
-            name: None,
-            unit: None,
-            register: Some(kind),
-            address: Some(addr),
-            data_type: Some(ty),
-            byte_order: None,
-            bit: None,
-            length: None,
-            decimals: None,
-            scale: 1.0,
-            offset: 0.0,
-            group: None,
-            writable: false,
-            path: None,
-        }
+        Point::modbus(id, kind, addr, ty)
     }
 
     fn holding(id: &str, addr: u16, ty: DataType) -> Point {

@@ -22,9 +22,9 @@ use crate::metrics::metrics;
 use crate::model::Input;
 use crate::source::WriteRequest;
 
-use crate::backoff::Backoff;
 use super::exchange::{Data, Op, RequestError, Transport, perform};
 use super::poller::{Closed, DevicePoller, serve_write};
+use crate::backoff::Backoff;
 
 /// Polls `device` until `shutdown` is cancelled or `tx` is closed.
 pub async fn run(
