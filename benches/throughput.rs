@@ -22,9 +22,20 @@ fn readings(cfg: &riskgate::config::Config, round: usize) -> Vec<Reading> {
         .iter()
         .flat_map(|d| d.points.iter().map(move |p| (d, p)))
         .map(|(d, p)| {
-            let bool_point = p.register.is_some_and(|r| r.is_bit()) || p.data_type == Some(riskgate::config::DataType::Bool);
-            let value = if bool_point { Value::Bool(round % 2 == 0) } else { Value::Num(0.2 + (round % 20) as f64 * 0.09) };
-            Reading { point: Arc::from(p.id.as_str()), device: Arc::from(d.id.as_str()), value: Some(value), quality: Quality::Good, at: now }
+            let bool_point = p.register.is_some_and(|r| r.is_bit())
+                || p.data_type == Some(riskgate::config::DataType::Bool);
+            let value = if bool_point {
+                Value::Bool(round % 2 == 0)
+            } else {
+                Value::Num(0.2 + (round % 20) as f64 * 0.09)
+            };
+            Reading {
+                point: Arc::from(p.id.as_str()),
+                device: Arc::from(d.id.as_str()),
+                value: Some(value),
+                quality: Quality::Good,
+                at: now,
+            }
         })
         .collect()
 }
@@ -36,13 +47,18 @@ fn rate(n: usize, d: Duration) -> f64 {
 fn peak_rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
 fn main() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let cfg = riskgate::config::load(&root.join("config/coal-mine.example.toml")).expect("example config");
+    let cfg = riskgate::config::load(&root.join("config/coal-mine.example.toml"))
+        .expect("example config");
 
     // Rule engine.
     let mut engine = riskgate::rules::Engine::new(&cfg);
@@ -76,17 +92,31 @@ fn main() {
     // Durable store.
     let dir = tempfile::tempdir().unwrap();
     let store = riskgate::store::Store::open(dir.path(), 512 << 20, 2048 << 20).unwrap();
-    let lines: Vec<String> = flat.iter().map(|r| riskgate::sink::influx::line("reading", "bench-site", r)).collect();
+    let lines: Vec<String> = flat
+        .iter()
+        .map(|r| riskgate::sink::influx::line("reading", "bench-site", r))
+        .collect();
     let hist: Vec<riskgate::store::HistoryRow> = flat
         .iter()
-        .map(|r| riskgate::store::HistoryRow { point: r.point.to_string(), at_ms: r.at.timestamp_millis(), value: r.value.as_ref().and_then(|v| v.as_f64()), quality: 0 })
+        .map(|r| riskgate::store::HistoryRow {
+            point: r.point.to_string(),
+            at_ms: r.at.timestamp_millis(),
+            value: r.value.as_ref().and_then(|v| v.as_f64()),
+            quality: 0,
+        })
         .collect();
     let chunk = 200.min(lines.len());
     let mut k = 0usize;
     let mut commits = 0usize;
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(3) {
-        store.append_readings(&lines[..chunk], &hist[..chunk], Utc::now().timestamp_millis()).unwrap();
+        store
+            .append_readings(
+                &lines[..chunk],
+                &hist[..chunk],
+                Utc::now().timestamp_millis(),
+            )
+            .unwrap();
         k += chunk;
         commits += 1;
     }
@@ -114,7 +144,9 @@ fn main() {
     let mut e = 0usize;
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(2) {
-        store.append_events(&id, std::slice::from_ref(&t), &[]).unwrap();
+        store
+            .append_events(&id, std::slice::from_ref(&t), &[])
+            .unwrap();
         e += 1;
     }
     let event_rate = rate(e, start.elapsed());

@@ -96,7 +96,11 @@ pub fn config_toml(opts: &DemoOptions, devs: &Devices, broker: &str) -> String {
             opts.influx_org,
             opts.influx_bucket,
             // A token only when one is given: VictoriaMetrics needs none.
-            if std::env::var_os("RISKGATE_INFLUX_TOKEN").is_some() { "token_env = \"RISKGATE_INFLUX_TOKEN\"\n" } else { "" }
+            if std::env::var_os("RISKGATE_INFLUX_TOKEN").is_some() {
+                "token_env = \"RISKGATE_INFLUX_TOKEN\"\n"
+            } else {
+                ""
+            }
         ),
         None => String::new(),
     };

@@ -167,7 +167,8 @@ fn main() -> ExitCode {
             let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
             let opts = riskgate::demo::DemoOptions {
                 broker,
-                mqtt_listen: mqtt_listen.unwrap_or_else(|| riskgate::demo::default_or_free("127.0.0.1:1883")),
+                mqtt_listen: mqtt_listen
+                    .unwrap_or_else(|| riskgate::demo::default_or_free("127.0.0.1:1883")),
                 influx_url,
                 influx_org,
                 influx_bucket,

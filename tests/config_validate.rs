@@ -320,8 +320,16 @@ level = 2
     let (_d, p) = write(&text);
     let cfg = riskgate::config::load(&p).expect("valid");
     assert_eq!(cfg.warnings.len(), 1, "{:?}", cfg.warnings);
-    assert!(cfg.warnings[0].contains("hold 300s where the preset has 30s"), "{:?}", cfg.warnings);
-    assert!(!cfg.warnings[0].contains("condition"), "same condition, other spacing: {:?}", cfg.warnings);
+    assert!(
+        cfg.warnings[0].contains("hold 300s where the preset has 30s"),
+        "{:?}",
+        cfg.warnings
+    );
+    assert!(
+        !cfg.warnings[0].contains("condition"),
+        "same condition, other spacing: {:?}",
+        cfg.warnings
+    );
 }
 
 #[test]
@@ -397,12 +405,23 @@ fn every_shipped_preset_is_valid_when_bound() {
 
 #[test]
 fn environment_overrides_scalar_fields() {
-    let (_d, p) = write(&format!("{BASE}\n[uplink]\nhost = \"broker\"\nplain_tcp = true\n"));
+    let (_d, p) = write(&format!(
+        "{BASE}\n[uplink]\nhost = \"broker\"\nplain_tcp = true\n"
+    ));
     let run = |val: &str| {
-        Command::new(bin()).args(["validate", "--config"]).arg(&p).env("RISKGATE__UPLINK__PORT", val).output().unwrap()
+        Command::new(bin())
+            .args(["validate", "--config"])
+            .arg(&p)
+            .env("RISKGATE__UPLINK__PORT", val)
+            .output()
+            .unwrap()
     };
     let ok = run("8884");
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     let bad = run("eighty");
     assert_eq!(bad.status.code(), Some(2));
     let err = String::from_utf8_lossy(&bad.stderr);

@@ -17,7 +17,10 @@ async fn demo_publishes_raised_and_cleared_to_an_external_broker() {
     let mut opts = MqttOptions::new("demo-watch", "127.0.0.1", broker.port);
     opts.set_keep_alive(Duration::from_secs(10));
     let (client, mut el) = AsyncClient::new(opts, 100);
-    client.subscribe("riskgate/v1/demo-coal-01/#", QoS::AtLeastOnce).await.unwrap();
+    client
+        .subscribe("riskgate/v1/demo-coal-01/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
     // Wait for the SUBACK before starting the demo, so nothing is missed.
     loop {
         if let Event::Incoming(Packet::SubAck(_)) = el.poll().await.unwrap() {
@@ -25,7 +28,16 @@ async fn demo_publishes_raised_and_cleared_to_an_external_broker() {
         }
     }
     let mut demo = Command::new(env!("CARGO_BIN_EXE_riskgate"))
-        .args(["demo", "--broker", &broker.addr(), "--http", "127.0.0.1:0", "--duration", "80s", "--data-dir"])
+        .args([
+            "demo",
+            "--broker",
+            &broker.addr(),
+            "--http",
+            "127.0.0.1:0",
+            "--duration",
+            "80s",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(dir.path().join("demo.log")).unwrap())
@@ -36,7 +48,11 @@ async fn demo_publishes_raised_and_cleared_to_an_external_broker() {
     let mut online = None;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(75);
     let done = |alarms: &Vec<serde_json::Value>| {
-        ["raised", "cleared"].iter().all(|s| alarms.iter().any(|a| a["rule_id"] == "1301-t1-ch4-cut" && a["state"] == *s))
+        ["raised", "cleared"].iter().all(|s| {
+            alarms
+                .iter()
+                .any(|a| a["rule_id"] == "1301-t1-ch4-cut" && a["state"] == *s)
+        })
     };
     while !(done(&alarms) && online.is_some()) {
         let ev = tokio::time::timeout_at(deadline, el.poll())
@@ -55,7 +71,11 @@ async fn demo_publishes_raised_and_cleared_to_an_external_broker() {
         }
     }
     let seqs: Vec<u64> = alarms.iter().map(|a| a["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "gap-free seq from 1");
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "gap-free seq from 1"
+    );
     let _ = demo.kill();
     let _ = demo.wait();
 
@@ -63,7 +83,9 @@ async fn demo_publishes_raised_and_cleared_to_an_external_broker() {
     let mut opts = MqttOptions::new("demo-late", "127.0.0.1", broker.port);
     opts.set_keep_alive(Duration::from_secs(10));
     let (late, mut el2) = AsyncClient::new(opts, 10);
-    late.subscribe("riskgate/v1/demo-coal-01/status", QoS::AtLeastOnce).await.unwrap();
+    late.subscribe("riskgate/v1/demo-coal-01/status", QoS::AtLeastOnce)
+        .await
+        .unwrap();
     let retained = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             if let Event::Incoming(Packet::Publish(p)) = el2.poll().await.unwrap() {

@@ -243,20 +243,45 @@ pub fn merge(
 fn looser(preset: &Rule, site: &Rule) -> Option<String> {
     let mut why = Vec::new();
     if site.kind != preset.kind {
-        why.push(format!("kind {:?} where the preset has {:?}", site.kind, preset.kind).to_lowercase());
+        why.push(
+            format!(
+                "kind {:?} where the preset has {:?}",
+                site.kind, preset.kind
+            )
+            .to_lowercase(),
+        );
     }
     if site.level > preset.level {
-        why.push(format!("level {} where the preset has {}", site.level, preset.level));
+        why.push(format!(
+            "level {} where the preset has {}",
+            site.level, preset.level
+        ));
     }
     let secs = |d: &Option<super::raw::Dur>| d.map(|d| d.0).unwrap_or_default();
     if secs(&site.on_delay) > secs(&preset.on_delay) {
-        why.push(format!("on_delay {:?} where the preset has {:?}", secs(&site.on_delay), secs(&preset.on_delay)));
+        why.push(format!(
+            "on_delay {:?} where the preset has {:?}",
+            secs(&site.on_delay),
+            secs(&preset.on_delay)
+        ));
     }
     if secs(&site.hold) > secs(&preset.hold) {
-        why.push(format!("hold {:?} where the preset has {:?}", secs(&site.hold), secs(&preset.hold)));
+        why.push(format!(
+            "hold {:?} where the preset has {:?}",
+            secs(&site.hold),
+            secs(&preset.hold)
+        ));
     }
-    if site.when.as_deref().map(str::split_whitespace).map(|w| w.collect::<Vec<_>>())
-        != preset.when.as_deref().map(str::split_whitespace).map(|w| w.collect::<Vec<_>>())
+    if site
+        .when
+        .as_deref()
+        .map(str::split_whitespace)
+        .map(|w| w.collect::<Vec<_>>())
+        != preset
+            .when
+            .as_deref()
+            .map(str::split_whitespace)
+            .map(|w| w.collect::<Vec<_>>())
     {
         why.push("a different condition (`when`) than the preset's".to_string());
     }
@@ -266,7 +291,10 @@ fn looser(preset: &Rule, site: &Rule) -> Option<String> {
     if let (Some(op), Some(pv), Some(sv)) = (preset.op, preset.value, site.value) {
         let high = op.is_high();
         if (high && sv > pv) || (!high && sv < pv) {
-            why.push(format!("value {sv} where the standard says {} {pv}", op.symbol()));
+            why.push(format!(
+                "value {sv} where the standard says {} {pv}",
+                op.symbol()
+            ));
         }
         if let (Some(pr), Some(sr)) = (preset.recovery, site.recovery) {
             if (high && sr > pr) || (!high && sr < pr) {
@@ -274,5 +302,9 @@ fn looser(preset: &Rule, site: &Rule) -> Option<String> {
             }
         }
     }
-    if why.is_empty() { None } else { Some(why.join("; ")) }
+    if why.is_empty() {
+        None
+    } else {
+        Some(why.join("; "))
+    }
 }
