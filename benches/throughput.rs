@@ -25,7 +25,7 @@ fn readings(cfg: &riskgate::config::Config, round: usize) -> Vec<Reading> {
             let bool_point = p.register.is_some_and(|r| r.is_bit())
                 || p.data_type == Some(riskgate::config::DataType::Bool);
             let value = if bool_point {
-                Value::Bool(round % 2 == 0)
+                Value::Bool(round.is_multiple_of(2))
             } else {
                 Value::Num(0.2 + (round % 20) as f64 * 0.09)
             };

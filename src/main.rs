@@ -89,7 +89,7 @@ fn init_logs() {
         .init();
 }
 
-fn load_or_print(path: &PathBuf) -> Result<riskgate::config::Config, ExitCode> {
+fn load_or_print(path: &std::path::Path) -> Result<riskgate::config::Config, ExitCode> {
     match riskgate::config::load(path) {
         Ok(c) => {
             for w in &c.warnings {
@@ -280,7 +280,8 @@ fn history(
     };
     if stats {
         println!("start\tmin\tmax\tmean\tcount");
-        for (b, mn, mx, mean, n) in store.stats_5m(point, from)? {
+        for s in store.stats_5m(point, from)? {
+            let (b, mn, mx, mean, n) = (s.start_ms, s.min, s.max, s.mean, s.count);
             println!("{}\t{mn}\t{mx}\t{mean:.3}\t{n}", fmt(b));
         }
     } else {

@@ -255,12 +255,15 @@ async fn housekeeping(store: Arc<Store>, cfg: Arc<Config>, stop: CancellationTok
             _ = prune.tick() => {
                 let (s, c) = (store.clone(), cfg.clone());
                 let r = tokio::task::spawn_blocking(move || s.prune(Utc::now(), c.store.raw_retention_days, c.store.stats_retention_days)).await;
-                if let Ok(Ok(n)) = r { if n > 0 { tracing::info!(rows = n, "history pruned past retention"); } }
+                if let Ok(Ok(n)) = r && n > 0 { tracing::info!(rows = n, "history pruned past retention"); }
             }
             _ = stop.cancelled() => return,
         }
     }
 }
+
+/// An event for the outbox, with the engine's active alarms after it.
+type OutboxItem = (Pending, Vec<(String, Instance)>);
 
 /// One event waiting to be queued, with the actions it waits for.
 struct Pending {
@@ -278,8 +281,8 @@ struct EngineTask {
     lines: Vec<String>,
     history: Vec<HistoryRow>,
     batch_started: Option<tokio::time::Instant>,
-    outbox: mpsc::UnboundedSender<(Pending, Vec<(String, Instance)>)>,
-    outbox_rx: Option<mpsc::UnboundedReceiver<(Pending, Vec<(String, Instance)>)>>,
+    outbox: mpsc::UnboundedSender<OutboxItem>,
+    outbox_rx: Option<mpsc::UnboundedReceiver<OutboxItem>>,
     /// Results of actions, fed back as the point's `{point}.action` fault
     /// alarm: `Some(why)` raises it, `None` (a confirmed write) clears it.
     failed_rx: mpsc::UnboundedReceiver<(String, Option<String>)>,
@@ -532,16 +535,22 @@ impl EngineTask {
             .engine
             .point_values()
             .into_iter()
-            .map(|(id, value, q, last_good)| {
-                let (d, p) = cfg.point(&id).expect("engine points come from the config");
+            .map(|s| {
+                let (d, p) = cfg
+                    .point(&s.id)
+                    .expect("engine points come from the config");
                 PointView {
-                    name: p.name.clone().unwrap_or_else(|| id.clone()),
+                    name: p.name.clone().unwrap_or_else(|| s.id.clone()),
                     device: d.id.clone(),
                     unit: p.unit.clone(),
-                    value: if q == Quality::Good { value } else { None },
-                    quality: q.label().to_string(),
-                    last_good: last_good.map(|t| self.shared.id.time(t)),
-                    id,
+                    value: if s.quality == Quality::Good {
+                        s.value
+                    } else {
+                        None
+                    },
+                    quality: s.quality.label().to_string(),
+                    last_good: s.last_good.map(|t| self.shared.id.time(t)),
+                    id: s.id,
                 }
             })
             .collect();
@@ -623,7 +632,7 @@ async fn run_action(writer: Option<mpsc::Sender<WriteRequest>>, a: &ActionReques
 /// Queues events durably in engine order; an event whose actions are still
 /// running waits for them (at most their confirmation time).
 async fn run_outbox(
-    mut rx: mpsc::UnboundedReceiver<(Pending, Vec<(String, Instance)>)>,
+    mut rx: mpsc::UnboundedReceiver<OutboxItem>,
     shared: Arc<Shared>,
     wake: Arc<Notify>,
 ) {

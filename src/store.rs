@@ -61,6 +61,16 @@ pub struct HistoryRow {
     pub quality: u8,
 }
 
+/// Min, max and mean of one point's good readings in one 5-minute bucket.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stat5m {
+    pub start_ms: i64,
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
+    pub count: u64,
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct QueueStats {
     pub depth: u64,
@@ -511,12 +521,8 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
-    /// 5-minute statistics of one point since `since`: (bucket start ms, min, max, mean, count).
-    pub fn stats_5m(
-        &self,
-        point: &str,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<(i64, f64, f64, f64, u64)>, StoreError> {
+    /// 5-minute statistics of one point since `since`, oldest first.
+    pub fn stats_5m(&self, point: &str, since: DateTime<Utc>) -> Result<Vec<Stat5m>, StoreError> {
         let c = self.lock();
         let mut st = c
             .prepare_cached(
@@ -527,13 +533,13 @@ impl Store {
             .query_map(
                 params![point, since.timestamp_millis() - FIVE_MIN_MS],
                 |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get::<_, i64>(4)? as u64,
-                    ))
+                    Ok(Stat5m {
+                        start_ms: r.get(0)?,
+                        min: r.get(1)?,
+                        max: r.get(2)?,
+                        mean: r.get(3)?,
+                        count: r.get::<_, i64>(4)? as u64,
+                    })
                 },
             )
             .map_err(|e| self.err(e))?;

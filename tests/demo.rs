@@ -55,10 +55,10 @@ async fn demo_publishes_raised_and_cleared_to_an_external_broker() {
         })
     };
     while !(done(&alarms) && online.is_some()) {
-        let ev = tokio::time::timeout_at(deadline, el.poll())
-            .await
-            .unwrap_or_else(|_| panic!("no raised+cleared within 75 s; got {alarms:#?}"))
-            .unwrap();
+        let Ok(ev) = tokio::time::timeout_at(deadline, el.poll()).await else {
+            panic!("no raised+cleared within 75 s; got {alarms:#?}")
+        };
+        let ev = ev.unwrap();
         if let Event::Incoming(Packet::Publish(p)) = ev {
             let v: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
             if p.topic.ends_with("/alarm") {

@@ -42,19 +42,32 @@ async fn influx_like() -> (String, Arc<Mutex<Vec<String>>>) {
                     let head = String::from_utf8_lossy(&head).to_lowercase();
                     let len: usize = head
                         .lines()
-                        .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                        .find_map(|l| {
+                            l.strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
                         .unwrap_or(0);
                     let mut body = vec![0u8; len];
                     s.read_exact(&mut body).await.unwrap();
                     let mut text = String::new();
-                    flate2::read::GzDecoder::new(&body[..]).read_to_string(&mut text).unwrap();
-                    let parsable = text.lines().all(|l| l.rsplit(' ').next().is_some_and(|ts| ts.parse::<i64>().is_ok()));
+                    flate2::read::GzDecoder::new(&body[..])
+                        .read_to_string(&mut text)
+                        .unwrap();
+                    let parsable = text.lines().all(|l| {
+                        l.rsplit(' ')
+                            .next()
+                            .is_some_and(|ts| ts.parse::<i64>().is_ok())
+                    });
                     let reply = if parsable {
                         acc.lock().unwrap().push(text);
                         "HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n".to_string()
                     } else {
-                        let msg = r#"{"code":"invalid","message":"unable to parse line: bad timestamp"}"#;
-                        format!("HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{msg}", msg.len())
+                        let msg =
+                            r#"{"code":"invalid","message":"unable to parse line: bad timestamp"}"#;
+                        format!(
+                            "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{msg}",
+                            msg.len()
+                        )
                     };
                     s.write_all(reply.as_bytes()).await.unwrap();
                 }
@@ -73,26 +86,55 @@ async fn a_refused_batch_is_set_aside_and_the_queue_moves_on() {
     let none: [HistoryRow; 0] = [];
     // A line that is not line protocol (as a damaged disk block or a bug might
     // leave it), then a good one in a later batch.
-    store.append_readings(&["reading,site=s,point=p value=1.0 notatime".to_string()], &none, 0).unwrap();
+    store
+        .append_readings(
+            &["reading,site=s,point=p value=1.0 notatime".to_string()],
+            &none,
+            0,
+        )
+        .unwrap();
     let good = format!("reading,site=s,device=d,point=good value=7.25,quality=0i {now_ns}");
-    store.append_readings(std::slice::from_ref(&good), &none, 0).unwrap();
+    store
+        .append_readings(std::slice::from_ref(&good), &none, 0)
+        .unwrap();
 
-    let cfg: riskgate::config::Influx =
-        toml::from_str(&format!("url = \"{url}\"\norg = \"o\"\nbucket = \"b\"\nbatch_size = 1\nflush_interval = \"50ms\"")).unwrap();
+    let cfg: riskgate::config::Influx = toml::from_str(&format!(
+        "url = \"{url}\"\norg = \"o\"\nbucket = \"b\"\nbatch_size = 1\nflush_interval = \"50ms\""
+    ))
+    .unwrap();
     let sink = InfluxSink::new(&cfg, Some("secret-token".into())).unwrap();
     let first = store.peek_influx(1).unwrap();
     let verdict = sink.write(&first).await;
-    assert!(matches!(verdict, Delivery::Rejected(ref why) if why.starts_with("400")), "{verdict:?}");
+    assert!(
+        matches!(verdict, Delivery::Rejected(ref why) if why.starts_with("400")),
+        "{verdict:?}"
+    );
 
     let stop = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(sink.run(store.clone(), Arc::new(tokio::sync::Notify::new()), stop.clone(), Duration::from_secs(1)));
+    let task = tokio::spawn(sink.run(
+        store.clone(),
+        Arc::new(tokio::sync::Notify::new()),
+        stop.clone(),
+        Duration::from_secs(1),
+    ));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while store.stats("influx").unwrap().depth > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the queue did not move past the refused batch");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the queue did not move past the refused batch"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop.cancel();
     task.await.unwrap();
-    assert_eq!(store.rejected_count().unwrap(), 1, "the refused batch is kept for inspection");
-    assert_eq!(*accepted.lock().unwrap(), vec![format!("{good}\n")], "the good reading was delivered after it");
+    assert_eq!(
+        store.rejected_count().unwrap(),
+        1,
+        "the refused batch is kept for inspection"
+    );
+    assert_eq!(
+        *accepted.lock().unwrap(),
+        vec![format!("{good}\n")],
+        "the good reading was delivered after it"
+    );
 }

@@ -88,7 +88,7 @@ fn state(s: AlarmState) -> &'static str {
 }
 
 fn fmt_ms(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

@@ -178,9 +178,9 @@ async fn history(State(sh): State<Arc<Shared>>, Query(q): Query<HistoryQuery>) -
                 "at": chrono::DateTime::from_timestamp_millis(h.at_ms).map(|t| id.time(t)),
                 "value": h.value, "quality": if h.quality == 0 { "good" } else { "bad" },
             })).collect::<Vec<_>>(),
-            "stats_5m": stats.iter().map(|(b, mn, mx, mean, n)| json!({
-                "start": chrono::DateTime::from_timestamp_millis(*b).map(|t| id.time(t)),
-                "min": mn, "max": mx, "mean": mean, "count": n,
+            "stats_5m": stats.iter().map(|s| json!({
+                "start": chrono::DateTime::from_timestamp_millis(s.start_ms).map(|t| id.time(t)),
+                "min": s.min, "max": s.max, "mean": s.mean, "count": s.count,
             })).collect::<Vec<_>>(),
         }))
         .into_response(),

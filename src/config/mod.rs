@@ -167,14 +167,14 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
     }) = tree.get("devices")
     {
         for d in devs {
-            if let Ok(t) = d.clone().into_table() {
-                if let Some(Ok(pts)) = t.get("points").map(|p| p.clone().into_array()) {
-                    for p in pts {
-                        if let Ok(pt) = p.into_table() {
-                            if let Some(Ok(id)) = pt.get("id").map(|i| i.clone().into_string()) {
-                                lenient_points.push(id);
-                            }
-                        }
+            if let Ok(t) = d.clone().into_table()
+                && let Some(Ok(pts)) = t.get("points").map(|p| p.clone().into_array())
+            {
+                for p in pts {
+                    if let Ok(pt) = p.into_table()
+                        && let Some(Ok(id)) = pt.get("id").map(|i| i.clone().into_string())
+                    {
+                        lenient_points.push(id);
                     }
                 }
             }

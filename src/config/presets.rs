@@ -130,7 +130,7 @@ pub fn expand(
         let params: Vec<String> = match text
             .lines()
             .find(|l| l.starts_with("params"))
-            .map(|l| toml::from_str::<toml::Table>(l))
+            .map(toml::from_str::<toml::Table>)
         {
             Some(Ok(t)) => t
                 .get("params")
@@ -296,10 +296,10 @@ fn looser(preset: &Rule, site: &Rule) -> Option<String> {
                 op.symbol()
             ));
         }
-        if let (Some(pr), Some(sr)) = (preset.recovery, site.recovery) {
-            if (high && sr > pr) || (!high && sr < pr) {
-                why.push(format!("recovery {sr} where the standard says {pr}"));
-            }
+        if let (Some(pr), Some(sr)) = (preset.recovery, site.recovery)
+            && ((high && sr > pr) || (!high && sr < pr))
+        {
+            why.push(format!("recovery {sr} where the standard says {pr}"));
         }
     }
     if why.is_empty() {

@@ -57,13 +57,13 @@ pub fn validate(cfg: &Config, paths: &Paths) -> Vec<ConfigError> {
             "must be 1-64 characters of A-Z a-z 0-9 . _ - (the contract's site_id)",
         );
     }
-    if let Some(rc) = &cfg.site.region_code {
-        if rc.len() != 6 || !rc.chars().all(|c| c.is_ascii_digit()) {
-            e.push(
-                "site.region_code",
-                format!("`{rc}` is not a six-digit GB/T 2260 region code"),
-            );
-        }
+    if let Some(rc) = &cfg.site.region_code
+        && (rc.len() != 6 || !rc.chars().all(|c| c.is_ascii_digit()))
+    {
+        e.push(
+            "site.region_code",
+            format!("`{rc}` is not a six-digit GB/T 2260 region code"),
+        );
     }
     if cfg.site.timezone.parse::<chrono_tz::Tz>().is_err() {
         e.push(
@@ -279,13 +279,13 @@ pub fn validate(cfg: &Config, paths: &Paths) -> Vec<ConfigError> {
                 "plain_tcp = true contradicts [uplink.tls]",
             );
         }
-        if let Some(t) = &u.tls {
-            if t.client_cert_file.is_some() != t.client_key_file.is_some() {
-                e.push(
-                    "uplink.tls",
-                    "client_cert_file and client_key_file go together",
-                );
-            }
+        if let Some(t) = &u.tls
+            && t.client_cert_file.is_some() != t.client_key_file.is_some()
+        {
+            e.push(
+                "uplink.tls",
+                "client_cert_file and client_key_file go together",
+            );
         }
         if u.password_env.is_some() && u.password_file.is_some() {
             e.push(
@@ -401,10 +401,10 @@ fn check_device(d: &Device, p: &str, line_ids: &HashSet<&str>, e: &mut Errs) {
             ),
         );
     }
-    if let Some(s) = &d.stale_after {
-        if !positive(s) {
-            e.push(format!("{p}.stale_after"), "must be greater than zero");
-        }
+    if let Some(s) = &d.stale_after
+        && !positive(s)
+    {
+        e.push(format!("{p}.stale_after"), "must be greater than zero");
     }
     let mut gids = HashSet::new();
     for (k, g) in d.groups.iter().enumerate() {
@@ -433,13 +433,13 @@ fn check_point(d: &Device, pt: &Point, pp: &str, e: &mut Errs) {
     if !pt.offset.is_finite() {
         e.push(format!("{pp}.offset"), "must be a finite number");
     }
-    if let Some(g) = &pt.group {
-        if !d.groups.iter().any(|x| &x.id == g) {
-            e.push(
-                format!("{pp}.group"),
-                format!("no poll group `{g}` in this device's groups"),
-            );
-        }
+    if let Some(g) = &pt.group
+        && !d.groups.iter().any(|x| &x.id == g)
+    {
+        e.push(
+            format!("{pp}.group"),
+            format!("no poll group `{g}` in this device's groups"),
+        );
     }
     if d.protocol == Protocol::Mqtt {
         match &pt.path {
@@ -697,23 +697,23 @@ fn check_rule(
                     "give recovery or deadband, not both",
                 );
             }
-            if let Some(d) = r.deadband {
-                if !(d.is_finite() && d >= 0.0) {
-                    e.push(format!("{p}.deadband"), "must be zero or positive");
-                }
+            if let Some(d) = r.deadband
+                && !(d.is_finite() && d >= 0.0)
+            {
+                e.push(format!("{p}.deadband"), "must be zero or positive");
             }
-            if let Some(rv) = r.recovery {
-                if r.kind == RuleKindCfg::Threshold {
-                    let safe_side = if op.is_high() { rv <= v } else { rv >= v };
-                    if !safe_side {
-                        e.push(
-                            format!("{p}.recovery"),
-                            format!(
-                                "{rv} is on the alarm side of {} {v}: the alarm could never clear",
-                                op.symbol()
-                            ),
-                        );
-                    }
+            if let Some(rv) = r.recovery
+                && r.kind == RuleKindCfg::Threshold
+            {
+                let safe_side = if op.is_high() { rv <= v } else { rv >= v };
+                if !safe_side {
+                    e.push(
+                        format!("{p}.recovery"),
+                        format!(
+                            "{rv} is on the alarm side of {} {v}: the alarm could never clear",
+                            op.symbol()
+                        ),
+                    );
                 }
             }
             if r.kind == RuleKindCfg::Rate {
@@ -798,13 +798,13 @@ fn check_rule(
         ("off_delay", &r.off_delay),
         ("hold", &r.hold),
     ] {
-        if let Some(d) = d {
-            if d.0.as_secs() > 86_400 {
-                e.push(
-                    format!("{p}.{f}"),
-                    "longer than a day: probably a unit mistake",
-                );
-            }
+        if let Some(d) = d
+            && d.0.as_secs() > 86_400
+        {
+            e.push(
+                format!("{p}.{f}"),
+                "longer than a day: probably a unit mistake",
+            );
         }
     }
 }
@@ -843,10 +843,10 @@ fn check_cycles(cfg: &Config, paths: &Paths, rule_ids: &HashMap<&str, usize>, e:
                 let from = stack.iter().position(|&s| s == j).unwrap_or(0);
                 return Some(stack[from..].to_vec());
             }
-            if state[j] == 0 {
-                if let Some(c) = visit(j, deps, state, stack) {
-                    return Some(c);
-                }
+            if state[j] == 0
+                && let Some(c) = visit(j, deps, state, stack)
+            {
+                return Some(c);
             }
         }
         stack.pop();

@@ -36,6 +36,16 @@ pub struct Instance {
     pub message: String,
 }
 
+/// What the engine knows of a point now. `value` is the last good value,
+/// kept while the quality is bad.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PointState {
+    pub id: String,
+    pub value: Option<Value>,
+    pub quality: Quality,
+    pub last_good: Option<DateTime<Utc>>,
+}
+
 /// An action to run because an alarm was raised or cleared.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ActionRequest {
@@ -331,14 +341,20 @@ impl Engine {
         }
     }
 
-    /// Latest value and quality of every point, for the operator page.
-    pub fn point_values(&self) -> Vec<(String, Option<Value>, Quality, Option<DateTime<Utc>>)> {
+    /// Latest value and quality of every point, for the operator page,
+    /// sorted by point id.
+    pub fn point_values(&self) -> Vec<PointState> {
         let mut v: Vec<_> = self
             .points
             .iter()
-            .map(|(k, p)| (k.clone(), p.value.clone(), p.quality.clone(), p.last_good))
+            .map(|(k, p)| PointState {
+                id: k.clone(),
+                value: p.value.clone(),
+                quality: p.quality.clone(),
+                last_good: p.last_good,
+            })
             .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.sort_by(|a, b| a.id.cmp(&b.id));
         v
     }
 
@@ -386,16 +402,14 @@ impl Engine {
                         window,
                         ..
                     } = &mut rule.check
+                        && **point == *r.point
                     {
-                        if **point == *r.point {
-                            history.push_back((r.at, v));
-                            while history.len() > 2
-                                && history[1].0
-                                    <= r.at
-                                        - chrono::Duration::from_std(*window).unwrap_or_default()
-                            {
-                                history.pop_front();
-                            }
+                        history.push_back((r.at, v));
+                        while history.len() > 2
+                            && history[1].0
+                                <= r.at - chrono::Duration::from_std(*window).unwrap_or_default()
+                        {
+                            history.pop_front();
                         }
                     }
                 }
@@ -481,41 +495,39 @@ impl Engine {
         let stale_key = format!("{id}.stale");
         let fault_key = format!("{id}.fault");
         match &p.quality {
-            Quality::Bad(BadReason::Stale) => {
-                if !self.active.contains_key(&stale_key) {
-                    let msg = format!("{name} 数据超时未更新");
-                    self.raise(
-                        &stale_key,
-                        AlarmKind::Stale,
-                        level,
-                        &format!("{name} 数据过期"),
-                        Some(id),
-                        None,
-                        None,
-                        at,
-                        msg,
-                        false,
-                        out,
-                    );
-                }
+            Quality::Bad(BadReason::Stale) if !self.active.contains_key(&stale_key) => {
+                let msg = format!("{name} 数据超时未更新");
+                self.raise(
+                    &stale_key,
+                    AlarmKind::Stale,
+                    level,
+                    &format!("{name} 数据过期"),
+                    Some(id),
+                    None,
+                    None,
+                    at,
+                    msg,
+                    false,
+                    out,
+                );
             }
-            Quality::Bad(r @ (BadReason::Exception(_) | BadReason::Decode(_))) => {
-                if !self.active.contains_key(&fault_key) {
-                    let msg = format!("{name} 数据无效: {r}");
-                    self.raise(
-                        &fault_key,
-                        AlarmKind::Fault,
-                        level,
-                        &format!("{name} 数据无效"),
-                        Some(id),
-                        None,
-                        None,
-                        at,
-                        msg,
-                        false,
-                        out,
-                    );
-                }
+            Quality::Bad(r @ (BadReason::Exception(_) | BadReason::Decode(_)))
+                if !self.active.contains_key(&fault_key) =>
+            {
+                let msg = format!("{name} 数据无效: {r}");
+                self.raise(
+                    &fault_key,
+                    AlarmKind::Fault,
+                    level,
+                    &format!("{name} 数据无效"),
+                    Some(id),
+                    None,
+                    None,
+                    at,
+                    msg,
+                    false,
+                    out,
+                );
             }
             Quality::Good => {
                 for k in [stale_key, fault_key] {

@@ -273,10 +273,10 @@ pub fn check(
         errs: &mut Vec<String>,
     ) -> Option<Ty> {
         let want = |t: Option<Ty>, w: Ty, what: &str, errs: &mut Vec<String>| {
-            if let Some(t) = t {
-                if t != w {
-                    errs.push(format!("{what} needs a {} but got a {}", name(w), name(t)));
-                }
+            if let Some(t) = t
+                && t != w
+            {
+                errs.push(format!("{what} needs a {} but got a {}", name(w), name(t)));
             }
         };
         match e {
@@ -323,14 +323,14 @@ pub fn check(
                 let tb = ty(b, pt, known, re, errs);
                 match op {
                     CmpOp::Eq | CmpOp::Ne => {
-                        if let (Some(x), Some(y)) = (ta, tb) {
-                            if x != y {
-                                errs.push(format!(
-                                    "`==`/`!=` compares a {} with a {}",
-                                    name(x),
-                                    name(y)
-                                ));
-                            }
+                        if let (Some(x), Some(y)) = (ta, tb)
+                            && x != y
+                        {
+                            errs.push(format!(
+                                "`==`/`!=` compares a {} with a {}",
+                                name(x),
+                                name(y)
+                            ));
                         }
                     }
                     _ => {

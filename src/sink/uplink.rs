@@ -267,10 +267,11 @@ impl<'a> Connection<'a> {
                     return End::Stopped;
                 }
             }
-            if self.connected && !offline_sent {
-                if let Err(e) = self.fill_window() {
-                    return End::Lost(e);
-                }
+            if self.connected
+                && !offline_sent
+                && let Err(e) = self.fill_window()
+            {
+                return End::Lost(e);
             }
             let tick_deadline = drain_until.map(|d| d + Duration::from_secs(3));
             tokio::select! {
