@@ -7,10 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Mosquitto, Victoria, assert_schema_valid, wait_for_async};
+use common::{Mosquitto, Victoria, assert_schema_valid, subscribe, wait_for_async};
 use firmware_sim::{Fault, Scenario, devices};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use tokio::sync::mpsc;
 
 const STEADY: &str = r#"
 [signals.ch4]
@@ -22,77 +20,6 @@ initial = 20.8
 [signals.temp]
 initial = 21.5
 "#;
-
-/// A subscriber that collects every message under `topic` (and retained ones).
-pub struct Subscriber {
-    pub rx: mpsc::UnboundedReceiver<(String, serde_json::Value, bool)>,
-    _task: tokio::task::JoinHandle<()>,
-}
-
-pub async fn subscribe(port: u16, topic: &str, id: &str) -> Subscriber {
-    let mut opts = MqttOptions::new(id, "127.0.0.1", port);
-    opts.set_keep_alive(Duration::from_secs(10));
-    let (client, mut el) = AsyncClient::new(opts, 100);
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let topic = topic.to_string();
-    let task = tokio::spawn(async move {
-        let mut ready = Some(ready_tx);
-        loop {
-            match el.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    client
-                        .subscribe(topic.clone(), QoS::AtLeastOnce)
-                        .await
-                        .unwrap();
-                }
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    if let Some(r) = ready.take() {
-                        let _ = r.send(());
-                    }
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let v: serde_json::Value =
-                        serde_json::from_slice(&p.payload).unwrap_or(serde_json::Value::Null);
-                    let _ = tx.send((p.topic.clone(), v, p.retain));
-                }
-                Ok(_) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-    });
-    tokio::time::timeout(Duration::from_secs(10), ready_rx)
-        .await
-        .expect("subscribed")
-        .unwrap();
-    Subscriber { rx, _task: task }
-}
-
-impl Subscriber {
-    /// Waits for a message matching `f`, returning it; messages before it are
-    /// kept in `seen`.
-    pub async fn wait(
-        &mut self,
-        what: &str,
-        limit: Duration,
-        seen: &mut Vec<(String, serde_json::Value, bool)>,
-        f: impl Fn(&str, &serde_json::Value) -> bool,
-    ) -> serde_json::Value {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Ok(Some(m)) => {
-                    let hit = f(&m.0, &m.1);
-                    seen.push(m.clone());
-                    if hit {
-                        return m.1;
-                    }
-                }
-                _ => panic!("timed out waiting for {what}; seen: {seen:#?}"),
-            }
-        }
-    }
-}
 
 struct Daemon(Child);
 

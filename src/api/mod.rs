@@ -39,6 +39,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
+/// An error answer: `{"error": "..."}` with `status`.
+fn error(status: StatusCode, message: impl ToString) -> Response {
+    (status, Json(json!({"error": message.to_string()}))).into_response()
+}
+
 async fn page() -> Html<&'static str> {
     Html(include_str!("page.html"))
 }
@@ -105,11 +110,7 @@ struct AckBody {
 
 async fn ack(State(sh): State<Arc<Shared>>, Json(body): Json<AckBody>) -> Response {
     if body.by.trim().is_empty() {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": "`by` must name who acknowledges"})),
-        )
-            .into_response();
+        return error(StatusCode::BAD_REQUEST, "`by` must name who acknowledges");
     }
     let (tx, rx) = oneshot::channel();
     let cmd = AckCmd {
@@ -118,20 +119,12 @@ async fn ack(State(sh): State<Arc<Shared>>, Json(body): Json<AckBody>) -> Respon
         reply: Some(tx),
     };
     if sh.acks.send(cmd).await.is_err() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"error": "the gateway is stopping"})),
-        )
-            .into_response();
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the gateway is stopping");
     }
     match rx.await {
         Ok(Ok(())) => Json(json!({"ok": true, "alarm_id": body.alarm_id})).into_response(),
-        Ok(Err(e)) => (StatusCode::CONFLICT, Json(json!({"error": e}))).into_response(),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"error": "the gateway is stopping"})),
-        )
-            .into_response(),
+        Ok(Err(e)) => error(StatusCode::CONFLICT, e),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the gateway is stopping"),
     }
 }
 
@@ -154,14 +147,10 @@ fn default_limit() -> usize {
 async fn history(State(sh): State<Arc<Shared>>, Query(q): Query<HistoryQuery>) -> Response {
     let from = match since(&q.since, Utc::now()) {
         Ok(t) => t,
-        Err(e) => return (StatusCode::BAD_REQUEST, Json(json!({"error": e}))).into_response(),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     if sh.cfg.point(&q.point).is_none() {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": format!("no point `{}`", q.point)})),
-        )
-            .into_response();
+        return error(StatusCode::NOT_FOUND, format!("no point `{}`", q.point));
     }
     let store = sh.store.clone();
     let (point, limit, id) = (q.point.clone(), q.limit.min(100_000), sh.id.clone());
@@ -184,16 +173,8 @@ async fn history(State(sh): State<Arc<Shared>>, Query(q): Query<HistoryQuery>) -
             })).collect::<Vec<_>>(),
         }))
         .into_response(),
-        Ok(Err(e)) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({"error": e.to_string()})),
-        )
-            .into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({"error": e.to_string()})),
-        )
-            .into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
 
@@ -210,20 +191,12 @@ fn default_events_since() -> String {
 async fn events(State(sh): State<Arc<Shared>>, Query(q): Query<EventsQuery>) -> Response {
     let from = match since(&q.since, Utc::now()) {
         Ok(t) => t,
-        Err(e) => return (StatusCode::BAD_REQUEST, Json(json!({"error": e}))).into_response(),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let store = sh.store.clone();
     match tokio::task::spawn_blocking(move || store.alarm_log(from, 10_000)).await {
         Ok(Ok(v)) => Json(json!(v)).into_response(),
-        Ok(Err(e)) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({"error": e.to_string()})),
-        )
-            .into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({"error": e.to_string()})),
-        )
-            .into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }

@@ -551,6 +551,13 @@ impl Engine {
                     op,
                     value,
                     clear_at,
+                }
+                | Check::Rate {
+                    point,
+                    op,
+                    value,
+                    clear_at,
+                    ..
                 } => {
                     let Some(p) = self.points.get(point) else {
                         return;
@@ -561,91 +568,43 @@ impl Engine {
                     if !p.reported {
                         return;
                     }
-                    let unit = p.unit.clone().unwrap_or_default();
-                    match (&p.quality, p.value.as_ref().and_then(|v| v.as_f64())) {
-                        (Quality::Good, Some(v)) => {
-                            let on = op.holds(v, *value);
-                            let off = if op.is_high() {
-                                v < *clear_at
-                            } else {
-                                v > *clear_at
-                            };
-                            let d = if off {
-                                let back = if op.is_high() { "<" } else { ">" };
-                                format!("{} {} {} {back} {}", p.name, num(v), unit, num(*clear_at))
-                            } else {
-                                format!(
-                                    "{} {} {} {} {}",
-                                    p.name,
-                                    num(v),
-                                    unit,
-                                    op.symbol(),
-                                    num(*value)
-                                )
-                            };
-                            (
-                                on,
-                                off,
-                                Some(serde_json::json!(v)),
-                                Some(serde_json::json!(value)),
-                                d,
-                            )
-                        }
-                        (q, _) => {
-                            // Bad quality is the unsafe state (fail safe).
-                            let d = format!("{} 数据无效 ({}), 按超限处理", p.name, q.label());
-                            (true, false, None, Some(serde_json::json!(value)), d)
-                        }
-                    }
-                }
-                Check::Rate {
-                    point,
-                    op,
-                    value,
-                    clear_at,
-                    window,
-                    history,
-                } => {
-                    let Some(p) = self.points.get(point) else {
-                        return;
-                    };
-                    if !p.reported {
-                        return; // nothing reported since start-up: no judgement yet
-                    }
+                    let threshold = Some(serde_json::json!(value));
                     if !p.quality.is_good() {
+                        // Bad quality is the unsafe state (fail safe).
                         let d = format!("{} 数据无效 ({}), 按超限处理", p.name, p.quality.label());
-                        (true, false, None, Some(serde_json::json!(value)), d)
-                    } else if let (Some(first), Some(last)) = (history.front(), history.back()) {
-                        let change = last.1 - first.1;
-                        let on = op.holds(change, *value);
-                        let off = if op.is_high() {
-                            change < *clear_at
-                        } else {
-                            change > *clear_at
+                        (true, false, None, threshold, d)
+                    } else {
+                        // The number judged: the value, or its change over the window.
+                        let (x, what) = match &rule.check {
+                            Check::Rate {
+                                window, history, ..
+                            } => match (history.front(), history.back()) {
+                                (Some(first), Some(last)) => (
+                                    last.1 - first.1,
+                                    format!("{} 内变化 ", humantime::format_duration(*window)),
+                                ),
+                                _ => return,
+                            },
+                            _ => match p.value.as_ref().and_then(|v| v.as_f64()) {
+                                Some(v) => (v, String::new()),
+                                None => return,
+                            },
                         };
-                        let unit = p.unit.clone().unwrap_or_default();
+                        let on = op.holds(x, *value);
+                        let off = if op.is_high() {
+                            x < *clear_at
+                        } else {
+                            x > *clear_at
+                        };
+                        // A clear message shows the recovery value it passed.
                         let (sym, limit) = match (off, op.is_high()) {
                             (true, true) => ("<", *clear_at),
                             (true, false) => (">", *clear_at),
                             (false, _) => (op.symbol(), *value),
                         };
-                        let d = format!(
-                            "{} {} 内变化 {} {} {sym} {}",
-                            p.name,
-                            humantime::format_duration(*window),
-                            num(change),
-                            unit,
-                            num(limit)
-                        );
-                        (
-                            on,
-                            off,
-                            Some(serde_json::json!(change)),
-                            Some(serde_json::json!(value)),
-                            d,
-                        )
-                    } else {
-                        return;
+                        let unit = p.unit.as_deref().unwrap_or_default();
+                        let d = format!("{} {what}{} {unit} {sym} {}", p.name, num(x), num(limit));
+                        (on, off, Some(serde_json::json!(x)), threshold, d)
                     }
                 }
                 Check::Condition { expr, points } => {
