@@ -14,35 +14,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    Collector, CollectorOpts, Mosquitto, SiteCfg, assert_gap_free, assert_schema_valid,
+    Collector, CollectorOpts, Mosquitto, SiteCfg, assert_gap_free, assert_schema_valid, committed,
     dedupe_alarms, wait_for_async,
 };
 
 const SITE: &str = "fault-broker";
 const OUTAGE: Duration = Duration::from_secs(60);
-
-/// Waits until the gateway's alarm log holds an event of `rule` in `state`
-/// newer than `after_seq`; returns its seq.
-async fn committed(store: &riskgate::store::Store, rule: &str, state: &str, after_seq: u64) -> u64 {
-    wait_for_async(
-        &format!("{rule} {state} committed"),
-        Duration::from_secs(10),
-        || async {
-            let since = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(0).unwrap();
-            store
-                .alarm_log(since, 10_000)
-                .unwrap()
-                .into_iter()
-                .find(|e| {
-                    e["rule_id"] == rule
-                        && e["state"] == state
-                        && e["seq"].as_u64().unwrap() > after_seq
-                })
-                .map(|e| e["seq"].as_u64().unwrap())
-        },
-    )
-    .await
-}
 
 /// One methane excursion: up to 1.62 % (alarm and cut raised), back to
 /// 0.8 % (both cleared), each step waited on in the durable store.

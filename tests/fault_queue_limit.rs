@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     Collector, CollectorOpts, Mosquitto, SiteCfg, Victoria, assert_gap_free, assert_schema_valid,
-    dedupe_alarms, free_port, wait_for_async,
+    committed, dedupe_alarms, free_port, wait_for_async,
 };
 use riskgate::store::Store;
 
@@ -24,27 +24,6 @@ fn dropped() -> u64 {
         .queue_dropped
         .with_label_values(&["influx"])
         .get()
-}
-
-async fn committed(store: &Store, rule: &str, state: &str, after: u64) -> u64 {
-    wait_for_async(
-        &format!("{rule} {state} committed"),
-        Duration::from_secs(10),
-        || async {
-            let since = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(0).unwrap();
-            store
-                .alarm_log(since, 100_000)
-                .unwrap()
-                .into_iter()
-                .find(|e| {
-                    e["rule_id"] == rule
-                        && e["state"] == state
-                        && e["seq"].as_u64().unwrap() > after
-                })
-                .map(|e| e["seq"].as_u64().unwrap())
-        },
-    )
-    .await
 }
 
 async fn excursion(dev: &firmware_sim::DeviceHandle, store: &Store) {

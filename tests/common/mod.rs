@@ -923,3 +923,31 @@ impl Subscriber {
         }
     }
 }
+
+/// Waits until the gateway's alarm log holds an event of `rule` in `state`
+/// newer than `after_seq`; returns its seq.
+pub async fn committed(
+    store: &riskgate::store::Store,
+    rule: &str,
+    state: &str,
+    after_seq: u64,
+) -> u64 {
+    wait_for_async(
+        &format!("{rule} {state} committed"),
+        Duration::from_secs(10),
+        || async {
+            let since = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(0).unwrap();
+            store
+                .alarm_log(since, 100_000)
+                .unwrap()
+                .into_iter()
+                .find(|e| {
+                    e["rule_id"] == rule
+                        && e["state"] == state
+                        && e["seq"].as_u64().unwrap() > after_seq
+                })
+                .map(|e| e["seq"].as_u64().unwrap())
+        },
+    )
+    .await
+}
