@@ -1,7 +1,9 @@
 //! The Modbus RTU line source against firmware-sim's RTU line, over a pair
 //! of pseudo-terminals made by socat. Every wait is on the source's output
 //! channel with a time limit; no fixed sleeps.
+mod common;
 
+use common::source::SourceTask;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -10,15 +12,10 @@ use std::time::Duration;
 use firmware_sim::{Fault, FaultSwitch, RegisterBank, RtuLine};
 use riskgate::config::{DataType, Device, Dur, Parity, Point, RegisterKind, SerialLine};
 use riskgate::metrics::metrics;
-use riskgate::model::{BadReason, Input, Quality, Reading, Value};
-use riskgate::source::WriteRequest;
+use riskgate::model::{BadReason, Quality, Reading, Value};
 use riskgate::source::modbus::rtu;
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
-const LIMIT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(200);
 const RESPONSE_TIMEOUT: Duration = Duration::from_millis(100);
 const GAP: Duration = Duration::from_millis(5);
@@ -114,103 +111,11 @@ fn expected_rate_with_silent_slave() -> f64 {
     1.0 / cycle.max(POLL).as_secs_f64()
 }
 
-struct LineSource {
-    rx: mpsc::Receiver<Input>,
-    writes: Vec<mpsc::Sender<WriteRequest>>,
-    shutdown: CancellationToken,
-    task: Option<JoinHandle<()>>,
-}
-
-impl LineSource {
-    fn start(line: SerialLine, devices: Vec<Device>) -> LineSource {
-        let (tx, rx) = mpsc::channel(4096);
-        let mut writes = Vec::new();
-        let mut devs = Vec::new();
-        for d in devices {
-            let (wtx, wrx) = mpsc::channel(8);
-            writes.push(wtx);
-            devs.push((d, wrx));
-        }
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(rtu::run(line, devs, tx, shutdown.clone()));
-        LineSource {
-            rx,
-            writes,
-            shutdown,
-            task: Some(task),
-        }
-    }
-
-    /// Waits for a reading of `point` for which `pred` holds.
-    async fn reading(
-        &mut self,
-        point: &str,
-        what: &str,
-        pred: impl Fn(&Reading) -> bool,
-    ) -> Reading {
-        let deadline = Instant::now() + LIMIT;
-        let mut last = None;
-        while let Ok(Some(input)) = tokio::time::timeout_at(deadline, self.rx.recv()).await {
-            if let Input::Readings(rs) = input {
-                for r in rs.into_iter().filter(|r| &*r.point == point) {
-                    if pred(&r) {
-                        return r;
-                    }
-                    last = Some(r);
-                }
-            }
-        }
-        panic!("no reading of {point} {what} within {LIMIT:?}; last: {last:?}");
-    }
-
-    /// Collects every reading completed within the next `window` (by the
-    /// readings' timestamps), grouped by device.
-    async fn collect(&mut self, window: Duration) -> HashMap<String, Vec<Reading>> {
-        while self.rx.try_recv().is_ok() {}
-        let from = chrono::Utc::now();
-        let to = from + window;
-        let end = Instant::now() + window + Duration::from_millis(300);
-        let mut out: HashMap<String, Vec<Reading>> = HashMap::new();
-        while let Ok(Some(input)) = tokio::time::timeout_at(end, self.rx.recv()).await {
-            if let Input::Readings(rs) = input {
-                for r in rs.into_iter().filter(|r| r.at >= from && r.at < to) {
-                    out.entry(r.device.to_string()).or_default().push(r);
-                }
-            }
-        }
-        out
-    }
-
-    async fn write(&self, device: usize, point: &str, value: Value) -> Result<Value, String> {
-        let (reply, answer) = oneshot::channel();
-        self.writes[device]
-            .send(WriteRequest {
-                point: point.into(),
-                value,
-                reply,
-            })
-            .await
-            .unwrap();
-        tokio::time::timeout(LIMIT, answer)
-            .await
-            .expect("write answered in time")
-            .expect("reply sent")
-    }
-
-    async fn stop(mut self) {
-        self.shutdown.cancel();
-        let task = self.task.take().unwrap();
-        tokio::time::timeout(Duration::from_secs(2), task)
-            .await
-            .expect("line stops promptly")
-            .unwrap();
-    }
-}
-
-impl Drop for LineSource {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
+/// A running `rtu::run` task for `line` and its `devices`.
+fn start_line(line: SerialLine, devices: Vec<Device>) -> SourceTask {
+    SourceTask::start(devices.len(), |writes, tx, stop| {
+        rtu::run(line, devices.into_iter().zip(writes).collect(), tx, stop)
+    })
 }
 
 fn good(r: &Reading) -> bool {
@@ -238,7 +143,7 @@ async fn silent_slave_costs_only_its_timeout_and_corrupt_frames_are_counted() {
         .map(|i| (i as u8 + 1, banks[i].clone(), faults[i].clone()))
         .collect();
     let mut sim = RtuLine::start(&socat.ends.0, BAUD, slaves).await.unwrap();
-    let mut src = LineSource::start(
+    let mut src = start_line(
         line(&socat.ends.1),
         vec![device("rtu-1", 1), device("rtu-2", 2), device("rtu-3", 3)],
     );
@@ -368,7 +273,7 @@ async fn silent_slave_costs_only_its_timeout_and_corrupt_frames_are_counted() {
 
 #[tokio::test]
 async fn missing_serial_port_gives_bad_readings_not_a_crash() {
-    let mut src = LineSource::start(
+    let mut src = start_line(
         line("/dev/riskgate-no-such-port"),
         vec![device("rtu-missing", 1)],
     );

@@ -1,7 +1,9 @@
 //! The Modbus TCP source against firmware-sim's hand-written TCP slave, over
 //! real sockets on loopback (port 0). Every wait is on the source's output
 //! channel with a time limit; no fixed sleeps.
+mod common;
 
+use common::source::{LIMIT, SourceTask};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,15 +14,10 @@ use firmware_sim::{Fault, FaultSwitch, RegisterBank, TcpSlave};
 use riskgate::config::{ByteOrder, DataType, Device, Dur, Point, RegisterKind};
 use riskgate::metrics::metrics;
 use riskgate::model::{BadReason, Input, Quality, Reading, Value};
-use riskgate::source::WriteRequest;
 use riskgate::source::modbus::tcp;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
-
-const LIMIT: Duration = Duration::from_secs(10);
 
 fn point(id: &str, kind: RegisterKind, addr: u16, ty: DataType) -> Point {
     Point::modbus(id, kind, addr, ty)
@@ -45,104 +42,11 @@ async fn sim(bank: &RegisterBank, faults: &FaultSwitch) -> TcpSlave {
     .unwrap()
 }
 
-/// A running `tcp::run` task and the ends of its channels.
-struct Source {
-    rx: mpsc::Receiver<Input>,
-    writes: mpsc::Sender<WriteRequest>,
-    shutdown: CancellationToken,
-    task: Option<JoinHandle<()>>,
-}
-
-impl Source {
-    fn start(device: Device) -> Source {
-        let (tx, rx) = mpsc::channel(4096);
-        let (wtx, wrx) = mpsc::channel(8);
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(tcp::run(Arc::new(device), wrx, tx, shutdown.clone()));
-        Source {
-            rx,
-            writes: wtx,
-            shutdown,
-            task: Some(task),
-        }
-    }
-
-    async fn next(&mut self, limit: Duration) -> Input {
-        tokio::time::timeout(limit, self.rx.recv())
-            .await
-            .expect("no input from the source in time")
-            .expect("source channel closed")
-    }
-
-    /// Waits for a reading of `point` for which `pred` holds.
-    async fn reading(
-        &mut self,
-        point: &str,
-        what: &str,
-        pred: impl Fn(&Reading) -> bool,
-    ) -> Reading {
-        let deadline = Instant::now() + LIMIT;
-        let mut last = None;
-        while Instant::now() < deadline {
-            let Ok(Some(input)) = tokio::time::timeout_at(deadline, self.rx.recv()).await else {
-                break;
-            };
-            if let Input::Readings(rs) = input {
-                for r in rs.into_iter().filter(|r| &*r.point == point) {
-                    if pred(&r) {
-                        return r;
-                    }
-                    last = Some(r);
-                }
-            }
-        }
-        panic!("no reading of {point} {what} within {LIMIT:?}; last: {last:?}");
-    }
-
-    /// Waits for a health input for which `pred(ok, detail)` holds.
-    async fn health(&mut self, what: &str, pred: impl Fn(bool, &str) -> bool) -> (bool, String) {
-        let deadline = Instant::now() + LIMIT;
-        while let Ok(Some(input)) = tokio::time::timeout_at(deadline, self.rx.recv()).await {
-            if let Input::DeviceHealth { ok, detail, .. } = input
-                && pred(ok, &detail)
-            {
-                return (ok, detail);
-            }
-        }
-        panic!("no health input {what} within {LIMIT:?}");
-    }
-
-    async fn write(&self, point: &str, value: Value) -> Result<Value, String> {
-        let (reply, answer) = oneshot::channel();
-        self.writes
-            .send(WriteRequest {
-                point: point.into(),
-                value,
-                reply,
-            })
-            .await
-            .unwrap();
-        tokio::time::timeout(LIMIT, answer)
-            .await
-            .expect("write answered in time")
-            .expect("reply sent")
-    }
-
-    /// Cancels the task and checks that it ends promptly.
-    async fn stop(mut self) {
-        self.shutdown.cancel();
-        let task = self.task.take().unwrap();
-        tokio::time::timeout(Duration::from_secs(2), task)
-            .await
-            .expect("source stops promptly")
-            .unwrap();
-    }
-}
-
-impl Drop for Source {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
+/// A running `tcp::run` task for `device`.
+fn start(device: Device) -> SourceTask {
+    SourceTask::start(1, |mut writes, tx, stop| {
+        tcp::run(Arc::new(device), writes.remove(0), tx, stop)
+    })
 }
 
 fn good(r: &Reading) -> bool {
@@ -210,7 +114,7 @@ async fn reads_values_of_every_register_kind() {
     let slave = sim(&bank, &faults).await;
     let mut scaled = point("h0", RegisterKind::Holding, 0, DataType::U16);
     scaled.scale = 0.01;
-    let mut src = Source::start(device(
+    let mut src = start(device(
         "tcp-values",
         slave.local_addr(),
         vec![
@@ -265,7 +169,7 @@ async fn exception_marks_only_that_request_and_keeps_the_connection() {
     let faults = FaultSwitch::new();
     let slave = sim(&bank, &faults).await;
     let proxy = CountingProxy::start(slave.local_addr()).await;
-    let mut src = Source::start(device(
+    let mut src = start(device(
         "tcp-exception",
         proxy.addr,
         vec![point("p", RegisterKind::Holding, 0, DataType::U16)],
@@ -317,12 +221,12 @@ async fn silent_device_times_out_while_another_keeps_its_rate() {
     bank_b.set_holding(0, 2);
     let slave_a = sim(&bank_a, &faults_a).await;
     let slave_b = sim(&bank_b, &faults_b).await;
-    let mut a = Source::start(device(
+    let mut a = start(device(
         "tcp-silent-a",
         slave_a.local_addr(),
         vec![point("a", RegisterKind::Holding, 0, DataType::U16)],
     ));
-    let mut b = Source::start(device(
+    let mut b = start(device(
         "tcp-silent-b",
         slave_b.local_addr(),
         vec![point("b", RegisterKind::Holding, 0, DataType::U16)],
@@ -394,7 +298,7 @@ async fn device_back_after_reboot_is_polled_again() {
     bank.set_holding(0, 11);
     let faults = FaultSwitch::new();
     let mut slave = sim(&bank, &faults).await;
-    let mut src = Source::start(device(
+    let mut src = start(device(
         "tcp-reboot",
         slave.local_addr(),
         vec![point("p", RegisterKind::Holding, 0, DataType::U16)],
@@ -447,7 +351,7 @@ async fn wrong_transaction_id_and_dropped_connection_recover() {
     bank.set_holding(0, 5);
     let faults = FaultSwitch::new();
     let slave = sim(&bank, &faults).await;
-    let mut src = Source::start(device(
+    let mut src = start(device(
         "tcp-frames",
         slave.local_addr(),
         vec![point("p", RegisterKind::Holding, 0, DataType::U16)],
@@ -508,7 +412,7 @@ async fn writes_then_reads_back() {
     setpoint.scale = 0.1;
     let mut flag = writable(point("flag", RegisterKind::Holding, 30, DataType::Bool));
     flag.bit = Some(4);
-    let mut src = Source::start(device(
+    let mut src = start(device(
         "tcp-writes",
         slave.local_addr(),
         vec![
@@ -523,50 +427,50 @@ async fn writes_then_reads_back() {
 
     // FC6: one register, with scale
     assert_eq!(
-        src.write("setpoint", Value::Num(12.5)).await,
+        src.write(0, "setpoint", Value::Num(12.5)).await,
         Ok(Value::Num(12.5))
     );
     assert_eq!(bank.holding(10), 125);
     // FC16: two registers
     assert_eq!(
-        src.write("limit", Value::Num(-1234.5)).await,
+        src.write(0, "limit", Value::Num(-1234.5)).await,
         Ok(Value::Num(-1234.5))
     );
     assert_eq!(bank.holding_words(20, 2), vec![0xC49A, 0x5000]);
     // FC5: a coil
     assert_eq!(
-        src.write("relay", Value::Bool(true)).await,
+        src.write(0, "relay", Value::Bool(true)).await,
         Ok(Value::Bool(true))
     );
     assert!(bank.coil(5));
     assert_eq!(
-        src.write("relay", Value::Num(0.0)).await,
+        src.write(0, "relay", Value::Num(0.0)).await,
         Ok(Value::Bool(false))
     );
     assert!(!bank.coil(5));
     // one bit of a register: the other bits are kept
     bank.set_holding(30, 0x8001);
     assert_eq!(
-        src.write("flag", Value::Bool(true)).await,
+        src.write(0, "flag", Value::Bool(true)).await,
         Ok(Value::Bool(true))
     );
     assert_eq!(bank.holding(30), 0x8011);
 
     // refused writes
     assert!(
-        src.write("readonly", Value::Num(1.0))
+        src.write(0, "readonly", Value::Num(1.0))
             .await
             .unwrap_err()
             .contains("not writable")
     );
     assert!(
-        src.write("nope", Value::Num(1.0))
+        src.write(0, "nope", Value::Num(1.0))
             .await
             .unwrap_err()
             .contains("no point")
     );
     assert!(
-        src.write("setpoint", Value::Num(1e9))
+        src.write(0, "setpoint", Value::Num(1e9))
             .await
             .unwrap_err()
             .contains("outside the range")
@@ -575,7 +479,7 @@ async fn writes_then_reads_back() {
     // a device answering with an exception refuses the write
     faults.set(Fault::Exception(4));
     assert!(
-        src.write("setpoint", Value::Num(1.0))
+        src.write(0, "setpoint", Value::Num(1.0))
             .await
             .unwrap_err()
             .contains("exception")
@@ -647,7 +551,7 @@ async fn every_type_and_byte_order_of_the_typed_bank() {
     // orders must win.
     let mut dev = device("tcp-typed", slave.local_addr(), points);
     dev.byte_order = ByteOrder::DCBA;
-    let mut src = Source::start(dev);
+    let mut src = start(dev);
 
     let mut seen = std::collections::HashMap::new();
     let deadline = Instant::now() + LIMIT;

@@ -4,6 +4,8 @@
 //! polling the service, never by a fixed sleep.
 #![allow(dead_code)]
 
+pub mod source;
+
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
