@@ -224,6 +224,31 @@ impl Site {
 }
 
 /// Waits until the broker logged `n` more lines with `needle` than `before`.
+/// A broker with a TLS listener presenting certificate `cert`, a gateway
+/// whose uplink pins the test CA and connects there, and the county's
+/// subscriber on the broker's plain listener.
+async fn tls_setup(
+    cert: &str,
+    site: &str,
+    county: &str,
+) -> (tempfile::TempDir, Mosquitto, Site, Collector) {
+    let certs = tempfile::tempdir().unwrap();
+    make_certs(certs.path());
+    let (broker, tls_port) = tls_broker(certs.path(), cert);
+    let ca = certs.path().join("ca.pem");
+    let site = Site::start(
+        site,
+        format!(
+            "port = {tls_port}\n[uplink.tls]\nca_file = \"{}\"",
+            ca.display()
+        ),
+    )
+    .await;
+    let county =
+        Collector::connect(CollectorOpts::new(broker.port, county, &site.alarm_topic)).await;
+    (certs, broker, site, county)
+}
+
 async fn broker_logged(broker: &Mosquitto, needle: &str, before: usize, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while broker.log_count(needle) < before + n {
@@ -241,24 +266,8 @@ async fn uplink_over_tls_delivers_events() {
     let _serial = SERIAL.lock().await;
     common::init_tracing();
     let t0 = Instant::now();
-    let certs = tempfile::tempdir().unwrap();
-    make_certs(certs.path());
-    let (broker, tls_port) = tls_broker(certs.path(), "good");
-    let ca = certs.path().join("ca.pem");
-    let mut site = Site::start(
-        "fault-tls-ok",
-        format!(
-            "port = {tls_port}\n[uplink.tls]\nca_file = \"{}\"",
-            ca.display()
-        ),
-    )
-    .await;
-    let mut county = Collector::connect(CollectorOpts::new(
-        broker.port,
-        "county-tls-ok",
-        &site.alarm_topic,
-    ))
-    .await;
+    let (_certs, broker, mut site, mut county) =
+        tls_setup("good", "fault-tls-ok", "county-tls-ok").await;
 
     let last = site.excursion().await;
     county
@@ -290,25 +299,9 @@ async fn server_certificate_for_another_name_is_refused_and_events_stay_queued()
     let _serial = SERIAL.lock().await;
     common::init_tracing();
     let t0 = Instant::now();
-    let certs = tempfile::tempdir().unwrap();
-    make_certs(certs.path());
     // Signed by the pinned CA, but for wrong.example while uplink.host is 127.0.0.1.
-    let (broker, tls_port) = tls_broker(certs.path(), "wrong");
-    let ca = certs.path().join("ca.pem");
-    let mut site = Site::start(
-        "fault-tls-name",
-        format!(
-            "port = {tls_port}\n[uplink.tls]\nca_file = \"{}\"",
-            ca.display()
-        ),
-    )
-    .await;
-    let mut county = Collector::connect(CollectorOpts::new(
-        broker.port,
-        "county-tls-name",
-        &site.alarm_topic,
-    ))
-    .await;
+    let (_certs, broker, mut site, mut county) =
+        tls_setup("wrong", "fault-tls-name", "county-tls-name").await;
 
     let last = site.excursion().await;
     // Two more handshakes after the events were queued, each refused by the

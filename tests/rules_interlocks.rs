@@ -337,24 +337,7 @@ async fn feed_still_on_after_a_methane_cut_is_a_consistency_alarm() {
         dir.path(),
         broker.port,
         &format!(
-            r#"
-[[devices]]
-id = "gd-1301"
-name = "1301 T1 甲烷传感器"
-protocol = "modbus_tcp"
-host = "127.0.0.1"
-port = {gd_port}
-poll_interval = "200ms"
-timeout = "300ms"
-retries = 0
-  [[devices.points]]
-  id = "ch4.1301"
-  name = "1301 T1 甲烷"
-  register = "holding"
-  address = 0
-  type = "f32"
-  unit = "%CH4"
-
+            r#"{detector}
 [[devices]]
 id = "kj"
 name = "KJ 安全监控系统"
@@ -405,7 +388,7 @@ value = 1.0
 on_delay = "3s"
 level = 4
 "#,
-            gd_port = gd_slave.local_addr().port(),
+            detector = detector_device(gd_slave.local_addr().port()),
             kj_port = kj_slave.local_addr().port(),
         ),
     );
