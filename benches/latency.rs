@@ -23,7 +23,11 @@ use firmware_sim::{Scenario, devices};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn summary(mut v: Vec<f64>) -> serde_json::Value {
@@ -33,7 +37,10 @@ fn summary(mut v: Vec<f64>) -> serde_json::Value {
 }
 
 /// The next alarm event in state `want`, with the time it was received.
-async fn next_state(el: &mut rumqttc::EventLoop, want: &str) -> (chrono::DateTime<chrono::Utc>, serde_json::Value) {
+async fn next_state(
+    el: &mut rumqttc::EventLoop,
+    want: &str,
+) -> (chrono::DateTime<chrono::Utc>, serde_json::Value) {
     loop {
         if let Ok(Event::Incoming(Packet::Publish(p))) = el.poll().await {
             let v: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
@@ -47,13 +54,19 @@ async fn next_state(el: &mut rumqttc::EventLoop, want: &str) -> (chrono::DateTim
 fn peak_rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let mosquitto = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].into_iter().find(|p| std::path::Path::new(p).exists());
+    let mosquitto = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
     let Some(mosquitto) = mosquitto else {
         eprintln!("latency bench skipped: mosquitto is not installed (apt-get install mosquitto)");
         return;
@@ -61,15 +74,31 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let conf = dir.path().join("m.conf");
-    writeln!(std::fs::File::create(&conf).unwrap(), "listener {port} 127.0.0.1\nallow_anonymous true").unwrap();
-    let mut broker = Command::new(mosquitto).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    writeln!(
+        std::fs::File::create(&conf).unwrap(),
+        "listener {port} 127.0.0.1\nallow_anonymous true"
+    )
+    .unwrap();
+    let mut broker = Command::new(mosquitto)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let ready = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(ready.elapsed() < Duration::from_secs(10), "mosquitto did not start");
+        assert!(
+            ready.elapsed() < Duration::from_secs(10),
+            "mosquitto did not start"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let (slave, dev) = devices::gas_detector_tcp("127.0.0.1:0".parse().unwrap(), Scenario::default()).await.unwrap();
+    let (slave, dev) =
+        devices::gas_detector_tcp("127.0.0.1:0".parse().unwrap(), Scenario::default())
+            .await
+            .unwrap();
     dev.set_signal("ch4", 0.3);
     let text = format!(
         r#"
@@ -117,7 +146,10 @@ level = 1
     let mut opts = MqttOptions::new("bench-county", "127.0.0.1", port);
     opts.set_keep_alive(Duration::from_secs(10));
     let (client, mut el) = AsyncClient::new(opts, 100);
-    client.subscribe("riskgate/v1/bench-site/alarm", QoS::AtLeastOnce).await.unwrap();
+    client
+        .subscribe("riskgate/v1/bench-site/alarm", QoS::AtLeastOnce)
+        .await
+        .unwrap();
     loop {
         if let Ok(Event::Incoming(Packet::SubAck(_))) = el.poll().await {
             break;
@@ -128,12 +160,21 @@ level = 1
     for _ in 0..20 {
         let stepped = chrono::Utc::now();
         dev.set_signal("ch4", 1.62);
-        let (got, v) = tokio::time::timeout(Duration::from_secs(10), next_state(&mut el, "raised")).await.expect("raised in time");
+        let (got, v) = tokio::time::timeout(Duration::from_secs(10), next_state(&mut el, "raised"))
+            .await
+            .expect("raised in time");
         let ts = chrono::DateTime::parse_from_rfc3339(v["ts"].as_str().unwrap()).unwrap();
         step_to_receipt.push((got - stepped).num_microseconds().unwrap() as f64 / 1000.0);
-        reading_to_receipt.push((got - ts.with_timezone(&chrono::Utc)).num_microseconds().unwrap() as f64 / 1000.0);
+        reading_to_receipt.push(
+            (got - ts.with_timezone(&chrono::Utc))
+                .num_microseconds()
+                .unwrap() as f64
+                / 1000.0,
+        );
         dev.set_signal("ch4", 0.3);
-        tokio::time::timeout(Duration::from_secs(10), next_state(&mut el, "cleared")).await.expect("cleared in time");
+        tokio::time::timeout(Duration::from_secs(10), next_state(&mut el, "cleared"))
+            .await
+            .expect("cleared in time");
     }
     running.stop().await;
     let _ = broker.kill();
