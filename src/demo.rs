@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use firmware_sim::devices::{self, DeviceHandle};
-use firmware_sim::{Scenario, TcpSlave};
+use firmware_sim::{FaultSwitch, RegisterBank, Scenario, TcpSlave, VideoBox, VideoBoxConfig};
 
 /// The 1301 face's methane: normal, a rise through the alarm value (1.0 %)
 /// to above the power-cut value (1.5 %), and back below the recovery value,
@@ -62,6 +62,16 @@ steps = [ { at = "15s", value = 0 }, { at = "31500ms", value = 1 } ]
 initial = 1
 "#;
 
+/// The 1301 face's camera: online, then offline from 40 s to 100 s of every
+/// 120 s, so that the "无视频监控不作业" interlock (30 s hold) raises at about
+/// 70 s and clears at about 100 s.
+pub const VIDEO_SCENARIO: &str = r#"
+period = "120s"
+[signals."cam1.online"]
+initial = 1
+steps = [ { at = "40s", value = 0 }, { at = "100s", value = 1 } ]
+"#;
+
 pub struct DemoOptions {
     pub broker: Option<String>,
     pub mqtt_listen: SocketAddr,
@@ -77,6 +87,10 @@ pub struct Devices {
     pub face: (TcpSlave, DeviceHandle),
     pub ret: (TcpSlave, DeviceHandle),
     pub kj: (TcpSlave, DeviceHandle),
+    /// The face's control box: coil 0 "working", always on in the demo.
+    pub plc: TcpSlave,
+    /// Started once the broker is known (`start_video`).
+    pub video: Option<VideoBox>,
 }
 
 pub async fn start_devices() -> anyhow::Result<Devices> {
@@ -84,7 +98,26 @@ pub async fn start_devices() -> anyhow::Result<Devices> {
     let face = devices::gas_detector_tcp(any, Scenario::from_toml_str(FACE_SCENARIO)?).await?;
     let ret = devices::gas_detector_tcp(any, Scenario::from_toml_str(RETURN_SCENARIO)?).await?;
     let kj = devices::kj_monitor_tcp(any, 4, Scenario::from_toml_str(KJ_SCENARIO)?).await?;
-    Ok(Devices { face, ret, kj })
+    let bank = RegisterBank::new();
+    bank.set_coil(0, true);
+    let plc = TcpSlave::start(any, vec![], bank, FaultSwitch::new()).await?;
+    Ok(Devices {
+        face,
+        ret,
+        kj,
+        plc,
+        video: None,
+    })
+}
+
+/// Starts the face's AI video box, publishing to `broker` (`host:port`).
+pub fn start_video(devs: &mut Devices, broker: &str) -> anyhow::Result<()> {
+    let (host, port) = broker.rsplit_once(':').unwrap_or((broker, "1883"));
+    let mut cfg = VideoBoxConfig::new(host, port.parse()?, "vb-1301", 1);
+    cfg.heartbeat = std::time::Duration::from_secs(5);
+    cfg.scenario = Scenario::from_toml_str(VIDEO_SCENARIO)?;
+    devs.video = Some(VideoBox::start(cfg));
+    Ok(())
 }
 
 /// The demo site's config, as TOML, pointing at the simulated devices.
@@ -211,6 +244,44 @@ timeout = "500ms"
   register = "discrete"
   address = 18
 
+[[devices]]
+id = "plc-1301"
+name = "1301工作面 集控"
+protocol = "modbus_tcp"
+host = "127.0.0.1"
+port = {plc_port}
+poll_interval = "1s"
+timeout = "500ms"
+  [[devices.points]]
+  id = "face_1301.working"
+  name = "1301工作面 生产中"
+  register = "coil"
+  address = 0
+
+[[devices]]
+id = "vb-1301"
+name = "1301工作面 AI视频盒"
+protocol = "mqtt"
+broker = "uplink"
+topic = "site/video/vb-1301/status"
+heartbeat = "15s"
+  [[devices.points]]
+  id = "video_1301.online"
+  name = "1301工作面 摄像头在线"
+  path = "cameras[0].online"
+  type = "bool"
+  [[devices.points]]
+  id = "video_1301.blocked"
+  name = "1301工作面 摄像头遮挡"
+  path = "cameras[0].blocked"
+  type = "bool"
+
+# 无视频监控不作业: the face works while its camera is offline for 30 s -> level 2.
+[[presets]]
+name = "coal-no-video"
+id_prefix = "1301-"
+bind = {{ working = "face_1301.working", cam_online = "video_1301.online", cam_blocked = "video_1301.blocked" }}
+
 # 1301 coal face, T1: alarm ≥1.0 %, power-cut ≥1.5 %, recovery <1.0 %
 # (《煤矿安全规程》/ AQ 1029-2019 §6 methane table; standards-research.md §1.1).
 [[presets]]
@@ -262,6 +333,7 @@ actions = [ {{ write = "lamp.1301.t1", value = 1, on_clear = 0 }} ]
             "1301.t2"
         ),
         kj_port = devs.kj.0.local_addr().port(),
+        plc_port = devs.plc.local_addr().port(),
     )
 }
 
@@ -278,11 +350,12 @@ pub fn default_or_free(default: &str) -> SocketAddr {
         .unwrap_or(addr)
 }
 
-/// Starts rumqttd on `listen` in its own threads. It runs until the process
-/// exits.
-pub fn start_embedded_broker(listen: SocketAddr) -> anyhow::Result<()> {
+/// Starts rumqttd on `listen` in its own threads; it runs until the process
+/// exits. Returns the address it listens on (port 0 picks a free one).
+pub fn start_embedded_broker(listen: SocketAddr) -> anyhow::Result<SocketAddr> {
     // Fail early and clearly if the port is taken.
-    std::net::TcpListener::bind(listen)
+    let listen = std::net::TcpListener::bind(listen)
+        .and_then(|l| l.local_addr())
         .map_err(|e| anyhow::anyhow!("cannot listen for the demo's MQTT broker on {listen}: {e} (use --mqtt-listen or --broker)"))?;
     let text = format!(
         r#"
@@ -314,5 +387,5 @@ dynamic_filters = true
             }
         })?;
     // The uplink connects with retries, so it needs no readiness wait here.
-    Ok(())
+    Ok(listen)
 }

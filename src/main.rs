@@ -83,9 +83,11 @@ enum Cmd {
 fn init_logs() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn,rumqttc=warn"));
+    // Logs on stderr: stdout is the demo's banner and the CLI's answers.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_writer(std::io::stderr)
         .init();
 }
 
@@ -299,14 +301,12 @@ fn history(
 }
 
 async fn demo(opts: riskgate::demo::DemoOptions, duration: Option<Duration>) -> anyhow::Result<()> {
-    let devs = riskgate::demo::start_devices().await?;
+    let mut devs = riskgate::demo::start_devices().await?;
     let broker = match &opts.broker {
         Some(b) => b.clone(),
-        None => {
-            riskgate::demo::start_embedded_broker(opts.mqtt_listen)?;
-            opts.mqtt_listen.to_string()
-        }
+        None => riskgate::demo::start_embedded_broker(opts.mqtt_listen)?.to_string(),
     };
+    riskgate::demo::start_video(&mut devs, &broker)?;
     std::fs::create_dir_all(&opts.data_dir)
         .with_context(|| format!("creating {}", opts.data_dir.display()))?;
     let text = riskgate::demo::config_toml(&opts, &devs, &broker);
