@@ -583,7 +583,7 @@ pub struct Riskgate {
 }
 
 impl Riskgate {
-    /// `riskgate run --config FILE`, its logs (stdout) and stderr appended
+    /// `riskgate run --config FILE`, its stdout and stderr (the logs) appended
     /// to `log`.
     pub fn spawn(config: &Path, log: &Path, envs: &[(&str, &str)]) -> Riskgate {
         let out = std::fs::OpenOptions::new()
