@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::{
-    Collector, CollectorOpts, Mosquitto, SiteCfg, Victoria, assert_gap_free, assert_schema_valid,
-    committed, dedupe_alarms, free_port, wait_for_async,
+    Collector, CollectorOpts, Mosquitto, SiteCfg, Victoria, assert_schema_valid, committed,
+    free_port, wait_for_async,
 };
 use riskgate::store::Store;
 
@@ -150,20 +150,12 @@ async fn full_readings_queue_drops_the_oldest_counts_them_and_keeps_every_alarm(
 
     // One overflow alarm, raised once; every alarm event delivered.
     let last = store.last_seq().unwrap();
-    county
-        .until(
-            &format!("every seq 1..={last}"),
-            Duration::from_secs(20),
-            |c| c.has_all(last),
-        )
-        .await;
+    let got = county.every_event(last, Duration::from_secs(20)).await;
     assert_eq!(
         store.stats("uplink").unwrap().depth,
         0,
         "no alarm event left behind"
     );
-    let got = dedupe_alarms(&county.alarms());
-    assert_gap_free(&got, last);
     let overflow: Vec<_> = got.values().filter(|e| e["rule_id"] == OVERFLOW).collect();
     assert_eq!(overflow.len(), 1, "one overflow event: {overflow:#?}");
     assert_eq!(overflow[0]["state"], "raised");
@@ -195,15 +187,7 @@ async fn full_readings_queue_drops_the_oldest_counts_them_and_keeps_every_alarm(
     running.stop().await;
     assert_eq!(store.stats("influx").unwrap().depth, 0);
     let last = store.last_seq().unwrap();
-    county
-        .until(
-            &format!("every seq 1..={last}"),
-            Duration::from_secs(20),
-            |c| c.has_all(last),
-        )
-        .await;
-    let got = dedupe_alarms(&county.alarms());
-    assert_gap_free(&got, last);
+    let got = county.every_event(last, Duration::from_secs(20)).await;
     let overflow: Vec<_> = got.values().filter(|e| e["rule_id"] == OVERFLOW).collect();
     assert_eq!(
         overflow.len(),

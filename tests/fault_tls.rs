@@ -348,6 +348,25 @@ fn password_broker(dir: &Path) -> Mosquitto {
     Mosquitto::start_with(&format!("password_file {}\n", file.display()))
 }
 
+/// A broker that requires a password, a gateway whose uplink logs in as
+/// `gw-fault` with the password in `env`, and the county's subscriber.
+async fn password_setup(
+    env: &str,
+    site: &str,
+    county: &str,
+) -> (tempfile::TempDir, Mosquitto, Site, Collector) {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = password_broker(dir.path());
+    let uplink = format!(
+        "port = {}\nplain_tcp = true\nusername = \"gw-fault\"\npassword_env = \"{env}\"",
+        broker.port
+    );
+    let site = Site::start(site, uplink).await;
+    let county =
+        Collector::connect(CollectorOpts::new(broker.port, county, &site.alarm_topic)).await;
+    (dir, broker, site, county)
+}
+
 fn set_password_env() {
     // SAFETY: the tests of this file run one at a time (SERIAL), and no
     // other thread of this test binary reads the environment meanwhile.
@@ -363,19 +382,8 @@ async fn username_and_right_password_deliver() {
     common::init_tracing();
     set_password_env();
     let t0 = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
-    let broker = password_broker(dir.path());
-    let uplink = format!(
-        "port = {}\nplain_tcp = true\nusername = \"gw-fault\"\npassword_env = \"RG_FAULT_PW_GOOD\"",
-        broker.port
-    );
-    let mut site = Site::start("fault-pw-ok", uplink).await;
-    let mut county = Collector::connect(CollectorOpts::new(
-        broker.port,
-        "county-pw-ok",
-        &site.alarm_topic,
-    ))
-    .await;
+    let (_dir, broker, mut site, mut county) =
+        password_setup("RG_FAULT_PW_GOOD", "fault-pw-ok", "county-pw-ok").await;
     let last = site.excursion().await;
     county
         .until(&format!("seq 1..={last}"), Duration::from_secs(20), |c| {
@@ -400,19 +408,8 @@ async fn wrong_password_is_refused_and_events_stay_queued() {
     common::init_tracing();
     set_password_env();
     let t0 = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
-    let broker = password_broker(dir.path());
-    let uplink = format!(
-        "port = {}\nplain_tcp = true\nusername = \"gw-fault\"\npassword_env = \"RG_FAULT_PW_BAD\"",
-        broker.port
-    );
-    let mut site = Site::start("fault-pw-bad", uplink).await;
-    let mut county = Collector::connect(CollectorOpts::new(
-        broker.port,
-        "county-pw-bad",
-        &site.alarm_topic,
-    ))
-    .await;
+    let (_dir, broker, mut site, mut county) =
+        password_setup("RG_FAULT_PW_BAD", "fault-pw-bad", "county-pw-bad").await;
     let last = site.excursion().await;
     let before = broker.log_count("not authorised");
     broker_logged(&broker, "not authorised", before, 2).await;

@@ -517,6 +517,20 @@ impl Collector {
     }
 
     /// True once every seq 1..=n has arrived.
+    /// Waits until every seq 1..=`last` has arrived, then returns the alarm
+    /// events de-duplicated on `event_id`, asserted gap-free.
+    pub async fn every_event(
+        &mut self,
+        last: u64,
+        limit: Duration,
+    ) -> std::collections::BTreeMap<u64, serde_json::Value> {
+        self.until(&format!("every seq 1..={last}"), limit, |c| c.has_all(last))
+            .await;
+        let got = dedupe_alarms(&self.alarms());
+        assert_gap_free(&got, last);
+        got
+    }
+
     pub fn has_all(&self, n: u64) -> bool {
         let s = self.alarm_seqs();
         (1..=n).all(|q| s.contains(&q))
