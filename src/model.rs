@@ -172,6 +172,24 @@ pub enum AlarmKind {
     Stale,
     Fault,
     Consistency,
+    /// An escalation rule's instance (contract 1.1).
+    Escalation,
+}
+
+impl AlarmKind {
+    /// The contract's name of the kind, also the metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlarmKind::Threshold => "threshold",
+            AlarmKind::Rate => "rate",
+            AlarmKind::Interlock => "interlock",
+            AlarmKind::Offline => "offline",
+            AlarmKind::Stale => "stale",
+            AlarmKind::Fault => "fault",
+            AlarmKind::Consistency => "consistency",
+            AlarmKind::Escalation => "escalation",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

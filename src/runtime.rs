@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::contract::{Identity, RemoteAck, StatusCounts};
-use crate::model::{ActionResult, AlarmKind, AlarmTransition, Input, Quality, Value};
+use crate::model::{ActionResult, AlarmState, AlarmTransition, Input, Quality, Value};
 use crate::rules::engine::{ActionRequest, Engine, Instance, Output};
 use crate::sink::influx::{self, InfluxSink};
 use crate::sink::uplink::UplinkSink;
@@ -359,13 +359,7 @@ impl EngineTask {
                     }
                 }
                 Some((point, why)) = self.failed_rx.recv() => {
-                    let key = format!("{point}.action");
-                    let name = format!("{point} 联动输出失败");
-                    let (on, msg) = match why {
-                        Some(why) => (true, format!("{point} 联动输出失败: {why}")),
-                        None => (false, format!("{point} 联动输出恢复")),
-                    };
-                    let out = self.engine.external(&key, AlarmKind::Fault, 2, &name, on, msg, Utc::now());
+                    let out = self.engine.action_outcome(&point, why.as_deref(), Utc::now());
                     self.emit(out);
                 }
                 input = inputs.recv(), if inputs_open => match input {
@@ -456,22 +450,7 @@ impl EngineTask {
                 }
                 // Raised while readings are being dropped, cleared by the
                 // first commit that drops none (the queue has room again).
-                let key = "queue.readings.overflow";
-                let on = dropped > 0;
-                let message = if on {
-                    format!("读数缓存达到上限, 已丢弃最旧的 {dropped} 条读数 (报警不丢弃)")
-                } else {
-                    "读数缓存恢复, 不再丢弃读数".to_string()
-                };
-                let out = self.engine.external(
-                    key,
-                    AlarmKind::Fault,
-                    3,
-                    "读数缓存已满",
-                    on,
-                    message,
-                    Utc::now(),
-                );
+                let out = self.engine.readings_dropped(dropped, Utc::now());
                 self.emit(out);
             }
             Ok(Err(e)) => tracing::error!(error = %e, "committing readings failed"),
@@ -483,6 +462,18 @@ impl EngineTask {
     fn emit(&mut self, out: Output) {
         if out.transitions.is_empty() {
             return;
+        }
+        // The engine is pure; its raised and cleared transitions are counted here.
+        for t in &out.transitions {
+            let state = match t.state {
+                AlarmState::Raised => "raised",
+                AlarmState::Cleared => "cleared",
+                AlarmState::Escalated | AlarmState::Acknowledged => continue,
+            };
+            crate::metrics::metrics()
+                .alarm_events
+                .with_label_values(&[t.kind.as_str(), state])
+                .inc();
         }
         let active = self.engine.active_keyed();
         let mut actions: HashMap<usize, Vec<ActionRequest>> = HashMap::new();

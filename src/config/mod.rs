@@ -11,6 +11,7 @@
 //! `#[serde(deny_unknown_fields)]`, because the latter stops at the first
 //! unknown field and hides every other error in the file.
 
+pub mod check;
 pub mod presets;
 pub mod raw;
 mod validate;
@@ -51,7 +52,11 @@ pub struct Config {
     pub store: Store,
     pub serial_lines: Vec<SerialLine>,
     pub devices: Vec<Device>,
+    /// The rules as written (presets expanded), for display and tests.
     pub rules: Vec<Rule>,
+    /// The same rules typed by validation, in the same order: what the
+    /// engine runs.
+    pub rule_specs: Vec<crate::rules::RuleSpec>,
     pub influxdb: Option<Influx>,
     pub uplink: Option<Uplink>,
     /// Settings that are allowed but looser than the standard a preset
@@ -196,6 +201,7 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
         serial_lines,
         devices,
         rules: all_rules,
+        rule_specs: Vec::new(),
         influxdb,
         uplink,
         warnings: Vec::new(),
@@ -206,11 +212,12 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
         rules: rule_paths,
         lenient_points,
     };
-    let mut verrors = validate(&cfg, &paths);
-    for e in &mut verrors {
-        e.file = file.clone();
-    }
-    errors.extend(verrors);
+    let checked = validate(&cfg, &paths);
+    errors.extend(checked.errors.into_iter().map(|e| ConfigError {
+        file: file.clone(),
+        ..e
+    }));
+    cfg.rule_specs = checked.rules;
     cfg.warnings.append(&mut warnings);
     if errors.is_empty() {
         Ok(cfg)

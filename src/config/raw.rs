@@ -624,14 +624,14 @@ pub struct Rule {
     pub actions: Vec<ActionCfg>,
 }
 
-#[derive(Clone, Copy, Debug, Deserialize)]
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
 pub struct Stage {
     pub count: u32,
     pub count_level: u8,
     pub level: u8,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct ActionCfg {
     /// A writable point (`devices[].points[]` with `writable = true`).
     pub write: String,

@@ -1,11 +1,15 @@
-//! The pure check of a parsed config: every cross-reference and every value
-//! range, all errors collected. No I/O happens here.
+//! The pure check of a parsed config, all errors collected. No I/O happens
+//! here. For rules this file keeps only what spans rules and devices: ids,
+//! the points and rules they name, action targets and cycles; each rule
+//! kind checks its own settings (`rules::kind`) and returns them typed.
 
 use std::collections::{HashMap, HashSet};
 
+use super::check::Errs;
 use super::raw::*;
 use super::{Config, ConfigError};
 use crate::rules::expr;
+use crate::rules::kind::{self, CheckCtx, PointShape, RuleSpec};
 
 /// Where each element came from in the file, so errors name it as written.
 pub struct Paths {
@@ -16,16 +20,11 @@ pub struct Paths {
     pub lenient_points: Vec<String>,
 }
 
-struct Errs(Vec<ConfigError>);
-
-impl Errs {
-    fn push(&mut self, path: impl Into<String>, msg: impl Into<String>) {
-        self.0.push(ConfigError {
-            file: String::new(),
-            path: path.into(),
-            message: msg.into(),
-        });
-    }
+/// What `validate` found: every problem, and the rules typed (complete
+/// only when there is no problem).
+pub struct Checked {
+    pub errors: Vec<ConfigError>,
+    pub rules: Vec<RuleSpec>,
 }
 
 fn id_ok(s: &str) -> bool {
@@ -48,8 +47,9 @@ fn positive(d: &Dur) -> bool {
     !d.0.is_zero()
 }
 
-pub fn validate(cfg: &Config, paths: &Paths) -> Vec<ConfigError> {
-    let mut e = Errs(Vec::new());
+pub fn validate(cfg: &Config, paths: &Paths) -> Checked {
+    let mut e = Errs::default();
+    let mut specs = Vec::new();
 
     if !id_ok(&cfg.site.id) {
         e.push(
@@ -179,18 +179,27 @@ pub fn validate(cfg: &Config, paths: &Paths) -> Vec<ConfigError> {
         if rule_ids.insert(r.id.as_str(), i).is_some() {
             e.push(format!("{p}.id"), format!("duplicate rule id `{}`", r.id));
         }
-        if r.kind != RuleKindCfg::Escalation && !(1..=4).contains(&r.level) {
-            let m = if r.level == 0 {
-                "required: 1 (red) to 4 (blue)".to_string()
-            } else {
-                format!("{} is not a level; levels are 1 (red) to 4 (blue)", r.level)
-            };
-            e.push(format!("{p}.level"), m);
-        }
     }
+    let shape = |id: &str| {
+        points.get(id).map(|(_, pt)| {
+            if pt.data_type == Some(DataType::Ascii) {
+                PointShape::Text
+            } else if numeric(pt) {
+                PointShape::Number
+            } else {
+                PointShape::Bool
+            }
+        })
+    };
+    let rule_exists = |id: &str| rule_ids.contains_key(id);
+    let ctx = CheckCtx {
+        point: &shape,
+        point_known: &point_known,
+        rule_exists: &rule_exists,
+    };
     for (i, r) in cfg.rules.iter().enumerate() {
         let p = &paths.rules[i];
-        check_rule(r, p, &points, &point_known, &rule_ids, &mut e);
+        specs.extend(kind::check(r, p, &ctx, &mut e));
         for (k, a) in r.actions.iter().enumerate() {
             let ap = format!("{p}.actions[{k}]");
             match points.get(a.write.as_str()) {
@@ -312,7 +321,16 @@ pub fn validate(cfg: &Config, paths: &Paths) -> Vec<ConfigError> {
             e.push("uplink.status_interval", "must be greater than zero");
         }
     }
-    e.0
+    Checked {
+        errors: e.0,
+        rules: specs,
+    }
+}
+
+/// A point a rule may compare with numbers: not a bit, a bool or text.
+fn numeric(pt: &Point) -> bool {
+    !matches!(pt.data_type, Some(DataType::Bool | DataType::Ascii))
+        && !pt.register.is_some_and(|r| r.is_bit())
 }
 
 fn check_device(d: &Device, p: &str, line_ids: &HashSet<&str>, e: &mut Errs) {
@@ -623,197 +641,13 @@ fn check_overlaps(d: &Device, p: &str, e: &mut Errs) {
     }
 }
 
-fn check_rule(
-    r: &Rule,
-    p: &str,
-    points: &HashMap<&str, (&Device, &Point)>,
-    point_known: &dyn Fn(&str) -> bool,
-    rule_ids: &HashMap<&str, usize>,
-    e: &mut Errs,
-) {
-    let need_point = |e: &mut Errs| -> Option<&Point> {
-        match &r.point {
-            None => {
-                e.push(
-                    format!("{p}.point"),
-                    format!("required for a {:?} rule", r.kind).to_lowercase(),
-                );
-                None
-            }
-            Some(id) => match points.get(id.as_str()) {
-                Some((_, pt)) => Some(*pt),
-                None => {
-                    if !point_known(id) {
-                        e.push(
-                            format!("{p}.point"),
-                            format!("no point `{id}` in any device"),
-                        );
-                    }
-                    None
-                }
-            },
-        }
-    };
-    let numeric = |pt: &Point| {
-        !matches!(pt.data_type, Some(DataType::Bool | DataType::Ascii))
-            && !pt.register.is_some_and(|r| r.is_bit())
-    };
-    match r.kind {
-        RuleKindCfg::Threshold | RuleKindCfg::Rate => {
-            if let Some(pt) = need_point(e) {
-                if !numeric(pt) && r.kind == RuleKindCfg::Rate {
-                    e.push(
-                        format!("{p}.point"),
-                        format!("point `{}` is not numeric", pt.id),
-                    );
-                }
-                if pt.data_type == Some(DataType::Ascii) {
-                    e.push(
-                        format!("{p}.point"),
-                        format!(
-                            "point `{}` is text; thresholds need a number or bool",
-                            pt.id
-                        ),
-                    );
-                }
-            }
-            let Some(op) = r.op else {
-                e.push(
-                    format!("{p}.op"),
-                    "required: one of \">=\", \">\", \"<=\", \"<\"",
-                );
-                return;
-            };
-            let Some(v) = r.value else {
-                e.push(format!("{p}.value"), "required: the threshold");
-                return;
-            };
-            if !v.is_finite() {
-                e.push(format!("{p}.value"), "must be a finite number");
-            }
-            if r.recovery.is_some() && r.deadband.is_some() {
-                e.push(
-                    format!("{p}.deadband"),
-                    "give recovery or deadband, not both",
-                );
-            }
-            if let Some(d) = r.deadband
-                && !(d.is_finite() && d >= 0.0)
-            {
-                e.push(format!("{p}.deadband"), "must be zero or positive");
-            }
-            if let Some(rv) = r.recovery
-                && r.kind == RuleKindCfg::Threshold
-            {
-                let safe_side = if op.is_high() { rv <= v } else { rv >= v };
-                if !safe_side {
-                    e.push(
-                        format!("{p}.recovery"),
-                        format!(
-                            "{rv} is on the alarm side of {} {v}: the alarm could never clear",
-                            op.symbol()
-                        ),
-                    );
-                }
-            }
-            if r.kind == RuleKindCfg::Rate {
-                match &r.window {
-                    None => e.push(
-                        format!("{p}.window"),
-                        "required for a rate rule: the time over which the change is measured",
-                    ),
-                    Some(w) if !positive(w) => {
-                        e.push(format!("{p}.window"), "must be greater than zero")
-                    }
-                    _ => {}
-                }
-            }
-        }
-        RuleKindCfg::Interlock | RuleKindCfg::Consistency => match &r.when {
-            None => e.push(
-                format!("{p}.when"),
-                "required: the condition, e.g. face_1301.working && !video_1301.present",
-            ),
-            Some(src) => match expr::parse(src) {
-                Err(m) => e.push(format!("{p}.when"), m),
-                Ok(x) => {
-                    let lookup = |id: &str| -> Option<expr::Ty> {
-                        points.get(id).map(|(_, pt)| {
-                            if numeric(pt) {
-                                expr::Ty::Num
-                            } else {
-                                expr::Ty::Bool
-                            }
-                        })
-                    };
-                    let rule_exists = |id: &str| rule_ids.contains_key(id);
-                    for m in expr::check(&x, &lookup, &point_known, &rule_exists) {
-                        e.push(format!("{p}.when"), m);
-                    }
-                }
-            },
-        },
-        RuleKindCfg::Escalation => {
-            if r.members.is_empty() {
-                e.push(
-                    format!("{p}.members"),
-                    "an escalation rule counts the alarms of these rule ids; none given",
-                );
-            }
-            for (k, m) in r.members.iter().enumerate() {
-                if !rule_ids.contains_key(m.as_str()) {
-                    e.push(format!("{p}.members[{k}]"), format!("no rule `{m}`"));
-                }
-            }
-            if r.level != 0 {
-                e.push(
-                    format!("{p}.level"),
-                    "an escalation rule takes its levels from `stages`",
-                );
-            }
-            if r.stages.is_empty() {
-                e.push(
-                    format!("{p}.stages"),
-                    "required: e.g. [{ count = 4, count_level = 4, level = 3 }]",
-                );
-            }
-            for (k, s) in r.stages.iter().enumerate() {
-                if s.count == 0 {
-                    e.push(format!("{p}.stages[{k}].count"), "must be at least 1");
-                }
-                if !(1..=4).contains(&s.count_level) {
-                    e.push(format!("{p}.stages[{k}].count_level"), "must be 1-4");
-                }
-                if !(1..=4).contains(&s.level) {
-                    e.push(format!("{p}.stages[{k}].level"), "must be 1-4");
-                }
-                if k > 0 && s.level >= r.stages[k - 1].level {
-                    e.push(format!("{p}.stages[{k}].level"), "stages go from less to more severe: each level must be below the one before");
-                }
-            }
-        }
-    }
-    for (f, d) in [
-        ("on_delay", &r.on_delay),
-        ("off_delay", &r.off_delay),
-        ("hold", &r.hold),
-    ] {
-        if let Some(d) = d
-            && d.0.as_secs() > 86_400
-        {
-            e.push(
-                format!("{p}.{f}"),
-                "longer than a day: probably a unit mistake",
-            );
-        }
-    }
-}
-
 /// Interlocks may refer to other rules with `active(rule_id)` and escalation
 /// rules count other rules: a cycle among them could never settle.
 fn check_cycles(cfg: &Config, paths: &Paths, rule_ids: &HashMap<&str, usize>, e: &mut Errs) {
     let n = cfg.rules.len();
     let mut deps: Vec<Vec<usize>> = vec![Vec::new(); n];
+    // From the rules as written, so that a cycle is reported even among
+    // rules that have errors of their own (all errors at once).
     for (i, r) in cfg.rules.iter().enumerate() {
         for m in &r.members {
             if let Some(&j) = rule_ids.get(m.as_str()) {

@@ -19,6 +19,71 @@
 
 use std::collections::HashMap;
 
+/// Why a condition does not parse. Columns count from 1, in bytes of the
+/// condition as written, so the installer can find the spot.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ParseError {
+    #[error("the condition is empty")]
+    Empty,
+    #[error("`{text}` at column {col} is not a number")]
+    BadNumber { text: String, col: usize },
+    #[error("unexpected `{found}` at column {col}")]
+    UnexpectedChar { found: char, col: usize },
+    #[error("missing `)` for the `(` at column {col}")]
+    Unclosed { col: usize },
+    #[error("`{func}(` at column {col} needs a name")]
+    NeedsName { func: String, col: usize },
+    #[error("missing `)` after `{func}({arg}`")]
+    UnclosedCall {
+        func: String,
+        arg: String,
+        col: usize,
+    },
+    #[error("unexpected {found} at column {col}")]
+    UnexpectedToken { found: String, col: usize },
+    #[error("the condition ends too early at column {col}")]
+    EndsEarly { col: usize },
+    #[error("unexpected text at column {col}")]
+    Trailing { col: usize },
+}
+
+impl ParseError {
+    /// Where in the condition the problem is (1-based), if anywhere.
+    pub fn column(&self) -> Option<usize> {
+        match self {
+            ParseError::Empty => None,
+            ParseError::BadNumber { col, .. }
+            | ParseError::UnexpectedChar { col, .. }
+            | ParseError::Unclosed { col }
+            | ParseError::NeedsName { col, .. }
+            | ParseError::UnclosedCall { col, .. }
+            | ParseError::UnexpectedToken { col, .. }
+            | ParseError::EndsEarly { col }
+            | ParseError::Trailing { col } => Some(*col),
+        }
+    }
+}
+
+/// A type problem in a parsed condition, or a name it reads that does not
+/// exist. `check` returns every one of them.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum TypeError {
+    #[error("no point `{0}` in any device")]
+    NoPoint(String),
+    #[error("no rule `{0}` for active()")]
+    NoRule(String),
+    #[error("{what} needs a {want} but got a {got}")]
+    Operand {
+        what: &'static str,
+        want: &'static str,
+        got: &'static str,
+    },
+    #[error("`==`/`!=` compares a {0} with a {1}")]
+    Mixed(&'static str, &'static str),
+    #[error("the condition is a number; it must be true or false (compare it, e.g. `x >= 1.5`)")]
+    NotBool,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ty {
     Bool,
@@ -62,7 +127,7 @@ enum Tok {
     Op(CmpOp),
 }
 
-fn lex(s: &str) -> Result<Vec<(usize, Tok)>, String> {
+fn lex(s: &str) -> Result<Vec<(usize, Tok)>, ParseError> {
     let b = s.as_bytes();
     let mut i = 0;
     let mut out = Vec::new();
@@ -125,9 +190,10 @@ fn lex(s: &str) -> Result<Vec<(usize, Tok)>, String> {
                     i += 1;
                 }
                 let t = &s[start..i];
-                let v: f64 = t
-                    .parse()
-                    .map_err(|_| format!("`{t}` at column {} is not a number", start + 1))?;
+                let v: f64 = t.parse().map_err(|_| ParseError::BadNumber {
+                    text: t.to_string(),
+                    col: start + 1,
+                })?;
                 out.push((start, Tok::Num(v)));
             }
             c if c.is_ascii_alphabetic() || c == '_' => {
@@ -138,11 +204,10 @@ fn lex(s: &str) -> Result<Vec<(usize, Tok)>, String> {
                 out.push((start, Tok::Ident(s[start..i].to_string())));
             }
             _ => {
-                return Err(format!(
-                    "unexpected `{}` at column {}",
-                    &s[start..].chars().next().unwrap_or(' '),
-                    start + 1
-                ));
+                return Err(ParseError::UnexpectedChar {
+                    found: s[start..].chars().next().unwrap_or(' '),
+                    col: start + 1,
+                });
             }
         }
     }
@@ -170,7 +235,7 @@ impl Parser {
         self.pos += 1;
         t
     }
-    fn or(&mut self) -> Result<Expr, String> {
+    fn or(&mut self) -> Result<Expr, ParseError> {
         let mut l = self.and()?;
         while self.peek() == Some(&Tok::Or) {
             self.pos += 1;
@@ -178,7 +243,7 @@ impl Parser {
         }
         Ok(l)
     }
-    fn and(&mut self) -> Result<Expr, String> {
+    fn and(&mut self) -> Result<Expr, ParseError> {
         let mut l = self.unary()?;
         while self.peek() == Some(&Tok::And) {
             self.pos += 1;
@@ -186,14 +251,14 @@ impl Parser {
         }
         Ok(l)
     }
-    fn unary(&mut self) -> Result<Expr, String> {
+    fn unary(&mut self) -> Result<Expr, ParseError> {
         if self.peek() == Some(&Tok::Not) {
             self.pos += 1;
             return Ok(Expr::Not(Box::new(self.unary()?)));
         }
         self.cmp()
     }
-    fn cmp(&mut self) -> Result<Expr, String> {
+    fn cmp(&mut self) -> Result<Expr, ParseError> {
         let l = self.atom()?;
         if let Some(Tok::Op(op)) = self.peek().cloned() {
             self.pos += 1;
@@ -202,7 +267,7 @@ impl Parser {
         }
         Ok(l)
     }
-    fn atom(&mut self) -> Result<Expr, String> {
+    fn atom(&mut self) -> Result<Expr, ParseError> {
         let col = self.col();
         match self.next() {
             Some(Tok::Num(v)) => Ok(Expr::Num(v)),
@@ -210,7 +275,7 @@ impl Parser {
                 let e = self.or()?;
                 match self.next() {
                     Some(Tok::RParen) => Ok(e),
-                    _ => Err(format!("missing `)` for the `(` at column {col}")),
+                    _ => Err(ParseError::Unclosed { col }),
                 }
             }
             Some(Tok::Ident(id)) if id == "true" => Ok(Expr::Bool(true)),
@@ -221,10 +286,10 @@ impl Parser {
                 self.pos += 1;
                 let arg = match self.next() {
                     Some(Tok::Ident(a)) => a,
-                    _ => return Err(format!("`{id}(` at column {col} needs a name")),
+                    _ => return Err(ParseError::NeedsName { func: id, col }),
                 };
                 if self.next() != Some(Tok::RParen) {
-                    return Err(format!("missing `)` after `{id}({arg}`"));
+                    return Err(ParseError::UnclosedCall { func: id, arg, col });
                 }
                 Ok(if id == "active" {
                     Expr::Active(arg)
@@ -233,16 +298,19 @@ impl Parser {
                 })
             }
             Some(Tok::Ident(id)) => Ok(Expr::Point(id)),
-            Some(t) => Err(format!("unexpected {t:?} at column {col}")),
-            None => Err(format!("the condition ends too early at column {col}")),
+            Some(t) => Err(ParseError::UnexpectedToken {
+                found: format!("{t:?}"),
+                col,
+            }),
+            None => Err(ParseError::EndsEarly { col }),
         }
     }
 }
 
-pub fn parse(src: &str) -> Result<Expr, String> {
+pub fn parse(src: &str) -> Result<Expr, ParseError> {
     let toks = lex(src)?;
     if toks.is_empty() {
-        return Err("the condition is empty".into());
+        return Err(ParseError::Empty);
     }
     let mut p = Parser {
         toks,
@@ -251,7 +319,7 @@ pub fn parse(src: &str) -> Result<Expr, String> {
     };
     let e = p.or()?;
     if p.pos < p.toks.len() {
-        return Err(format!("unexpected text at column {}", p.col()));
+        return Err(ParseError::Trailing { col: p.col() });
     }
     Ok(e)
 }
@@ -263,20 +331,24 @@ pub fn check(
     point_ty: &dyn Fn(&str) -> Option<Ty>,
     point_known: &dyn Fn(&str) -> bool,
     rule_exists: &dyn Fn(&str) -> bool,
-) -> Vec<String> {
+) -> Vec<TypeError> {
     let mut errs = Vec::new();
     fn ty(
         e: &Expr,
         pt: &dyn Fn(&str) -> Option<Ty>,
         known: &dyn Fn(&str) -> bool,
         re: &dyn Fn(&str) -> bool,
-        errs: &mut Vec<String>,
+        errs: &mut Vec<TypeError>,
     ) -> Option<Ty> {
-        let want = |t: Option<Ty>, w: Ty, what: &str, errs: &mut Vec<String>| {
+        let want = |t: Option<Ty>, w: Ty, what: &'static str, errs: &mut Vec<TypeError>| {
             if let Some(t) = t
                 && t != w
             {
-                errs.push(format!("{what} needs a {} but got a {}", name(w), name(t)));
+                errs.push(TypeError::Operand {
+                    what,
+                    want: name(w),
+                    got: name(t),
+                });
             }
         };
         match e {
@@ -285,19 +357,19 @@ pub fn check(
             Expr::Point(id) => {
                 let t = pt(id);
                 if t.is_none() && !known(id) {
-                    errs.push(format!("no point `{id}` in any device"));
+                    errs.push(TypeError::NoPoint(id.clone()));
                 }
                 t
             }
             Expr::Bad(id) => {
                 if pt(id).is_none() && !known(id) {
-                    errs.push(format!("no point `{id}` in any device"));
+                    errs.push(TypeError::NoPoint(id.clone()));
                 }
                 Some(Ty::Bool)
             }
             Expr::Active(id) => {
                 if !re(id) {
-                    errs.push(format!("no rule `{id}` for active()"));
+                    errs.push(TypeError::NoRule(id.clone()));
                 }
                 Some(Ty::Bool)
             }
@@ -326,11 +398,7 @@ pub fn check(
                         if let (Some(x), Some(y)) = (ta, tb)
                             && x != y
                         {
-                            errs.push(format!(
-                                "`==`/`!=` compares a {} with a {}",
-                                name(x),
-                                name(y)
-                            ));
+                            errs.push(TypeError::Mixed(name(x), name(y)));
                         }
                     }
                     _ => {
@@ -350,10 +418,7 @@ pub fn check(
     }
     let t = ty(e, point_ty, point_known, rule_exists, &mut errs);
     if t == Some(Ty::Num) {
-        errs.push(
-            "the condition is a number; it must be true or false (compare it, e.g. `x >= 1.5`)"
-                .into(),
-        );
+        errs.push(TypeError::NotBool);
     }
     errs
 }
@@ -526,9 +591,20 @@ mod tests {
 
     #[test]
     fn parse_errors_say_where() {
-        assert!(parse("a && (b").unwrap_err().contains("missing `)`"));
-        assert!(parse("a &&").unwrap_err().contains("ends too early"));
-        assert!(parse("a $ b").unwrap_err().contains("column 3"));
+        assert!(
+            parse("a && (b")
+                .unwrap_err()
+                .to_string()
+                .contains("missing `)`")
+        );
+        assert!(
+            parse("a &&")
+                .unwrap_err()
+                .to_string()
+                .contains("ends too early")
+        );
+        assert!(parse("a $ b").unwrap_err().to_string().contains("column 3"));
+        assert_eq!(parse("a $ b").unwrap_err().column(), Some(3));
         assert!(parse("").is_err());
     }
 
@@ -590,7 +666,10 @@ mod tests {
             "flag" => Some(Ty::Bool),
             _ => None,
         };
-        let errs = check(&e, &ty, &|_| false, &|_| false);
+        let errs: Vec<String> = check(&e, &ty, &|_| false, &|_| false)
+            .iter()
+            .map(|m| m.to_string())
+            .collect();
         assert!(
             errs.iter()
                 .any(|m| m.contains("`&&` needs a bool but got a number")),

@@ -1,7 +1,25 @@
-//! The rule engine: pure, clock passed in. `expr` is the condition language
-//! of interlock and consistency rules.
+//! The rule engine: pure, clock passed in, no I/O and no metrics.
+//!
+//! - `engine`: the facade the runtime drives (`Engine`).
+//! - `compile`: config → point table, device counters, live rules.
+//! - `points`: the point table (last good value, quality, rate histories).
+//! - `health`: every built-in alarm (offline, stale, fault, action failed,
+//!   readings queue overflow).
+//! - `kind/`: one file per rule kind: typed settings, check, judgement.
+//! - `lifecycle`: delays, latching, acknowledgement, escalation of the one
+//!   instance per key.
+//! - `text`: every message text (Chinese first).
+//! - `expr`: the condition language of interlock and consistency rules.
 
+pub mod compile;
 pub mod engine;
 pub mod expr;
+pub mod health;
+pub mod kind;
+pub mod lifecycle;
+pub mod points;
+pub mod text;
 
-pub use engine::{Engine, Instance, Output};
+pub use engine::{AckError, ActionRequest, Engine, Instance, Output};
+pub use kind::{KindSpec, RuleSpec};
+pub use points::PointState;

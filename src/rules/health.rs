@@ -1,0 +1,176 @@
+//! Every built-in alarm: the ones no rule in the file asks for, because a
+//! gateway that cannot see must say so (fail safe).
+//!
+//! - `{device}.offline`: `offline_after` consecutive failed polls; cleared
+//!   by the first good poll.
+//! - `{point}.stale`: no good reading for the point's `stale_after`.
+//! - `{point}.fault`: the device answers, but with an exception or data
+//!   that does not decode. Timeouts are the device's offline alarm.
+//! - `{point}.action`: a rule's write to the point failed or was not
+//!   confirmed by its read-back (reported by the runtime that writes).
+//! - `queue.readings.overflow`: the readings queue on disk is full and the
+//!   oldest readings are dropped (reported by the runtime that commits).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use super::lifecycle::{Alarms, Output, Raise};
+use super::points::Points;
+use super::text;
+use crate::model::{AlarmKind, BadReason, Quality};
+
+/// The key of the readings-queue overflow alarm.
+pub const QUEUE_OVERFLOW_KEY: &str = "queue.readings.overflow";
+/// Level of the queue overflow alarm: yellow, data is lost but no alarm.
+const QUEUE_OVERFLOW_LEVEL: u8 = 3;
+/// Level of a failed action: orange, a safety output may not have moved.
+const ACTION_FAILED_LEVEL: u8 = 2;
+
+#[derive(Clone, Debug)]
+pub struct DeviceInfo {
+    pub name: String,
+    /// Consecutive failed polls.
+    pub failures: u32,
+    pub offline_after: u32,
+    pub level: u8,
+}
+
+pub type Devices = HashMap<String, DeviceInfo>;
+
+/// One poll of `device` succeeded (`ok`) or failed with `detail`.
+pub fn device_polled(
+    devices: &mut Devices,
+    alarms: &mut Alarms,
+    points: &Points,
+    device: &str,
+    ok: bool,
+    detail: &str,
+    at: DateTime<Utc>,
+) -> Output {
+    let mut out = Output::default();
+    let Some(d) = devices.get_mut(device) else {
+        return out;
+    };
+    let key = format!("{device}.offline");
+    if ok {
+        d.failures = 0;
+        alarms.clear(
+            &key,
+            at,
+            None,
+            text::online_again(&d.name),
+            points,
+            &mut out,
+        );
+    } else {
+        d.failures = d.failures.saturating_add(1);
+        if d.failures >= d.offline_after && !alarms.contains(&key) {
+            let name = text::offline_name(&d.name);
+            let msg = text::offline(&d.name, detail);
+            let r = Raise::plain(&key, AlarmKind::Offline, d.level, &name, at, msg);
+            alarms.raise(r, points, &mut out);
+        }
+    }
+    out
+}
+
+/// Stale and fault alarms of one point after its quality changed (a
+/// reading, or time passing).
+pub fn point_quality(
+    alarms: &mut Alarms,
+    points: &Points,
+    id: &str,
+    at: DateTime<Utc>,
+    out: &mut Output,
+) {
+    let Some(p) = points.get(id) else { return };
+    let stale_key = format!("{id}.stale");
+    let fault_key = format!("{id}.fault");
+    match &p.quality {
+        Quality::Bad(BadReason::Stale) if !alarms.contains(&stale_key) => {
+            let name = text::stale_name(&p.name);
+            let r = Raise {
+                point: Some(id),
+                ..Raise::plain(
+                    &stale_key,
+                    AlarmKind::Stale,
+                    p.health_level,
+                    &name,
+                    at,
+                    text::stale(&p.name),
+                )
+            };
+            alarms.raise(r, points, out);
+        }
+        Quality::Bad(why @ (BadReason::Exception(_) | BadReason::Decode(_)))
+            if !alarms.contains(&fault_key) =>
+        {
+            let name = text::fault_name(&p.name);
+            let r = Raise {
+                point: Some(id),
+                ..Raise::plain(
+                    &fault_key,
+                    AlarmKind::Fault,
+                    p.health_level,
+                    &name,
+                    at,
+                    text::fault(&p.name, why),
+                )
+            };
+            alarms.raise(r, points, out);
+        }
+        Quality::Good => {
+            for k in [stale_key, fault_key] {
+                alarms.clear(&k, at, None, text::data_recovered(&p.name), points, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A rule's write to `point` failed (`Some(why)`) or works again (`None`).
+pub fn action_outcome(
+    alarms: &mut Alarms,
+    points: &Points,
+    point: &str,
+    failure: Option<&str>,
+    at: DateTime<Utc>,
+) -> Output {
+    let mut out = Output::default();
+    let key = format!("{point}.action");
+    let name = text::action_failed_name(point);
+    let msg = match failure {
+        Some(why) => text::action_failed(point, why),
+        None => text::action_recovered(point),
+    };
+    let r = Raise::plain(&key, AlarmKind::Fault, ACTION_FAILED_LEVEL, &name, at, msg);
+    alarms.set(failure.is_some(), r, points, &mut out);
+    out
+}
+
+/// A commit of readings dropped `dropped` of the oldest queued readings;
+/// zero clears the alarm (the queue has room again).
+pub fn readings_dropped(
+    alarms: &mut Alarms,
+    points: &Points,
+    dropped: u64,
+    at: DateTime<Utc>,
+) -> Output {
+    let mut out = Output::default();
+    let msg = if dropped > 0 {
+        text::queue_dropping(dropped)
+    } else {
+        text::QUEUE_RECOVERED.to_string()
+    };
+    let r = Raise::plain(
+        QUEUE_OVERFLOW_KEY,
+        AlarmKind::Fault,
+        QUEUE_OVERFLOW_LEVEL,
+        text::QUEUE_FULL_NAME,
+        at,
+        msg,
+    );
+    alarms.set(dropped > 0, r, points, &mut out);
+    out
+}

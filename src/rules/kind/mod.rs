@@ -1,0 +1,225 @@
+//! The rule kinds, one file each. A kind file holds three things that belong
+//! together: its typed settings (what validation proved about the rule as
+//! written), the check that builds them from the raw `[[rules]]` entry, and
+//! its one judging function.
+//!
+//! Adding a kind: a file here, a variant of `KindSpec` (and of the raw
+//! `RuleKindCfg` name), and the arms the compiler then asks for in this file.
+
+pub mod consistency;
+pub mod escalation;
+pub mod interlock;
+pub mod rate;
+pub mod threshold;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::expr::Env;
+use super::lifecycle::Alarms;
+use super::points::Points;
+use crate::config::check::Errs;
+use crate::config::{ActionCfg, Dur, Rule, RuleKindCfg};
+use crate::model::{AlarmKind, Value};
+
+/// A rule as validation proved it: every default applied, every reference
+/// resolved, nothing left for the engine to re-check.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuleSpec {
+    pub id: String,
+    /// The `name` as written, or the id.
+    pub name: String,
+    /// 1 red … 4 blue; an escalation rule's least severe stage.
+    pub level: u8,
+    pub latching: bool,
+    /// How long the condition must hold before the alarm is raised (an
+    /// interlock's `hold` is folded in here).
+    pub on_delay: Duration,
+    pub off_delay: Duration,
+    pub actions: Vec<ActionCfg>,
+    pub kind: KindSpec,
+}
+
+/// The closed set of rule kinds, each with only its own settings.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KindSpec {
+    Threshold(threshold::Threshold),
+    Rate(rate::Rate),
+    Interlock(interlock::Interlock),
+    Consistency(consistency::Consistency),
+    Escalation(escalation::Escalation),
+}
+
+impl KindSpec {
+    /// The `kind` the rule's alarm events carry.
+    pub fn alarm_kind(&self) -> AlarmKind {
+        match self {
+            KindSpec::Threshold(_) => AlarmKind::Threshold,
+            KindSpec::Rate(_) => AlarmKind::Rate,
+            KindSpec::Interlock(_) => AlarmKind::Interlock,
+            KindSpec::Consistency(_) => AlarmKind::Consistency,
+            KindSpec::Escalation(_) => AlarmKind::Escalation,
+        }
+    }
+
+    /// Points the rule reads; a reading of one of them re-judges the rule.
+    pub fn inputs(&self) -> &[String] {
+        match self {
+            KindSpec::Threshold(t) => std::slice::from_ref(&t.point),
+            KindSpec::Rate(r) => std::slice::from_ref(&r.point),
+            KindSpec::Interlock(c) | KindSpec::Consistency(c) => &c.points,
+            KindSpec::Escalation(_) => &[],
+        }
+    }
+
+    /// The point whose good values the rule needs over a window, if any.
+    pub fn history(&self) -> Option<(&str, Duration)> {
+        match self {
+            KindSpec::Rate(r) => Some((&r.point, r.window)),
+            _ => None,
+        }
+    }
+
+    /// Judges a condition rule now. `None`: no judgement yet (an input has
+    /// not reported since start-up), or a kind judged in its own pass
+    /// (escalation, which counts the other rules' alarms).
+    pub fn judge(&self, name: &str, view: &View<'_>, now: DateTime<Utc>) -> Option<Verdict> {
+        match self {
+            KindSpec::Threshold(t) => t.judge(view.points, now),
+            KindSpec::Rate(r) => r.judge(view.points, now),
+            KindSpec::Interlock(c) => c.judge(name, view),
+            KindSpec::Consistency(c) => consistency::judge(c, name, view),
+            KindSpec::Escalation(_) => None,
+        }
+    }
+}
+
+/// What a condition rule says at one moment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    /// The alarm condition holds.
+    pub on: bool,
+    /// The clear condition holds (past the recovery value, or the
+    /// condition false). Neither may hold: inside the deadband.
+    pub off: bool,
+    pub value: Option<serde_json::Value>,
+    pub threshold: Option<serde_json::Value>,
+    /// The part of the message that says what was seen.
+    pub detail: String,
+}
+
+/// What a rule may read: the point table and the active alarms.
+pub struct View<'a> {
+    pub points: &'a Points,
+    pub alarms: &'a Alarms,
+}
+
+impl Env for View<'_> {
+    fn point(&self, id: &str) -> Option<Value> {
+        self.points.good_value(id)
+    }
+    fn active(&self, rule_id: &str) -> bool {
+        self.alarms.contains(rule_id)
+    }
+}
+
+/// What a point is, as far as a rule check cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PointShape {
+    Number,
+    Bool,
+    Text,
+}
+
+/// What a rule check may ask of the rest of the config.
+pub struct CheckCtx<'a> {
+    /// The shape of a point of a device that parsed; `None` otherwise.
+    pub point: &'a dyn Fn(&str) -> Option<PointShape>,
+    /// Whether a point id exists at all, also in a device that failed to
+    /// parse (its own errors are reported; this rule's need not be).
+    pub point_known: &'a dyn Fn(&str) -> bool,
+    pub rule_exists: &'a dyn Fn(&str) -> bool,
+}
+
+/// Checks one raw rule (path `p`, e.g. `rules[3]`) and, when it has no
+/// error, returns it typed. Every problem goes to `e`.
+pub fn check(r: &Rule, p: &str, ctx: &CheckCtx<'_>, e: &mut Errs) -> Option<RuleSpec> {
+    let before = e.len();
+    if r.kind != RuleKindCfg::Escalation && !(1..=4).contains(&r.level) {
+        let m = if r.level == 0 {
+            "required: 1 (red) to 4 (blue)".to_string()
+        } else {
+            format!("{} is not a level; levels are 1 (red) to 4 (blue)", r.level)
+        };
+        e.push(format!("{p}.level"), m);
+    }
+    let kind = match r.kind {
+        RuleKindCfg::Threshold => threshold::check(r, p, ctx, e).map(KindSpec::Threshold),
+        RuleKindCfg::Rate => rate::check(r, p, ctx, e).map(KindSpec::Rate),
+        RuleKindCfg::Interlock => interlock::check(r, p, ctx, e).map(KindSpec::Interlock),
+        RuleKindCfg::Consistency => consistency::check(r, p, ctx, e).map(KindSpec::Consistency),
+        RuleKindCfg::Escalation => escalation::check(r, p, ctx, e).map(KindSpec::Escalation),
+    };
+    for (f, d) in [
+        ("on_delay", &r.on_delay),
+        ("off_delay", &r.off_delay),
+        ("hold", &r.hold),
+    ] {
+        if let Some(d) = d
+            && d.0.as_secs() > 86_400
+        {
+            e.push(
+                format!("{p}.{f}"),
+                "longer than a day: probably a unit mistake",
+            );
+        }
+    }
+    let kind = kind.filter(|_| e.len() == before)?;
+    let level = match &kind {
+        KindSpec::Escalation(x) => x.first_level(),
+        _ => r.level,
+    };
+    let on_delay = match &kind {
+        // `hold` is the interlock's word for the on-delay; the longer wins.
+        KindSpec::Interlock(_) | KindSpec::Consistency(_) => dur(r.hold).max(dur(r.on_delay)),
+        _ => dur(r.on_delay),
+    };
+    Some(RuleSpec {
+        id: r.id.clone(),
+        name: r.name.clone().unwrap_or_else(|| r.id.clone()),
+        level,
+        latching: r.latching,
+        on_delay,
+        off_delay: dur(r.off_delay),
+        actions: r.actions.clone(),
+        kind,
+    })
+}
+
+fn dur(d: Option<Dur>) -> Duration {
+    d.map(|d| d.0).unwrap_or_default()
+}
+
+/// The point a threshold or rate rule reads, checked; its shape when known.
+fn need_point(r: &Rule, p: &str, ctx: &CheckCtx<'_>, e: &mut Errs) -> Option<PointShape> {
+    match &r.point {
+        None => {
+            e.push(
+                format!("{p}.point"),
+                format!("required for a {:?} rule", r.kind).to_lowercase(),
+            );
+            None
+        }
+        Some(id) => {
+            let shape = (ctx.point)(id);
+            if shape.is_none() && !(ctx.point_known)(id) {
+                e.push(
+                    format!("{p}.point"),
+                    format!("no point `{id}` in any device"),
+                );
+            }
+            shape
+        }
+    }
+}

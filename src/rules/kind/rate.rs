@@ -1,0 +1,64 @@
+//! `rate`: the change of a point's value over a time window against a
+//! limit (e.g. a water level rising 0.5 m within 10 minutes).
+//!
+//! The change is the newest good value minus the newest good value at or
+//! before the window's start (or the oldest one kept); the point table
+//! keeps that history. Bad quality is judged as over the limit.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::threshold::{Limit, check_point_and_limit};
+use super::{CheckCtx, Verdict};
+use crate::config::Rule;
+use crate::config::check::Errs;
+use crate::rules::points::Points;
+use crate::rules::text;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rate {
+    pub point: String,
+    pub limit: Limit,
+    pub window: Duration,
+}
+
+impl Rate {
+    pub fn judge(&self, points: &Points, _now: DateTime<Utc>) -> Option<Verdict> {
+        let p = points.get(&self.point)?;
+        if !p.reported {
+            return None;
+        }
+        if !p.quality.is_good() {
+            return Some(self.limit.bad_input(p));
+        }
+        let h = points.history(&self.point, self.window)?;
+        let (first, last) = (h.front()?, h.back()?);
+        let what = text::change_over(self.window);
+        Some(self.limit.judge(p, last.1 - first.1, &what))
+    }
+}
+
+pub fn check(r: &Rule, p: &str, ctx: &CheckCtx<'_>, e: &mut Errs) -> Option<Rate> {
+    let (point, limit) = check_point_and_limit(r, p, ctx, e);
+    let limit = limit?;
+    let window = match &r.window {
+        None => {
+            e.push(
+                format!("{p}.window"),
+                "required for a rate rule: the time over which the change is measured",
+            );
+            None
+        }
+        Some(w) if w.0.is_zero() => {
+            e.push(format!("{p}.window"), "must be greater than zero");
+            None
+        }
+        Some(w) => Some(w.0),
+    };
+    Some(Rate {
+        point: point?,
+        limit,
+        window: window?,
+    })
+}

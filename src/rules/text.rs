@@ -1,0 +1,127 @@
+//! Every message text the engine writes into an alarm event, in one place.
+//!
+//! Chinese first: the operator and the county platform read these. Numbers
+//! are written as set points are read (`1.0`, `1.62`), units as configured.
+//! The golden cases and the county's screens depend on the exact wording, so
+//! a change here is a change of the contract's `message`, not a refactoring.
+
+use std::time::Duration;
+
+use crate::model::trim_float;
+
+/// A number in a message: at least one decimal, at most three (`1.0`,
+/// `1.62`, `0.125`), as operators read set points.
+pub fn num(v: f64) -> String {
+    let t = trim_float(v);
+    if t.contains('.') { t } else { format!("{t}.0") }
+}
+
+// ---- threshold and rate
+
+/// A threshold or rate rule whose point has bad quality: judged as over.
+pub fn bad_input_as_over(point: &str, quality: &str) -> String {
+    format!("{point} 数据无效 ({quality}), 按超限处理")
+}
+
+/// `甲烷 1.62 % ≥ 1.5`: the point, what was judged, the comparison.
+pub fn limit(point: &str, what: &str, x: f64, unit: &str, sym: &str, limit: f64) -> String {
+    format!("{point} {what}{} {unit} {sym} {}", num(x), num(limit))
+}
+
+/// What a rate rule judges: the change over its window.
+pub fn change_over(window: Duration) -> String {
+    format!("{} 内变化 ", humantime::format_duration(window))
+}
+
+// ---- interlock and consistency
+
+/// A condition that came out unknown (a bad input) counts as holding.
+pub fn condition_unknown(rule: &str) -> String {
+    format!("{rule} (输入数据无效, 按条件成立处理)")
+}
+
+// ---- lifecycle
+
+pub fn recovered(rule: &str, detail: &str) -> String {
+    format!("{rule} 恢复: {detail}")
+}
+
+pub fn acknowledged(name: &str, by: &str) -> String {
+    format!("{name} 已由 {by} 确认")
+}
+
+pub fn cleared_after_ack(name: &str) -> String {
+    format!("{name} 确认后解除")
+}
+
+// ---- escalation
+
+pub fn escalation_count(subjects: usize) -> String {
+    format!("{subjects} 个测点在预警")
+}
+
+pub fn escalation_raised(rule: &str, counts: &str) -> String {
+    format!("{rule}: {counts}")
+}
+
+pub fn escalation_stepped_up(rule: &str, counts: &str) -> String {
+    format!("{rule}: {counts}, 升级")
+}
+
+pub fn escalation_cleared(rule: &str) -> String {
+    format!("{rule}: 恢复")
+}
+
+// ---- built-in health alarms
+
+pub fn offline_name(device: &str) -> String {
+    format!("{device} 通信中断")
+}
+
+pub fn offline(device: &str, detail: &str) -> String {
+    format!("{device} 通信中断: {detail}")
+}
+
+pub fn online_again(device: &str) -> String {
+    format!("{device} 通信恢复")
+}
+
+pub fn stale_name(point: &str) -> String {
+    format!("{point} 数据过期")
+}
+
+pub fn stale(point: &str) -> String {
+    format!("{point} 数据超时未更新")
+}
+
+pub fn fault_name(point: &str) -> String {
+    format!("{point} 数据无效")
+}
+
+pub fn fault(point: &str, reason: &dyn std::fmt::Display) -> String {
+    format!("{point} 数据无效: {reason}")
+}
+
+pub fn data_recovered(point: &str) -> String {
+    format!("{point} 数据恢复")
+}
+
+pub fn action_failed_name(point: &str) -> String {
+    format!("{point} 联动输出失败")
+}
+
+pub fn action_failed(point: &str, why: &str) -> String {
+    format!("{point} 联动输出失败: {why}")
+}
+
+pub fn action_recovered(point: &str) -> String {
+    format!("{point} 联动输出恢复")
+}
+
+pub const QUEUE_FULL_NAME: &str = "读数缓存已满";
+
+pub fn queue_dropping(dropped: u64) -> String {
+    format!("读数缓存达到上限, 已丢弃最旧的 {dropped} 条读数 (报警不丢弃)")
+}
+
+pub const QUEUE_RECOVERED: &str = "读数缓存恢复, 不再丢弃读数";
