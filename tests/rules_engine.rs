@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use riskgate::model::{AlarmState, BadReason, Input, Quality, Reading, Value};
+use riskgate::model::{AlarmKind, AlarmState, BadReason, Input, Quality, Reading, Value};
 use riskgate::rules::{Engine, Output};
 
 const HEAD: &str = r#"
@@ -404,6 +404,54 @@ level = 3
             ("site".to_string(), AlarmState::Cleared),
         ]
     );
+}
+
+/// Contract 1.1: an escalation rule's alarm says `kind = "escalation"`; its
+/// members keep their own kind.
+#[test]
+fn escalation_events_carry_their_own_kind() {
+    let cfg = config(
+        r#"
+[[devices]]
+id = "dam"
+protocol = "modbus_tcp"
+host = "127.0.0.1"
+stale_after = "1h"
+  [[devices.points]]
+  id = "a1"
+  register = "holding"
+  address = 0
+  type = "f32"
+[[rules]]
+id = "item-a"
+kind = "escalation"
+members = ["a1-hi"]
+stages = [{ count = 1, count_level = 3, level = 2 }]
+[[rules]]
+id = "a1-hi"
+kind = "threshold"
+point = "a1"
+op = ">="
+value = 10.0
+level = 3
+"#,
+    );
+    let mut e = Engine::new(&cfg);
+    let out = e.handle(&good("a1", "dam", Value::Num(11.0), t(0)), t(0));
+    let kinds: Vec<(&str, AlarmKind)> = out
+        .transitions
+        .iter()
+        .map(|t| (t.rule_id.as_str(), t.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("a1-hi", AlarmKind::Threshold),
+            ("item-a", AlarmKind::Escalation)
+        ]
+    );
+    let json = serde_json::to_value(&out.transitions[1]).unwrap();
+    assert_eq!(json["kind"], "escalation");
 }
 
 /// Acknowledgement errors name the alarm; a latching alarm whose condition

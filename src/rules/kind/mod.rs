@@ -223,3 +223,89 @@ fn need_point(r: &Rule, p: &str, ctx: &CheckCtx<'_>, e: &mut Errs) -> Option<Poi
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Cmp;
+    use crate::rules::expr::Expr;
+
+    fn specs(rules: &str) -> Vec<RuleSpec> {
+        let text = format!(
+            r#"
+[site]
+id = "s"
+kind = "coal_mine"
+[gateway]
+id = "g"
+[[devices]]
+id = "d"
+protocol = "modbus_tcp"
+host = "127.0.0.1"
+  [[devices.points]]
+  id = "ch4"
+  register = "holding"
+  address = 0
+  type = "f32"
+  [[devices.points]]
+  id = "run"
+  register = "coil"
+  address = 0
+{rules}"#
+        );
+        crate::config::load_str(&text, Path::new("t.toml"))
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .rule_specs
+    }
+
+    /// Validation applies every default once; the engine reads the result.
+    #[test]
+    fn specs_carry_what_validation_proved() {
+        let s = specs(
+            r#"
+[[rules]]
+id = "hi"
+kind = "threshold"
+point = "ch4"
+op = ">="
+value = 1.5
+deadband = 0.25
+level = 2
+[[rules]]
+id = "lock"
+kind = "interlock"
+when = "run && ch4 >= 1.0"
+hold = "5s"
+on_delay = "2s"
+level = 1
+[[rules]]
+id = "up"
+kind = "escalation"
+members = ["hi", "lock"]
+stages = [{ count = 2, count_level = 2, level = 3 }, { count = 2, count_level = 1, level = 1 }]
+"#,
+        );
+        assert_eq!(s.len(), 3);
+        let KindSpec::Threshold(t) = &s[0].kind else {
+            panic!("{:?}", s[0].kind)
+        };
+        assert_eq!(
+            (t.limit.op, t.limit.value, t.limit.clear_at),
+            (Cmp::Ge, 1.5, 1.25)
+        );
+        assert_eq!(s[0].name, "hi", "the id stands in for a missing name");
+
+        let KindSpec::Interlock(c) = &s[1].kind else {
+            panic!("{:?}", s[1].kind)
+        };
+        assert!(matches!(c.when, Expr::And(..)), "{:?}", c.when);
+        assert_eq!(c.points, ["ch4", "run"]);
+        assert_eq!(s[1].on_delay, Duration::from_secs(5), "hold folded in");
+
+        assert_eq!(s[2].level, 3, "escalation level from its first stage");
+        assert_eq!(s[2].kind.alarm_kind(), AlarmKind::Escalation);
+    }
+}
