@@ -160,21 +160,26 @@ fn ready(line: &str) {
     let _ = out.flush();
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or Ctrl-C. The SIGTERM handler is installed when this
+/// is called, not when it is first awaited: callers call it before they
+/// announce readiness, so that a supervisor (or a test) stopping the process
+/// right after the `listening on` line gets a clean exit, not a kill.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("install SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install SIGTERM handler");
+    async move {
+        #[cfg(unix)]
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down");
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!("shutting down");
 }
 
 enum Transport {
@@ -230,8 +235,9 @@ async fn run_device(kind: DeviceKind, dev: DeviceArgs) -> Result<()> {
         RunnerOptions { tick: dev.tick },
     );
     tracing::info!(%kind, "device runner started");
+    let stop = shutdown_signal();
     let mut transport = start_transport(&dev.transport, bank, faults).await?;
-    shutdown_signal().await;
+    stop.await;
     transport.stop().await;
     handle.stop().await;
     Ok(())
@@ -240,8 +246,9 @@ async fn run_device(kind: DeviceKind, dev: DeviceArgs) -> Result<()> {
 async fn run_typed_bank(t: TransportArgs) -> Result<()> {
     let bank = RegisterBank::new();
     DeviceKind::TypedBank.init_bank(&bank);
+    let stop = shutdown_signal();
     let mut transport = start_transport(&t, bank, FaultSwitch::new()).await?;
-    shutdown_signal().await;
+    stop.await;
     transport.stop().await;
     Ok(())
 }
@@ -288,8 +295,9 @@ async fn run_rtu_line(args: RtuLineArgs) -> Result<()> {
     let mut line = RtuLine::start(&args.serial, args.baud, slaves)
         .await
         .with_context(|| format!("cannot open serial device {}", args.serial))?;
+    let stop = shutdown_signal();
     ready(&format!("listening on {}", args.serial));
-    shutdown_signal().await;
+    stop.await;
     line.stop().await;
     for mut h in handles {
         h.stop().await;
@@ -318,8 +326,9 @@ async fn run_video_box(args: VideoArgs) -> Result<()> {
     let mut vb = VideoBox::start(cfg);
     vb.set_quiet(args.quiet);
     vb.set_malformed(args.malformed);
+    let stop = shutdown_signal();
     ready(&format!("publishing to {} topic {topic}", args.broker));
-    shutdown_signal().await;
+    stop.await;
     vb.stop().await;
     Ok(())
 }
