@@ -5,11 +5,9 @@ mod common;
 
 use common::source::SourceTask;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use firmware_sim::{Fault, FaultSwitch, RegisterBank, RtuLine};
+use firmware_sim::{Fault, FaultSwitch, PtyPair, RegisterBank, RtuLine};
 use riskgate::config::{DataType, Device, Dur, Parity, Point, RegisterKind, SerialLine};
 use riskgate::metrics::metrics;
 use riskgate::model::{BadReason, Quality, Reading, Value};
@@ -22,49 +20,6 @@ const GAP: Duration = Duration::from_millis(5);
 const BAUD: u32 = 9600;
 /// Registers read from each slave per poll (one f32).
 const REGISTERS: u16 = 2;
-
-/// A socat process joining two pseudo-terminals; killed (by its own pid)
-/// when dropped.
-struct Socat {
-    child: Child,
-    ends: (String, String),
-}
-
-impl Socat {
-    fn start() -> Socat {
-        let mut child = Command::new("/usr/bin/socat")
-            .args(["-d", "-d", "pty,raw,echo=0", "pty,raw,echo=0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start socat");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        // socat logs "N PTY is /dev/pts/N" for each end, then "starting data transfer loop".
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(i) = line.find("PTY is ") {
-                    let _ = tx.send(line[i + 7..].trim().to_string());
-                }
-            }
-        });
-        let path = || {
-            rx.recv_timeout(Duration::from_secs(5))
-                .expect("socat reports its pty")
-        };
-        let ends = (path(), path());
-        Socat { child, ends }
-    }
-}
-
-impl Drop for Socat {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn line(path: &str) -> SerialLine {
     SerialLine {
@@ -132,7 +87,7 @@ fn within(actual: f64, expected: f64, tolerance: f64) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_slave_costs_only_its_timeout_and_corrupt_frames_are_counted() {
-    let socat = Socat::start();
+    let socat = PtyPair::spawn();
     let banks: Vec<RegisterBank> = (0..3).map(|_| RegisterBank::new()).collect();
     let faults: Vec<FaultSwitch> = (0..3).map(|_| FaultSwitch::new()).collect();
     for (i, bank) in banks.iter().enumerate() {
@@ -142,9 +97,9 @@ async fn silent_slave_costs_only_its_timeout_and_corrupt_frames_are_counted() {
     let slaves = (0..3)
         .map(|i| (i as u8 + 1, banks[i].clone(), faults[i].clone()))
         .collect();
-    let mut sim = RtuLine::start(&socat.ends.0, BAUD, slaves).await.unwrap();
+    let mut sim = RtuLine::start(&socat.a, BAUD, slaves).await.unwrap();
     let mut src = start_line(
-        line(&socat.ends.1),
+        line(&socat.b),
         vec![device("rtu-1", 1), device("rtu-2", 2), device("rtu-3", 3)],
     );
 

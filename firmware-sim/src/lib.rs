@@ -8,6 +8,7 @@ pub mod codec;
 pub mod devices;
 pub mod faults;
 pub mod modbus;
+pub mod pty;
 pub mod scenario;
 pub mod video;
 
@@ -15,5 +16,6 @@ pub use bank::RegisterBank;
 pub use devices::{DeviceHandle, DeviceKind};
 pub use faults::{Fault, FaultSwitch};
 pub use modbus::{RtuLine, TcpSlave, crc16_modbus};
+pub use pty::PtyPair;
 pub use scenario::{Scenario, ScenarioError};
 pub use video::{VideoBox, VideoBoxConfig};

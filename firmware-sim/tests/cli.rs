@@ -9,6 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::*;
+use firmware_sim::PtyPair;
 
 const BIN: &str = env!("CARGO_BIN_EXE_firmware-sim");
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use firmware_sim::devices::{self, DeviceKind};
-use firmware_sim::{Fault, FaultSwitch, RegisterBank, RtuLine, Scenario};
+use firmware_sim::{Fault, FaultSwitch, PtyPair, RegisterBank, RtuLine, Scenario};
 use tokio_serial::SerialPortBuilderExt;
 
 fn open(path: &str) -> tokio_serial::SerialStream {

@@ -1,10 +1,9 @@
-//! Test helpers: a raw Modbus TCP client, a raw RTU client, a socat pty pair,
-//! and polling with timeouts (no sleeps as synchronisation).
+//! Test helpers: a raw Modbus TCP client, a raw RTU client, and polling
+//! with timeouts (no sleeps as synchronisation). The socat pty pair is
+//! `firmware_sim::PtyPair`, shared with riskgate's tests.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -218,46 +217,6 @@ pub async fn rtu_exchange<P: AsyncRead + AsyncWrite + Unpin>(
         out.extend_from_slice(&buf[..n]);
     }
     Some(out)
-}
-
-/// A connected pair of pseudo-terminals made by socat; killed on drop.
-pub struct PtyPair {
-    child: Child,
-    pub a: String,
-    pub b: String,
-}
-
-impl PtyPair {
-    pub fn spawn() -> PtyPair {
-        let mut child = Command::new("/usr/bin/socat")
-            .args(["-d", "-d", "pty,raw,echo=0", "pty,raw,echo=0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn socat");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            // Parse the two "PTY is /dev/pts/N" lines, then keep draining.
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(i) = line.find("PTY is ") {
-                    let _ = tx.send(line[i + 7..].trim().to_string());
-                }
-            }
-        });
-        let a = rx.recv_timeout(IO_TIMEOUT).expect("socat first pty");
-        let b = rx.recv_timeout(IO_TIMEOUT).expect("socat second pty");
-        PtyPair { child, a, b }
-    }
-}
-
-impl Drop for PtyPair {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 // ---------------------------------------------------------------- MQTT
