@@ -10,6 +10,7 @@ pub mod api;
 pub mod backoff;
 pub mod config;
 pub mod contract;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod metrics;
 pub mod model;

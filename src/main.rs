@@ -31,6 +31,9 @@ enum Cmd {
         config: PathBuf,
     },
     /// Run a simulated coal-mine site: devices, gateway, MQTT broker, operator page.
+    // Only in builds with the `demo` feature (the default): a production
+    // build links no simulator and no embedded broker.
+    #[cfg(feature = "demo")]
     Demo {
         /// An external MQTT broker (HOST:PORT) for the uplink instead of the embedded one.
         #[arg(long)]
@@ -155,6 +158,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        #[cfg(feature = "demo")]
         Cmd::Demo {
             broker,
             mqtt_listen,
@@ -300,6 +304,7 @@ fn history(
     Ok(())
 }
 
+#[cfg(feature = "demo")]
 async fn demo(opts: riskgate::demo::DemoOptions, duration: Option<Duration>) -> anyhow::Result<()> {
     let mut devs = riskgate::demo::start_devices().await?;
     let broker = match &opts.broker {
