@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need (Debian packages: a real
 # Mosquitto broker, VictoriaMetrics as the InfluxDB-compatible server, socat
-# for serial-line pseudo-terminals), then runs every test of the workspace.
-# The tests start their own services on free loopback ports and stop them.
+# for serial-line pseudo-terminals; the clippy and rustfmt components), checks
+# formatting and lints (warnings are errors, so the `[lints]` of Cargo.toml
+# hold), then runs every test of the workspace. The tests start their own
+# services on free loopback ports and stop them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,4 +24,23 @@ if [ ${#need[@]} -gt 0 ]; then
     $SUDO systemctl stop mosquitto victoria-metrics >/dev/null 2>&1 || true
 fi
 
+# A toolchain from rustup may lack the clippy and rustfmt components; one
+# from Debian's packages (no rustup) has them as packages instead.
+need_component() { # COMPONENT PROBE...
+    local component=$1
+    shift
+    "$@" --version >/dev/null 2>&1 && return 0
+    if command -v rustup >/dev/null 2>&1; then
+        echo "installing the $component component"
+        rustup component add "$component"
+    else
+        echo "error: \`$*\` is missing (Debian: apt-get install rust-clippy rustfmt)" >&2
+        exit 1
+    fi
+}
+need_component clippy cargo clippy
+need_component rustfmt cargo fmt
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked "$@"
