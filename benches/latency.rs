@@ -20,6 +20,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use firmware_sim::{Scenario, devices};
+use riskgate::demo::site::{GasChannel, GasDetector, GasPoint, Site};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 fn free_port() -> u16 {
@@ -100,44 +101,31 @@ async fn main() {
             .await
             .unwrap();
     dev.set_signal("ch4", 0.3);
-    let text = format!(
-        r#"
-[site]
-id = "bench-site"
-kind = "coal_mine"
-[gateway]
-id = "gw-bench"
-data_dir = "{data}"
-[http]
-enabled = false
-[uplink]
-host = "127.0.0.1"
-port = {port}
-plain_tcp = true
-[[devices]]
-id = "gd"
-protocol = "modbus_tcp"
-host = "127.0.0.1"
-port = {mb}
-poll_interval = "100ms"
-timeout = "300ms"
-  [[devices.points]]
-  id = "ch4"
-  register = "holding"
-  address = 0
-  type = "f32"
-[[rules]]
+    let text = Site::new(
+        "bench-site",
+        "coal_mine",
+        "gw-bench",
+        &dir.path().join("data"),
+    )
+    .raw("[http]\nenabled = false")
+    .plain_uplink("127.0.0.1", port, "")
+    .device(
+        &GasDetector::new("gd", slave.local_addr().port())
+            .poll_interval("100ms")
+            .timeout("300ms")
+            .point(GasPoint::new(GasChannel::Ch4, "ch4")),
+    )
+    .raw(
+        r#"[[rules]]
 id = "cut"
 kind = "threshold"
 point = "ch4"
 op = ">="
 value = 1.5
 recovery = 1.0
-level = 1
-"#,
-        data = dir.path().join("data").display(),
-        mb = slave.local_addr().port()
-    );
+level = 1"#,
+    )
+    .toml();
     let path = dir.path().join("site.toml");
     std::fs::write(&path, &text).unwrap();
     let cfg = riskgate::config::load(&path).expect("bench config");

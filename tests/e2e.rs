@@ -3,32 +3,15 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Mosquitto, Victoria, assert_schema_valid, subscribe, wait_for_async};
+use common::{
+    Mosquitto, Riskgate, STEADY, Victoria, assert_schema_valid, subscribe, wait_for_async,
+};
 use firmware_sim::{Fault, Scenario, devices};
-
-const STEADY: &str = r#"
-[signals.ch4]
-initial = 0.30
-[signals.co]
-initial = 5.0
-[signals.o2]
-initial = 20.8
-[signals.temp]
-initial = 21.5
-"#;
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use riskgate::demo::site::{GasChannel, GasDetector, GasPoint, Site};
 
 fn config(
     dir: &std::path::Path,
@@ -36,63 +19,35 @@ fn config(
     mqtt_port: u16,
     influx: &str,
 ) -> std::path::PathBuf {
-    let text = format!(
-        r#"
-[site]
-id = "e2e-coal-01"
-kind = "coal_mine"
-region_code = "140581"
-[gateway]
-id = "gw-e2e-01"
-data_dir = "{data}"
-[http]
-listen = "127.0.0.1:0"
-[store]
-commit_interval = "100ms"
-[uplink]
-host = "127.0.0.1"
-port = {mqtt_port}
-plain_tcp = true
-status_interval = "2s"
-[influxdb]
-url = "{influx}"
-org = "e2e"
-bucket = "e2e"
-flush_interval = "200ms"
-[[devices]]
-id = "gd-1301"
-name = "1301 T1 甲烷传感器"
-protocol = "modbus_tcp"
-host = "127.0.0.1"
-port = {modbus_port}
-poll_interval = "200ms"
-timeout = "300ms"
-retries = 0
-offline_after = 3
-  [[devices.points]]
-  id = "ch4.1301.t1"
-  name = "1301采煤工作面 T1 甲烷"
-  register = "holding"
-  address = 0
-  type = "f32"
-  unit = "%CH4"
-  [[devices.points]]
-  id = "temp.1301.t1"
-  register = "holding"
-  address = 6
-  type = "i16"
-  scale = 0.1
-  unit = "°C"
-[[presets]]
+    Site::new("e2e-coal-01", "coal_mine", "gw-e2e-01", &dir.join("data"))
+        .site_field("region_code", "140581")
+        .raw("[http]\nlisten = \"127.0.0.1:0\"\n[store]\ncommit_interval = \"100ms\"")
+        .plain_uplink("127.0.0.1", mqtt_port, "status_interval = \"2s\"")
+        .raw(&format!(
+            "[influxdb]\nurl = \"{influx}\"\norg = \"e2e\"\nbucket = \"e2e\"\nflush_interval = \"200ms\""
+        ))
+        .device(
+            &GasDetector::new("gd-1301", modbus_port)
+                .name("1301 T1 甲烷传感器")
+                .poll_interval("200ms")
+                .timeout("300ms")
+                .retries(0)
+                .offline_after(3)
+                .point(
+                    GasPoint::new(GasChannel::Ch4, "ch4.1301.t1")
+                        .name("1301采煤工作面 T1 甲烷")
+                        .unit("%CH4"),
+                )
+                .point(GasPoint::new(GasChannel::Temp, "temp.1301.t1").unit("°C")),
+        )
+        .raw(
+            r#"[[presets]]
 name = "coal-methane-face"
 id_prefix = "1301-t1-"
-bind = {{ ch4 = "ch4.1301.t1" }}
-"#,
-        data = dir.join("data").display()
-    );
-    let p = dir.join("site.toml");
-    std::fs::write(&p, text).unwrap();
-    p
+bind = { ch4 = "ch4.1301.t1" }"#,
+        )
+        .write(dir)
+        .unwrap()
 }
 
 fn alarm<'a>(kind_rule: &'a str, state: &'a str) -> impl Fn(&str, &serde_json::Value) -> bool + 'a {
@@ -120,15 +75,7 @@ async fn methane_alarm_goes_to_the_county_and_readings_to_the_database() {
     );
     let mut sub = subscribe(broker.port, "riskgate/v1/e2e-coal-01/#", "e2e-sub").await;
     let started = chrono::Utc::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_riskgate"))
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("riskgate.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let mut daemon = Daemon(child);
+    let mut daemon = Riskgate::spawn(&cfg, &dir.path().join("riskgate.log"), &[]);
     let mut seen = Vec::new();
 
     // The retained birth status.
@@ -217,21 +164,9 @@ async fn methane_alarm_goes_to_the_county_and_readings_to_the_database() {
     .await;
 
     // A clean stop: SIGTERM, exit 0, status offline retained.
-    let pid = daemon.0.id();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = tokio::task::spawn_blocking(move || {
-        let s = daemon.0.wait().unwrap();
-        std::mem::forget(daemon);
-        s
-    })
-    .await
-    .unwrap();
+    let status = tokio::task::spawn_blocking(move || daemon.terminate())
+        .await
+        .unwrap();
     assert!(status.success(), "riskgate exit status {status:?}");
     let off = sub
         .wait(

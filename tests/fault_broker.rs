@@ -14,7 +14,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    Collector, CollectorOpts, Mosquitto, SiteCfg, assert_schema_valid, committed, wait_for_async,
+    Mosquitto, SiteCfg, Subscriber, SubscriberOpts, assert_schema_valid, committed, wait_for_async,
 };
 
 const SITE: &str = "fault-broker";
@@ -50,9 +50,9 @@ async fn broker_down_60s_while_alarms_raise_and_clear_loses_nothing() {
     let status_topic = format!("riskgate/v1/{SITE}/status");
 
     // The county's consumer: persistent session, subscribed before anything.
-    let mut county = Collector::connect(CollectorOpts {
+    let mut county = Subscriber::connect(SubscriberOpts {
         clean_session: false,
-        ..CollectorOpts::new(broker.port, "county-consumer-fault-broker", &alarm_topic)
+        ..SubscriberOpts::new(broker.port, "county-consumer-fault-broker", &alarm_topic)
     })
     .await;
 
@@ -154,7 +154,7 @@ async fn broker_down_60s_while_alarms_raise_and_clear_loses_nothing() {
     let duplicates = county.alarms().len() as u64 - last;
 
     // The retained status is `online` again.
-    let mut late = Collector::connect(CollectorOpts::new(
+    let mut late = Subscriber::connect(SubscriberOpts::new(
         broker.port,
         "late-status-reader",
         &status_topic,

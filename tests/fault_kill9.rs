@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    Collector, CollectorOpts, Mosquitto, Riskgate, SiteCfg, Victoria, assert_schema_valid,
+    Mosquitto, Riskgate, SiteCfg, Subscriber, SubscriberOpts, Victoria, assert_schema_valid,
     wait_for_async,
 };
 use riskgate::store::Store;
@@ -101,9 +101,9 @@ async fn kill_9_in_the_middle_of_both_backlogs_loses_nothing_and_reuses_no_seq()
     let cfg = site.write(dir.path());
     let log = dir.path().join("riskgate.log");
 
-    let mut county = Collector::connect(CollectorOpts {
+    let mut county = Subscriber::connect(SubscriberOpts {
         clean_session: false,
-        ..CollectorOpts::new(
+        ..SubscriberOpts::new(
             broker.port,
             "county-consumer-fault-kill9",
             &format!("riskgate/v1/{SITE}/alarm"),

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::{
-    Collector, CollectorOpts, Mosquitto, SiteCfg, Victoria, assert_schema_valid, committed,
+    Mosquitto, SiteCfg, Subscriber, SubscriberOpts, Victoria, assert_schema_valid, committed,
     free_port, wait_for_async,
 };
 use riskgate::store::Store;
@@ -69,7 +69,7 @@ async fn full_readings_queue_drops_the_oldest_counts_them_and_keeps_every_alarm(
     site.influx_url = Some(format!("http://127.0.0.1:{influx_port}"));
     site.store = "readings_queue_mb = 1".into();
     let points = site.points();
-    let mut county = Collector::connect(CollectorOpts::new(
+    let mut county = Subscriber::connect(SubscriberOpts::new(
         broker.port,
         "county-fault-qlimit",
         &format!("riskgate/v1/{SITE}/alarm"),

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    Collector, CollectorOpts, Mosquitto, SiteCfg, assert_schema_valid, free_port, http_get,
+    Mosquitto, SiteCfg, Subscriber, SubscriberOpts, assert_schema_valid, free_port, http_get,
     wait_for_async,
 };
 use riskgate::store::Store;
@@ -231,7 +231,7 @@ async fn tls_setup(
     cert: &str,
     site: &str,
     county: &str,
-) -> (tempfile::TempDir, Mosquitto, Site, Collector) {
+) -> (tempfile::TempDir, Mosquitto, Site, Subscriber) {
     let certs = tempfile::tempdir().unwrap();
     make_certs(certs.path());
     let (broker, tls_port) = tls_broker(certs.path(), cert);
@@ -245,7 +245,7 @@ async fn tls_setup(
     )
     .await;
     let county =
-        Collector::connect(CollectorOpts::new(broker.port, county, &site.alarm_topic)).await;
+        Subscriber::connect(SubscriberOpts::new(broker.port, county, &site.alarm_topic)).await;
     (certs, broker, site, county)
 }
 
@@ -354,7 +354,7 @@ async fn password_setup(
     env: &str,
     site: &str,
     county: &str,
-) -> (tempfile::TempDir, Mosquitto, Site, Collector) {
+) -> (tempfile::TempDir, Mosquitto, Site, Subscriber) {
     let dir = tempfile::tempdir().unwrap();
     let broker = password_broker(dir.path());
     let uplink = format!(
@@ -363,10 +363,11 @@ async fn password_setup(
     );
     let site = Site::start(site, uplink).await;
     let county =
-        Collector::connect(CollectorOpts::new(broker.port, county, &site.alarm_topic)).await;
+        Subscriber::connect(SubscriberOpts::new(broker.port, county, &site.alarm_topic)).await;
     (dir, broker, site, county)
 }
 
+#[allow(unsafe_code)]
 fn set_password_env() {
     // SAFETY: the tests of this file run one at a time (SERIAL), and no
     // other thread of this test binary reads the environment meanwhile.

@@ -25,6 +25,7 @@ use common::{Mosquitto, Subscriber, assert_schema_valid, subscribe, wait_for_asy
 use firmware_sim::{
     Fault, FaultSwitch, RegisterBank, Scenario, TcpSlave, VideoBox, VideoBoxConfig, devices,
 };
+use riskgate::demo::site::{GasChannel, GasDetector, GasPoint, Site};
 use riskgate::runtime::Running;
 use serde_json::Value as J;
 
@@ -35,29 +36,13 @@ type Seen = Vec<(String, J, bool)>;
 /// The site config around `body`: HTTP on a free port, the data in `dir`, the
 /// uplink in plain TCP to the test broker.
 fn site_config(site: &str, dir: &Path, broker: u16, body: &str) -> riskgate::config::Config {
-    let text = format!(
-        r#"
-[site]
-id = "{site}"
-kind = "coal_mine"
-name = "规则测试矿"
-region_code = "140581"
-[gateway]
-id = "gw-{site}"
-data_dir = "{data}"
-[http]
-listen = "127.0.0.1:0"
-[store]
-commit_interval = "100ms"
-[uplink]
-host = "127.0.0.1"
-port = {broker}
-plain_tcp = true
-status_interval = "2s"
-{body}
-"#,
-        data = dir.join("data").display()
-    );
+    let text = Site::new(site, "coal_mine", &format!("gw-{site}"), &dir.join("data"))
+        .site_field("name", "规则测试矿")
+        .site_field("region_code", "140581")
+        .raw("[http]\nlisten = \"127.0.0.1:0\"\n[store]\ncommit_interval = \"100ms\"")
+        .plain_uplink("127.0.0.1", broker, "status_interval = \"2s\"")
+        .raw(body)
+        .toml();
     let path = dir.join("site.toml");
     std::fs::write(&path, &text).unwrap();
     riskgate::config::load_str(&text, &path).unwrap_or_else(|e| {
@@ -518,32 +503,18 @@ latching = true
 "#;
 
 fn detector_device(port: u16) -> String {
-    format!(
-        r#"
-[[devices]]
-id = "gd-1301"
-name = "1301 T1 甲烷传感器"
-protocol = "modbus_tcp"
-host = "127.0.0.1"
-port = {port}
-poll_interval = "200ms"
-timeout = "300ms"
-retries = 0
-  [[devices.points]]
-  id = "ch4.1301"
-  name = "1301 T1 甲烷"
-  register = "holding"
-  address = 0
-  type = "f32"
-  unit = "%CH4"
-  [[devices.points]]
-  id = "lamp.1301"
-  name = "1301 声光报警器"
-  register = "coil"
-  address = 0
-  writable = true
-"#
-    )
+    GasDetector::new("gd-1301", port)
+        .name("1301 T1 甲烷传感器")
+        .poll_interval("200ms")
+        .timeout("300ms")
+        .retries(0)
+        .point(
+            GasPoint::new(GasChannel::Ch4, "ch4.1301")
+                .name("1301 T1 甲烷")
+                .unit("%CH4"),
+        )
+        .point(GasPoint::new(GasChannel::Lamp, "lamp.1301").name("1301 声光报警器"))
+        .toml()
 }
 
 async fn cli_ack(api: &str, alarm_id: &str, by: &str) -> std::process::Output {
