@@ -20,17 +20,16 @@ fn readings(cfg: &riskgate::config::Config, round: usize) -> Vec<Reading> {
     let now = Utc::now();
     cfg.devices
         .iter()
-        .flat_map(|d| d.points.iter().map(move |p| (d, p)))
+        .flat_map(|d| d.points().into_iter().map(move |p| (d, p)))
         .map(|(d, p)| {
-            let bool_point = p.register.is_some_and(|r| r.is_bit())
-                || p.data_type == Some(riskgate::config::DataType::Bool);
+            let bool_point = p.value == riskgate::config::ValueKind::Bool;
             let value = if bool_point {
                 Value::Bool(round.is_multiple_of(2))
             } else {
                 Value::Num(0.2 + (round % 20) as f64 * 0.09)
             };
             Reading {
-                point: Arc::from(p.id.as_str()),
+                point: Arc::from(p.id),
                 device: Arc::from(d.id.as_str()),
                 value: Some(value),
                 quality: Quality::Good,

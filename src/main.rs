@@ -136,7 +136,7 @@ fn main() -> ExitCode {
                     "{}: valid ({} devices, {} points, {} rules)",
                     config.display(),
                     c.devices.len(),
-                    c.devices.iter().map(|d| d.points.len()).sum::<usize>(),
+                    c.devices.iter().map(|d| d.points().len()).sum::<usize>(),
                     c.rules.len()
                 );
                 ExitCode::SUCCESS

@@ -531,9 +531,9 @@ impl EngineTask {
                     .point(&s.id)
                     .expect("engine points come from the config");
                 PointView {
-                    name: p.name.clone().unwrap_or_else(|| s.id.clone()),
+                    name: p.name.map_or_else(|| s.id.clone(), str::to_string),
                     device: d.id.clone(),
-                    unit: p.unit.clone(),
+                    unit: p.unit.map(str::to_string),
                     value: if s.quality == Quality::Good {
                         s.value
                     } else {
@@ -597,6 +597,7 @@ async fn run_action(writer: Option<mpsc::Sender<WriteRequest>>, a: &ActionReques
             .map_err(|_| "device task not running".to_string())?;
         rx.await
             .map_err(|_| "device task dropped the request".to_string())?
+            .map_err(|e| e.to_string())
     })
     .await;
     match outcome {

@@ -427,3 +427,180 @@ fn environment_overrides_scalar_fields() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("uplink.port"), "{err}");
 }
+
+#[test]
+fn a_profile_expands_its_register_map_and_explicit_points_replace_by_id() {
+    let text = format!(
+        r#"{BASE}
+[[devices]]
+id = "gd-1"
+name = "T1"
+protocol = "modbus_tcp"
+host = "127.0.0.1"
+profile = "gas-detector"
+point_ids = "{{key}}.t1"
+  [[devices.points]]
+  id = "ch4.t1"
+  name = "own name"
+  register = "input"
+  address = 0
+  type = "f32"
+  [[devices.points]]
+  id = "extra.t1"
+  register = "holding"
+  address = 40
+
+[[devices]]
+id = "gd-2"
+protocol = "modbus_tcp"
+host = "127.0.0.1"
+profile = "gas-detector"
+point_ids = {{ co = "co.t2" }}
+
+[[devices]]
+id = "gd-3"
+protocol = "modbus_tcp"
+host = "127.0.0.1"
+profile = "gas-detector"
+
+[[presets]]
+name = "coal-methane-face"
+id_prefix = "f-"
+bind = {{ ch4 = "ch4.t1" }}
+"#
+    );
+    let (_d, p) = write(&text);
+    let cfg = riskgate::config::load(&p).unwrap_or_else(|e| panic!("{e:#?}"));
+    let ids = |i: usize| -> Vec<String> {
+        cfg.devices[i]
+            .points()
+            .iter()
+            .map(|p| p.id.to_string())
+            .collect()
+    };
+    assert_eq!(
+        ids(0),
+        [
+            "co.t1",
+            "o2.t1",
+            "temp.t1",
+            "fault.t1",
+            "calibrating.t1",
+            "low_battery.t1",
+            "ch4_x100.t1",
+            "lamp.t1",
+            "ch4.t1",
+            "extra.t1"
+        ]
+    );
+    let (_, ch4) = cfg.point("ch4.t1").unwrap();
+    assert_eq!(ch4.name, Some("own name"), "the explicit point replaced it");
+    let (_, co) = cfg.point("co.t1").unwrap();
+    assert_eq!(co.name, Some("T1 一氧化碳"), "device name + profile name");
+    assert_eq!(co.unit, Some("ppm"));
+    assert!(cfg.point("lamp.t1").unwrap().1.writable);
+    assert_eq!(ids(1), ["co.t2"], "a key -> id map takes only its keys");
+    assert!(
+        ids(2).contains(&"gd-3.ch4".to_string()),
+        "default {{device}}.{{key}}"
+    );
+    let riskgate::config::DeviceKind::ModbusTcp(t) = &cfg.devices[0].kind else {
+        panic!("modbus tcp")
+    };
+    let fault = t.points.iter().find(|p| p.id == "fault.t1").unwrap();
+    assert_eq!(
+        (fault.register, fault.address, fault.bit),
+        (riskgate::config::RegisterKind::Holding, 7, Some(0))
+    );
+}
+
+#[test]
+fn profile_errors_name_the_device_field() {
+    let text = format!(
+        r#"{BASE}
+[[devices]]
+id = "gd-1"
+protocol = "modbus_tcp"
+host = "127.0.0.1"
+profile = "gas-detektor"
+
+[[devices]]
+id = "gd-2"
+protocol = "modbus_tcp"
+host = "127.0.0.1"
+profile = "gas-detector"
+point_ids = "{{key}}.t"
+
+[[devices]]
+id = "gd-3"
+protocol = "modbus_tcp"
+host = "127.0.0.1"
+profile = "gas-detector"
+point_ids = {{ ch4 = "ch4.t", nox = "nox.t" }}
+
+[[devices]]
+id = "gd-4"
+protocol = "mqtt"
+broker = "127.0.0.1:1883"
+topic = "t"
+heartbeat = "5s"
+profile = "gas-detector"
+
+[[devices]]
+id = "gd-5"
+protocol = "modbus_tcp"
+host = "127.0.0.1"
+profile = "kj-monitor"
+point_ids = "kj"
+"#
+    );
+    let e = errors_of(&text);
+    assert!(
+        has(
+            &e,
+            "devices[0].profile",
+            "no profile `gas-detektor`; shipped: gas-detector"
+        ),
+        "{e:#?}"
+    );
+    assert!(
+        has(
+            &e,
+            "devices[2].profile[ch4].id",
+            "duplicate point id `ch4.t`"
+        ),
+        "{e:#?}"
+    );
+    assert!(
+        has(&e, "devices[2].point_ids.nox", "has no point `nox`"),
+        "{e:#?}"
+    );
+    assert!(
+        has(
+            &e,
+            "devices[3].profile",
+            "is for modbus_tcp or modbus_rtu, not mqtt"
+        ),
+        "{e:#?}"
+    );
+    assert!(
+        has(&e, "devices[4].point_ids", "must contain {key}"),
+        "{e:#?}"
+    );
+}
+
+#[test]
+fn every_shipped_profile_is_valid_on_its_protocols() {
+    for (name, text) in riskgate::config::profiles::PROFILES {
+        let mqtt = text.contains("protocols = [\"mqtt\"]");
+        let device = if mqtt {
+            "protocol = \"mqtt\"\nbroker = \"127.0.0.1:1883\"\ntopic = \"t\"\nheartbeat = \"5s\""
+        } else {
+            "protocol = \"modbus_tcp\"\nhost = \"127.0.0.1\""
+        };
+        let e = errors_of(&format!(
+            "{BASE}\n[[devices]]\nid = \"d\"\n{device}\nprofile = \"{name}\"\n"
+        ));
+        assert!(e.is_empty(), "profile {name}: {e:#?}");
+    }
+}

@@ -104,7 +104,11 @@ fn run_case(dir: &Path) -> Vec<Event> {
     let devices: HashMap<String, String> = cfg
         .devices
         .iter()
-        .flat_map(|d| d.points.iter().map(move |p| (p.id.clone(), d.id.clone())))
+        .flat_map(|d| {
+            d.points()
+                .into_iter()
+                .map(move |p| (p.id.to_string(), d.id.clone()))
+        })
         .collect();
     let mut engine = Engine::new(&cfg);
     let mut steps: Vec<(u64, &Step)> = inputs.step.iter().map(|s| (ms(&s.at), s)).collect();

@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use firmware_sim::{Fault, FaultSwitch, PtyPair, RegisterBank, RtuLine};
-use riskgate::config::{DataType, Device, Dur, Parity, Point, RegisterKind, SerialLine};
+use riskgate::config::{
+    DataType, Device, Dur, ModbusPoint, ModbusRtu, Parity, RegisterKind, SerialLine,
+};
 use riskgate::metrics::metrics;
 use riskgate::model::{BadReason, Quality, Reading, Value};
 use riskgate::source::modbus::rtu;
@@ -34,22 +36,21 @@ fn line(path: &str) -> SerialLine {
     }
 }
 
-fn device(id: &str, unit: u8) -> Device {
-    let p = Point {
+fn device(id: &str, unit: u8) -> Device<ModbusRtu> {
+    let p = ModbusPoint {
         writable: true,
-        ..Point::modbus(
+        ..ModbusPoint::new(
             &format!("{id}.ch4"),
             RegisterKind::Holding,
             0,
             DataType::F32,
         )
     };
-    Device {
-        poll_interval: Dur(POLL),
-        timeout: Dur(Duration::from_secs(1)),
-        retries: 0,
-        ..Device::modbus_rtu(id, "line1", unit, vec![p])
-    }
+    let mut d = Device::modbus_rtu(id, "line1", unit, vec![p]);
+    d.poll_interval = POLL;
+    d.timeout = Duration::from_secs(1);
+    d.retries = 0;
+    d
 }
 
 /// The time one exchange takes on a real line at `BAUD` (8N1, 10 bits per
@@ -67,7 +68,7 @@ fn expected_rate_with_silent_slave() -> f64 {
 }
 
 /// A running `rtu::run` task for `line` and its `devices`.
-fn start_line(line: SerialLine, devices: Vec<Device>) -> SourceTask {
+fn start_line(line: SerialLine, devices: Vec<Device<ModbusRtu>>) -> SourceTask {
     SourceTask::start(devices.len(), |writes, tx, stop| {
         rtu::run(line, devices.into_iter().zip(writes).collect(), tx, stop)
     })

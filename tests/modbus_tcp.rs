@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use firmware_sim::devices::typed_bank;
 use firmware_sim::{Fault, FaultSwitch, RegisterBank, TcpSlave};
-use riskgate::config::{ByteOrder, DataType, Device, Dur, Point, RegisterKind};
+use riskgate::config::{
+    ByteOrder, DataType, Device, ModbusPoint as Point, ModbusTcp, RegisterKind,
+};
 use riskgate::metrics::metrics;
 use riskgate::model::{BadReason, Input, Quality, Reading, Value};
 use riskgate::source::modbus::tcp;
@@ -20,15 +22,14 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 fn point(id: &str, kind: RegisterKind, addr: u16, ty: DataType) -> Point {
-    Point::modbus(id, kind, addr, ty)
+    Point::new(id, kind, addr, ty)
 }
 
-fn device(id: &str, addr: SocketAddr, points: Vec<Point>) -> Device {
-    Device {
-        poll_interval: Dur(Duration::from_millis(100)),
-        timeout: Dur(Duration::from_millis(300)),
-        ..Device::modbus_tcp(id, &addr.ip().to_string(), addr.port(), points)
-    }
+fn device(id: &str, addr: SocketAddr, points: Vec<Point>) -> Device<ModbusTcp> {
+    let mut d = Device::modbus_tcp(id, &addr.ip().to_string(), addr.port(), points);
+    d.poll_interval = Duration::from_millis(100);
+    d.timeout = Duration::from_millis(300);
+    d
 }
 
 async fn sim(bank: &RegisterBank, faults: &FaultSwitch) -> TcpSlave {
@@ -43,7 +44,7 @@ async fn sim(bank: &RegisterBank, faults: &FaultSwitch) -> TcpSlave {
 }
 
 /// A running `tcp::run` task for `device`.
-fn start(device: Device) -> SourceTask {
+fn start(device: Device<ModbusTcp>) -> SourceTask {
     SourceTask::start(1, |mut writes, tx, stop| {
         tcp::run(Arc::new(device), writes.remove(0), tx, stop)
     })
@@ -513,7 +514,7 @@ fn typed_point(&(name, kind, addr, ty, order, _): &typed_bank::Expected) -> Poin
         _ => None,
     };
     let (base, arg) = ty.split_once(':').unwrap_or((ty, ""));
-    p.data_type = Some(match base {
+    p.data_type = match base {
         "u16" => DataType::U16,
         "i16" => DataType::I16,
         "u32" => DataType::U32,
@@ -536,7 +537,7 @@ fn typed_point(&(name, kind, addr, ty, order, _): &typed_bank::Expected) -> Poin
             DataType::I32
         }
         other => panic!("unknown typed-bank type {other}"),
-    });
+    };
     p
 }
 
@@ -581,4 +582,62 @@ async fn every_type_and_byte_order_of_the_typed_bank() {
     }
     assert_eq!(checked, typed_bank::EXPECTED.len());
     src.stop().await;
+}
+
+/// A device configured only by `profile = "gas-detector"` reads firmware-sim's
+/// gas detector: every profile point decodes to the simulated value, and the
+/// profile's lamp coil is written and read back.
+#[tokio::test]
+async fn a_gas_detector_profile_reads_the_simulated_detector() {
+    use firmware_sim::Scenario;
+    use firmware_sim::devices;
+    use riskgate::config::DeviceKind;
+
+    let (slave, gd) =
+        devices::gas_detector_tcp("127.0.0.1:0".parse().unwrap(), Scenario::default())
+            .await
+            .unwrap();
+    gd.set_signal("ch4", 1.25);
+    gd.set_signal("co", 12.0);
+    gd.set_signal("temp", -5.0);
+    gd.set_signal("calibrating", 1.0);
+    let addr = slave.local_addr();
+    let d = riskgate::config::device_from_toml(&format!(
+        r#"
+id = "gd-profile"
+name = "T1"
+protocol = "modbus_tcp"
+host = "{}"
+port = {}
+poll_interval = "100ms"
+timeout = "300ms"
+profile = "gas-detector"
+point_ids = "{{key}}.t1"
+"#,
+        addr.ip(),
+        addr.port()
+    ))
+    .unwrap_or_else(|e| panic!("{e:#?}"));
+    let DeviceKind::ModbusTcp(t) = &d.kind else {
+        panic!("modbus tcp")
+    };
+    let mut src = start(d.with_kind(t.clone()));
+
+    let near = |v: f64| move |r: &Reading| good(r) && (num(r) - v).abs() < 1e-3;
+    src.reading("ch4.t1", "= 1.25", near(1.25)).await;
+    src.reading("co.t1", "= 12", near(12.0)).await;
+    src.reading("temp.t1", "= -5.0", near(-5.0)).await;
+    src.reading("ch4_x100.t1", "= 1.25", near(1.25)).await;
+    src.reading("calibrating.t1", "on", |r| {
+        r.value == Some(Value::Bool(true))
+    })
+    .await;
+    src.reading("fault.t1", "off", |r| r.value == Some(Value::Bool(false)))
+        .await;
+    assert_eq!(
+        src.write(0, "lamp.t1", Value::Bool(true)).await,
+        Ok(Value::Bool(true))
+    );
+    src.stop().await;
+    drop(slave);
 }

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::Mosquitto;
-use riskgate::config::{DataType, Device};
+use riskgate::config::{DataType, Device, DeviceKind, MqttDevice};
 use riskgate::model::{BadReason, Input, Quality, Reading, Value};
 use riskgate::source::mqtt::{self, json_to_value};
 use rumqttc::{AsyncClient, MqttOptions, QoS};
@@ -20,11 +20,12 @@ use tokio_util::sync::CancellationToken;
 const GOOD: &str = r#"{"box_id":"vb-1301","cameras":[{"id":"c1","online":true,"blocked":false},{"id":"c2","online":false,"blocked":true}]}"#;
 const LIMIT: Duration = Duration::from_secs(15);
 
-fn device(id: &str, topic: &str, heartbeat: &str) -> Device {
-    toml::from_str(&format!(
+fn device(id: &str, topic: &str, heartbeat: &str) -> Device<MqttDevice> {
+    let d = riskgate::config::device_from_toml(&format!(
         r#"
 id = "{id}"
 protocol = "mqtt"
+broker = "127.0.0.1:1883"
 topic = "{topic}"
 heartbeat = "{heartbeat}"
 
@@ -49,7 +50,11 @@ path = "cameras[1].blocked"
 type = "bool"
 "#
     ))
-    .unwrap()
+    .unwrap();
+    let DeviceKind::Mqtt(m) = &d.kind else {
+        unreachable!("protocol = mqtt")
+    };
+    d.with_kind(m.clone())
 }
 
 struct Running {
@@ -59,7 +64,7 @@ struct Running {
 }
 
 impl Running {
-    fn start(dev: Device, port: u16) -> Running {
+    fn start(dev: Device<MqttDevice>, port: u16) -> Running {
         let (tx, rx) = mpsc::channel(1024);
         let stop = CancellationToken::new();
         let task = tokio::spawn(mqtt::run(dev, ("127.0.0.1".into(), port), tx, stop.clone()));

@@ -12,84 +12,28 @@
 //! unknown field and hides every other error in the file.
 
 pub mod check;
+pub mod error;
+pub mod model;
 pub mod presets;
+pub mod profiles;
 pub mod raw;
 mod validate;
 
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-pub use raw::*;
-pub use validate::validate;
-
-/// One problem in a config file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    pub file: String,
-    /// Field path such as `devices[2].points[0].scale`; empty for the file.
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{}: {}", self.file, self.message)
-        } else {
-            write!(f, "{}: {}: {}", self.file, self.path, self.message)
-        }
-    }
-}
-
-/// A checked configuration: the file as written with defaults filled in,
-/// presets expanded, and every cross-reference known to hold.
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub file: PathBuf,
-    pub site: Site,
-    pub gateway: Gateway,
-    pub http: Http,
-    pub store: Store,
-    pub serial_lines: Vec<SerialLine>,
-    pub devices: Vec<Device>,
-    /// The rules as written (presets expanded), for display and tests.
-    pub rules: Vec<Rule>,
-    /// The same rules typed by validation, in the same order: what the
-    /// engine runs.
-    pub rule_specs: Vec<crate::rules::RuleSpec>,
-    pub influxdb: Option<Influx>,
-    pub uplink: Option<Uplink>,
-    /// Settings that are allowed but looser than the standard a preset
-    /// cites; `riskgate validate` prints them.
-    pub warnings: Vec<String>,
-}
-
-impl Config {
-    pub fn tz(&self) -> chrono_tz::Tz {
-        self.site
-            .timezone
-            .parse()
-            .unwrap_or(chrono_tz::Asia::Shanghai)
-    }
-
-    pub fn device(&self, id: &str) -> Option<&Device> {
-        self.devices.iter().find(|d| d.id == id)
-    }
-
-    /// Finds a point and the device it belongs to.
-    pub fn point(&self, id: &str) -> Option<(&Device, &Point)> {
-        self.devices
-            .iter()
-            .find_map(|d| d.points.iter().find(|p| p.id == id).map(|p| (d, p)))
-    }
-
-    pub fn uplink_client_id(&self) -> String {
-        self.uplink
-            .as_ref()
-            .and_then(|u| u.client_id.clone())
-            .unwrap_or_else(|| format!("riskgate-{}", self.gateway.id))
-    }
-}
+pub use error::ConfigError;
+pub use model::{Config, Device, DeviceKind, Health, PointMeta, ValueKind};
+// The file's shapes that are also the checked model's (nothing in them is
+// optional or protocol-specific). `raw::Device` and `raw::Point` are the
+// file's union shapes; the checked ones are `Device` and the protocols'
+// point types.
+pub use crate::source::modbus::config::{Modbus, ModbusPoint, ModbusRtu, ModbusTcp};
+pub use crate::source::mqtt::config::{Broker, MqttDevice, MqttPoint};
+pub use raw::{
+    ActionCfg, ByteOrder, Cmp, DataType, Dur, Gateway, Http, Influx, Parity, PointIds, PollGroup,
+    PresetUse, Protocol, RegisterKind, Rule, RuleKindCfg, SerialLine, Site, SiteKind, Stage, Store,
+    Tls, Uplink,
+};
 
 /// Reads, parses and checks a config file.
 pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
@@ -159,7 +103,7 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
     let influxdb: Option<Influx> = section(&tree, "influxdb", false, &file, &mut errors);
     let uplink: Option<Uplink> = section(&tree, "uplink", false, &file, &mut errors);
     let (serial_lines, line_paths) = list::<SerialLine>(&tree, "serial_lines", &file, &mut errors);
-    let (devices, device_paths) = list::<Device>(&tree, "devices", &file, &mut errors);
+    let (mut devices, device_paths) = list::<raw::Device>(&tree, "devices", &file, &mut errors);
     let (preset_uses, _) = list::<PresetUse>(&tree, "presets", &file, &mut errors);
     let (rules, own_rule_paths) = list::<Rule>(&tree, "rules", &file, &mut errors);
 
@@ -186,14 +130,25 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
         }
     }
 
+    // Profiles first: their points are then checked like written ones.
+    let mut profile_errors = check::Errs::default();
+    let point_paths: Vec<Vec<String>> = devices
+        .iter_mut()
+        .zip(&device_paths)
+        .map(|(d, p)| profiles::expand(d, p, &mut profile_errors))
+        .collect();
+    errors.extend(profile_errors.0.into_iter().map(|mut e| {
+        e.file = file.clone();
+        e
+    }));
+
     let expanded = presets::expand(&preset_uses, &file, &mut errors);
-    let (all_rules, rule_paths, mut warnings) = presets::merge(expanded, rules, own_rule_paths);
+    let (all_rules, rule_paths, warnings) = presets::merge(expanded, rules, own_rule_paths);
 
     let (Some(site), Some(gateway)) = (site, gateway) else {
         return Err(errors);
     };
-    let mut cfg = Config {
-        file: path.to_path_buf(),
+    let parsed = validate::Parsed {
         site,
         gateway,
         http: http.unwrap_or_default(),
@@ -201,28 +156,56 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
         serial_lines,
         devices,
         rules: all_rules,
-        rule_specs: Vec::new(),
         influxdb,
         uplink,
-        warnings: Vec::new(),
     };
     let paths = validate::Paths {
         lines: line_paths,
         devices: device_paths,
+        points: point_paths,
         rules: rule_paths,
         lenient_points,
     };
-    let checked = validate(&cfg, &paths);
-    errors.extend(checked.errors.into_iter().map(|e| ConfigError {
-        file: file.clone(),
-        ..e
-    }));
-    cfg.rule_specs = checked.rules;
-    cfg.warnings.append(&mut warnings);
-    if errors.is_empty() {
-        Ok(cfg)
-    } else {
-        Err(errors)
+    match validate::validate(path, parsed, &paths, warnings) {
+        Ok(cfg) if errors.is_empty() => Ok(cfg),
+        Ok(_) => Err(errors),
+        Err(verrors) => {
+            errors.extend(verrors.into_iter().map(|mut e| {
+                e.file = file.clone();
+                e
+            }));
+            Err(errors)
+        }
+    }
+}
+
+/// Checks one `[[devices]]` table on its own (e.g. a test's or a tool's
+/// device): its profile expanded, every error with its path under
+/// `device`. A `line` is taken as known; `broker = "uplink"` means the
+/// local broker, as with no `[uplink]` section.
+pub fn device_from_toml(text: &str) -> Result<Device, Vec<ConfigError>> {
+    let mut errors = check::Errs::default();
+    let mut raw: raw::Device = toml::from_str(text).map_err(|e| {
+        vec![ConfigError {
+            file: String::new(),
+            path: "device".into(),
+            message: e.to_string(),
+        }]
+    })?;
+    let paths = profiles::expand(&mut raw, "device", &mut errors);
+    let lines = raw.line.iter().map(String::as_str).collect();
+    let mut warnings = Vec::new();
+    match validate::device(
+        &raw,
+        "device",
+        &paths,
+        &lines,
+        None,
+        &mut errors,
+        &mut warnings,
+    ) {
+        Some(d) if errors.is_empty() => Ok(d),
+        _ => Err(errors.0),
     }
 }
 

@@ -1,8 +1,11 @@
-//! The config file as written: serde structs, defaults, nothing checked yet.
+//! The config file as written: serde shapes and their defaults, nothing
+//! checked yet, no behaviour.
 //!
 //! Fields that only some protocols or rule kinds use are `Option`s here and
-//! are checked by `validate()`, which can then say *which* field is missing
-//! for *which* protocol instead of serde's first-error-only message.
+//! are checked by each protocol's `config.rs` (and `validate()`), which can
+//! then say *which* field is missing for *which* protocol instead of serde's
+//! first-error-only message. What the rest of riskgate reads is the typed
+//! model in `config::model`.
 
 use std::fmt;
 use std::time::Duration;
@@ -366,32 +369,42 @@ pub struct Device {
     pub stale_after: Option<Dur>,
     #[serde(default = "default_offline_level")]
     pub stale_level: u8,
+    // ---- profiles (`config/profiles/`)
+    /// A shipped register map, e.g. `gas-detector`: its points are added
+    /// to this device's, named by `point_ids`.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// How the profile's points are named. Default `"{device}.{key}"`.
+    #[serde(default)]
+    pub point_ids: Option<PointIds>,
+    /// Explicit points. With a profile, a point whose id is one the profile
+    /// generates replaces that profile point; the others are added.
     #[serde(default)]
     pub points: Vec<Point>,
 }
 
-fn default_unit() -> u8 {
+pub(crate) fn default_unit() -> u8 {
     1
 }
-fn default_poll() -> Dur {
+pub(crate) fn default_poll() -> Dur {
     Dur(Duration::from_secs(1))
 }
-fn default_timeout() -> Dur {
+pub(crate) fn default_timeout() -> Dur {
     Dur(Duration::from_millis(1000))
 }
-fn default_retries() -> u32 {
+pub(crate) fn default_retries() -> u32 {
     1
 }
-fn default_max_gap() -> u16 {
+pub(crate) fn default_max_gap() -> u16 {
     8
 }
-fn default_max_regs() -> u16 {
+pub(crate) fn default_max_regs() -> u16 {
     125
 }
-fn default_offline_after() -> u32 {
+pub(crate) fn default_offline_after() -> u32 {
     3
 }
-fn default_offline_level() -> u8 {
+pub(crate) fn default_offline_level() -> u8 {
     2
 }
 
@@ -440,74 +453,17 @@ fn one() -> f64 {
     1.0
 }
 
-impl Point {
-    /// A Modbus point with the file's defaults for every other field.
-    pub fn modbus(id: &str, register: RegisterKind, address: u16, data_type: DataType) -> Point {
-        Point {
-            id: id.into(),
-            name: None,
-            unit: None,
-            register: Some(register),
-            address: Some(address),
-            data_type: Some(data_type),
-            byte_order: None,
-            bit: None,
-            length: None,
-            decimals: None,
-            scale: one(),
-            offset: 0.0,
-            group: None,
-            writable: false,
-            path: None,
-        }
-    }
-}
-
-impl Device {
-    fn with_defaults(id: &str, protocol: Protocol, points: Vec<Point>) -> Device {
-        Device {
-            id: id.into(),
-            name: None,
-            protocol,
-            host: None,
-            port: None,
-            line: None,
-            unit_id: default_unit(),
-            poll_interval: default_poll(),
-            timeout: default_timeout(),
-            retries: default_retries(),
-            byte_order: ByteOrder::default(),
-            max_gap: default_max_gap(),
-            max_registers: default_max_regs(),
-            groups: Vec::new(),
-            broker: None,
-            topic: None,
-            heartbeat: None,
-            offline_after: default_offline_after(),
-            offline_level: default_offline_level(),
-            stale_after: None,
-            stale_level: default_offline_level(),
-            points,
-        }
-    }
-
-    /// A Modbus TCP device with the file's defaults for every other field.
-    pub fn modbus_tcp(id: &str, host: &str, port: u16, points: Vec<Point>) -> Device {
-        Device {
-            host: Some(host.into()),
-            port: Some(port),
-            ..Device::with_defaults(id, Protocol::ModbusTcp, points)
-        }
-    }
-
-    /// A Modbus RTU slave on serial line `line`, with the file's defaults.
-    pub fn modbus_rtu(id: &str, line: &str, unit_id: u8, points: Vec<Point>) -> Device {
-        Device {
-            line: Some(line.into()),
-            unit_id,
-            ..Device::with_defaults(id, Protocol::ModbusRtu, points)
-        }
-    }
+/// The ids of a profile device's points.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum PointIds {
+    /// Every point of the profile, named by a template: `{key}` is the
+    /// profile's key of the point, `{device}` the device id, e.g.
+    /// `"{key}.1301.t1"`.
+    Template(String),
+    /// Only these keys of the profile, each with its id:
+    /// `{ level = "level.upstream", rain_total = "rain.total" }`.
+    Map(std::collections::BTreeMap<String, String>),
 }
 
 #[derive(Clone, Debug, Deserialize)]

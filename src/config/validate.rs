@@ -1,30 +1,47 @@
-//! The pure check of a parsed config, all errors collected. No I/O happens
-//! here. For rules this file keeps only what spans rules and devices: ids,
-//! the points and rules they name, action targets and cycles; each rule
-//! kind checks its own settings (`rules::kind`) and returns them typed.
+//! The pure check of a parsed config, all errors collected, and the typed
+//! [`Config`] built from it. No I/O happens here.
+//!
+//! This file keeps what spans elements: ids, the lines, points and rules
+//! they name, action targets and cycles, and the sections that belong to
+//! no protocol or rule kind. Each protocol checks its own part of a device
+//! next to its code (`source/modbus/config.rs`, `source/mqtt/config.rs`)
+//! and returns its typed [`DeviceKind`]; each rule kind checks its own
+//! settings (`rules::kind`) and returns them typed.
 
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 
+use super::ConfigError;
 use super::check::Errs;
+use super::error::positive;
+use super::model::{Config, Device as TypedDevice, DeviceKind};
 use super::raw::*;
-use super::{Config, ConfigError};
 use crate::rules::expr;
-use crate::rules::kind::{self, CheckCtx, PointShape, RuleSpec};
+use crate::rules::kind::{self, CheckCtx, PointShape};
+use crate::source::{modbus, mqtt};
+
+/// The file's sections as parsed, profiles expanded, nothing checked.
+pub struct Parsed {
+    pub site: Site,
+    pub gateway: Gateway,
+    pub http: Http,
+    pub store: Store,
+    pub serial_lines: Vec<SerialLine>,
+    pub devices: Vec<Device>,
+    pub rules: Vec<Rule>,
+    pub influxdb: Option<Influx>,
+    pub uplink: Option<Uplink>,
+}
 
 /// Where each element came from in the file, so errors name it as written.
 pub struct Paths {
     pub lines: Vec<String>,
     pub devices: Vec<String>,
+    /// Per device, the path of each of its points (profile points too).
+    pub points: Vec<Vec<String>>,
     pub rules: Vec<String>,
     /// Ids of points in devices that failed to parse.
     pub lenient_points: Vec<String>,
-}
-
-/// What `validate` found: every problem, and the rules typed (complete
-/// only when there is no problem).
-pub struct Checked {
-    pub errors: Vec<ConfigError>,
-    pub rules: Vec<RuleSpec>,
 }
 
 fn id_ok(s: &str) -> bool {
@@ -43,11 +60,14 @@ fn point_id_ok(s: &str) -> bool {
         && s.len() <= 128
 }
 
-fn positive(d: &Dur) -> bool {
-    !d.0.is_zero()
-}
-
-pub fn validate(cfg: &Config, paths: &Paths) -> Checked {
+/// Checks `cfg` and builds the typed [`Config`]; on failure, every error
+/// found (without the file name, which the loader adds).
+pub fn validate(
+    file: &Path,
+    cfg: Parsed,
+    paths: &Paths,
+    mut warnings: Vec<String>,
+) -> Result<Config, Vec<ConfigError>> {
     let mut e = Errs::default();
     let mut specs = Vec::new();
 
@@ -111,33 +131,14 @@ pub fn validate(cfg: &Config, paths: &Paths) -> Checked {
                 format!("duplicate serial line id `{}`", l.id),
             );
         }
-        if l.path.is_empty() {
-            e.push(
-                format!("{p}.path"),
-                "must name the serial device, e.g. /dev/ttyS1",
-            );
-        }
-        if !(300..=921_600).contains(&l.baud) {
-            e.push(
-                format!("{p}.baud"),
-                format!("{} is not a usable baud rate (300-921600)", l.baud),
-            );
-        }
-        if !(5..=8).contains(&l.data_bits) {
-            e.push(format!("{p}.data_bits"), "must be 5, 6, 7 or 8");
-        }
-        if !(1..=2).contains(&l.stop_bits) {
-            e.push(format!("{p}.stop_bits"), "must be 1 or 2");
-        }
-        if !positive(&l.response_timeout) {
-            e.push(format!("{p}.response_timeout"), "must be greater than zero");
-        }
+        modbus::config::check_line(l, p, &mut e);
     }
 
     // ---- devices and points
     let mut device_ids = HashSet::new();
     let mut points: HashMap<&str, (&Device, &Point)> = HashMap::new();
-    for (d, p) in cfg.devices.iter().zip(&paths.devices) {
+    let mut devices = Vec::new();
+    for ((d, p), pps) in cfg.devices.iter().zip(&paths.devices).zip(&paths.points) {
         if !id_ok(&d.id) {
             e.push(
                 format!("{p}.id"),
@@ -147,9 +148,7 @@ pub fn validate(cfg: &Config, paths: &Paths) -> Checked {
         if !device_ids.insert(d.id.as_str()) {
             e.push(format!("{p}.id"), format!("duplicate device id `{}`", d.id));
         }
-        check_device(d, p, &line_ids, &mut e);
-        for (j, pt) in d.points.iter().enumerate() {
-            let pp = format!("{p}.points[{j}]");
+        for (pt, pp) in d.points.iter().zip(pps) {
             if !point_id_ok(&pt.id) {
                 e.push(
                     format!("{pp}.id"),
@@ -162,9 +161,11 @@ pub fn validate(cfg: &Config, paths: &Paths) -> Checked {
                     format!("duplicate point id `{}`", pt.id),
                 );
             }
-            check_point(d, pt, &pp, &mut e);
         }
-        check_overlaps(d, p, &mut e);
+        let uplink = cfg.uplink.as_ref();
+        if let Some(typed) = device(d, p, pps, &line_ids, uplink, &mut e, &mut warnings) {
+            devices.push(typed);
+        }
     }
     let point_known =
         |id: &str| points.contains_key(id) || paths.lenient_points.iter().any(|p| p == id);
@@ -243,7 +244,7 @@ pub fn validate(cfg: &Config, paths: &Paths) -> Checked {
             }
         }
     }
-    check_cycles(cfg, paths, &rule_ids, &mut e);
+    check_cycles(&cfg, paths, &rule_ids, &mut e);
 
     // ---- sinks
     if let Some(i) = &cfg.influxdb {
@@ -321,10 +322,23 @@ pub fn validate(cfg: &Config, paths: &Paths) -> Checked {
             e.push("uplink.status_interval", "must be greater than zero");
         }
     }
-    Checked {
-        errors: e.0,
-        rules: specs,
+    if !e.is_empty() {
+        return Err(e.0);
     }
+    Ok(Config {
+        file: file.to_path_buf(),
+        site: cfg.site,
+        gateway: cfg.gateway,
+        http: cfg.http,
+        store: cfg.store,
+        serial_lines: cfg.serial_lines,
+        devices,
+        rules: cfg.rules,
+        rule_specs: specs,
+        influxdb: cfg.influxdb,
+        uplink: cfg.uplink,
+        warnings,
+    })
 }
 
 /// A point a rule may compare with numbers: not a bit, a bool or text.
@@ -333,317 +347,52 @@ fn numeric(pt: &Point) -> bool {
         && !pt.register.is_some_and(|r| r.is_bit())
 }
 
-fn check_device(d: &Device, p: &str, line_ids: &HashSet<&str>, e: &mut Errs) {
-    match d.protocol {
-        Protocol::ModbusTcp => {
-            if d.host.as_deref().unwrap_or("").is_empty() {
-                e.push(format!("{p}.host"), "required for protocol modbus_tcp");
-            }
-            if d.line.is_some() {
-                e.push(format!("{p}.line"), "only for protocol modbus_rtu");
-            }
+/// Checks one device apart from its ids (unique ids and point ids are the
+/// caller's): what every protocol shares, then its protocol's part.
+pub(super) fn device(
+    d: &Device,
+    p: &str,
+    point_paths: &[String],
+    line_ids: &HashSet<&str>,
+    uplink: Option<&Uplink>,
+    e: &mut Errs,
+    warnings: &mut Vec<String>,
+) -> Option<TypedDevice> {
+    for (pt, pp) in d.points.iter().zip(point_paths) {
+        if !pt.scale.is_finite() || pt.scale == 0.0 {
+            e.push(format!("{pp}.scale"), "must be a finite, non-zero number");
         }
-        Protocol::ModbusRtu => match &d.line {
-            None => e.push(
-                format!("{p}.line"),
-                "required for protocol modbus_rtu: the id of a [[serial_lines]] entry",
-            ),
-            Some(l) if !line_ids.contains(l.as_str()) => e.push(
-                format!("{p}.line"),
-                format!("no serial line `{l}` in [[serial_lines]]"),
-            ),
-            _ => {}
-        },
-        Protocol::Mqtt => {
-            if d.broker.is_none() {
-                e.push(
-                    format!("{p}.broker"),
-                    "required for protocol mqtt: \"host:port\" or \"uplink\"",
-                );
-            }
-            match &d.topic {
-                None => e.push(format!("{p}.topic"), "required for protocol mqtt"),
-                Some(t) if t.is_empty() => e.push(format!("{p}.topic"), "must not be empty"),
-                _ => {}
-            }
-            match &d.heartbeat {
-                None => e.push(
-                    format!("{p}.heartbeat"),
-                    "required for protocol mqtt: a source that goes quiet must turn its points bad",
-                ),
-                Some(h) if !positive(h) => {
-                    e.push(format!("{p}.heartbeat"), "must be greater than zero")
-                }
-                _ => {}
-            }
-        }
-    }
-    if d.protocol != Protocol::Mqtt {
-        if !positive(&d.poll_interval) {
-            e.push(format!("{p}.poll_interval"), "must be greater than zero");
-        }
-        if !positive(&d.timeout) {
-            e.push(format!("{p}.timeout"), "must be greater than zero");
-        }
-        if d.unit_id > 247 {
-            e.push(
-                format!("{p}.unit_id"),
-                format!("{} is outside the Modbus unit range 0-247", d.unit_id),
-            );
-        }
-        if !(1..=125).contains(&d.max_registers) {
-            e.push(
-                format!("{p}.max_registers"),
-                "must be 1-125 (the protocol's limit for one read)",
-            );
-        }
-    }
-    if d.offline_after == 0 {
-        e.push(format!("{p}.offline_after"), "must be at least 1");
-    }
-    if !(1..=4).contains(&d.offline_level) {
-        e.push(
-            format!("{p}.offline_level"),
-            format!(
-                "{} is not a level; levels are 1 (red) to 4 (blue)",
-                d.offline_level
-            ),
-        );
-    }
-    if !(1..=4).contains(&d.stale_level) {
-        e.push(
-            format!("{p}.stale_level"),
-            format!(
-                "{} is not a level; levels are 1 (red) to 4 (blue)",
-                d.stale_level
-            ),
-        );
-    }
-    if let Some(s) = &d.stale_after
-        && !positive(s)
-    {
-        e.push(format!("{p}.stale_after"), "must be greater than zero");
-    }
-    let mut gids = HashSet::new();
-    for (k, g) in d.groups.iter().enumerate() {
-        if !gids.insert(g.id.as_str()) {
-            e.push(
-                format!("{p}.groups[{k}].id"),
-                format!("duplicate poll group `{}`", g.id),
-            );
-        }
-        if !positive(&g.interval) {
-            e.push(
-                format!("{p}.groups[{k}].interval"),
-                "must be greater than zero",
-            );
+        if !pt.offset.is_finite() {
+            e.push(format!("{pp}.offset"), "must be a finite number");
         }
     }
     if d.points.is_empty() {
         e.push(format!("{p}.points"), "a device needs at least one point");
     }
-}
-
-fn check_point(d: &Device, pt: &Point, pp: &str, e: &mut Errs) {
-    if !pt.scale.is_finite() || pt.scale == 0.0 {
-        e.push(format!("{pp}.scale"), "must be a finite, non-zero number");
-    }
-    if !pt.offset.is_finite() {
-        e.push(format!("{pp}.offset"), "must be a finite number");
-    }
-    if let Some(g) = &pt.group
-        && !d.groups.iter().any(|x| &x.id == g)
-    {
-        e.push(
-            format!("{pp}.group"),
-            format!("no poll group `{g}` in this device's groups"),
-        );
-    }
-    if d.protocol == Protocol::Mqtt {
-        match &pt.path {
-            None => e.push(
-                format!("{pp}.path"),
-                "required for an MQTT point, e.g. cameras[0].online",
-            ),
-            Some(path) => {
-                if let Err(m) = crate::source::jsonpath::JsonPath::parse(path) {
-                    e.push(format!("{pp}.path"), m);
-                }
-            }
+    let health = super::model::check_health(d, p, e);
+    // One line per protocol: each checks its own fields and points.
+    let kind = match d.protocol {
+        Protocol::ModbusTcp => {
+            modbus::config::check_tcp(d, p, point_paths, e).map(DeviceKind::ModbusTcp)
         }
-        for (f, set) in [
-            ("register", pt.register.is_some()),
-            ("address", pt.address.is_some()),
-        ] {
-            if set {
-                e.push(format!("{pp}.{f}"), "only for Modbus points");
-            }
+        Protocol::ModbusRtu => {
+            modbus::config::check_rtu(d, p, point_paths, line_ids, e).map(DeviceKind::ModbusRtu)
         }
-        return;
-    }
-    if pt.path.is_some() {
-        e.push(format!("{pp}.path"), "only for MQTT points");
-    }
-    let Some(reg) = pt.register else {
-        e.push(
-            format!("{pp}.register"),
-            "required: coil, discrete, holding or input",
-        );
-        return;
-    };
-    let Some(addr) = pt.address else {
-        e.push(
-            format!("{pp}.address"),
-            "required: the register address (0-65535, as on the wire)",
-        );
-        return;
-    };
-    let ty = pt.data_type.unwrap_or(if reg.is_bit() {
-        DataType::Bool
-    } else {
-        DataType::U16
-    });
-    if reg.is_bit() && ty != DataType::Bool {
-        e.push(
-            format!("{pp}.type"),
-            format!("a {reg:?} holds one bit: the type must be bool, not {ty:?}"),
-        );
-    }
-    if reg.is_bit() && pt.bit.is_some() {
-        e.push(
-            format!("{pp}.bit"),
-            "only for a bool taken from a holding or input register",
-        );
-    }
-    if let Some(b) = pt.bit {
-        if b > 15 {
-            e.push(
-                format!("{pp}.bit"),
-                format!("{b} is not a bit of a 16-bit register (0-15)"),
-            );
+        Protocol::Mqtt => {
+            mqtt::config::check(d, p, point_paths, uplink, e, warnings).map(DeviceKind::Mqtt)
         }
-        if ty != DataType::Bool {
-            e.push(format!("{pp}.bit"), "only with type = \"bool\"");
-        }
-    }
-    if !reg.is_bit() && ty == DataType::Bool && pt.bit.is_none() {
-        e.push(
-            format!("{pp}.bit"),
-            "a bool from a register needs bit = 0-15",
-        );
-    }
-    let words = match ty {
-        DataType::Ascii => match pt.length {
-            Some(n) if (1..=125).contains(&n) => n,
-            Some(n) => {
-                e.push(
-                    format!("{pp}.length"),
-                    format!("{n} registers: must be 1-125"),
-                );
-                1
-            }
-            None => {
-                e.push(
-                    format!("{pp}.length"),
-                    "an ascii point needs length = number of registers (2 characters each)",
-                );
-                1
-            }
-        },
-        _ => {
-            if pt.length.is_some() {
-                e.push(format!("{pp}.length"), "only for type = \"ascii\"");
-            }
-            ty.words()
-        }
-    };
-    if u32::from(addr) + u32::from(words) > 65536 {
-        e.push(
-            format!("{pp}.address"),
-            format!("{addr} + {words} registers runs past 65535"),
-        );
-    }
-    if let Some(order) = pt.byte_order {
-        let fits = match ty.words() {
-            _ if reg.is_bit() || ty == DataType::Bool => order == ByteOrder::ABCD,
-            1 => matches!(order, ByteOrder::ABCD | ByteOrder::BADC),
-            _ => true,
-        };
-        if !fits {
-            e.push(
-                format!("{pp}.byte_order"),
-                format!("{order:?} does not fit a {ty:?}: one-register values take ABCD or BADC, bits none"),
-            );
-        }
-    }
-    if let Some(dec) = pt.decimals {
-        if dec > 9 {
-            e.push(format!("{pp}.decimals"), "must be 0-9");
-        }
-        if matches!(
-            ty,
-            DataType::F32 | DataType::F64 | DataType::Bool | DataType::Ascii
-        ) {
-            e.push(
-                format!("{pp}.decimals"),
-                format!("fixed-point needs an integer type, not {ty:?}"),
-            );
-        }
-    }
-    if pt.writable && matches!(reg, RegisterKind::Discrete | RegisterKind::Input) {
-        e.push(
-            format!("{pp}.writable"),
-            format!("a {reg:?} register cannot be written"),
-        );
-    }
-}
-
-/// Two points of one device whose register ranges overlap must read the
-/// same registers the same way; a u16 inside an f32 is a map error.
-fn check_overlaps(d: &Device, p: &str, e: &mut Errs) {
-    let mut spans: Vec<(RegisterKind, u32, u32, DataType, Option<u8>, usize)> = Vec::new();
-    for (j, pt) in d.points.iter().enumerate() {
-        let (Some(reg), Some(addr)) = (pt.register, pt.address) else {
-            continue;
-        };
-        let ty = pt.data_type.unwrap_or(if reg.is_bit() {
-            DataType::Bool
-        } else {
-            DataType::U16
-        });
-        let words = if ty == DataType::Ascii {
-            pt.length.unwrap_or(1)
-        } else {
-            ty.words()
-        };
-        spans.push((reg, addr as u32, addr as u32 + words as u32, ty, pt.bit, j));
-    }
-    for a in 0..spans.len() {
-        for b in a + 1..spans.len() {
-            let (ra, sa, ea, ta, _, ja) = spans[a];
-            let (rb, sb, eb, tb, _, jb) = spans[b];
-            if ra != rb || sa >= eb || sb >= ea {
-                continue;
-            }
-            let same_read = ta == tb && sa == sb && ea == eb;
-            let bits_of_same = ta == DataType::Bool && tb == DataType::Bool;
-            if !(same_read || bits_of_same) {
-                e.push(
-                    format!("{p}.points[{jb}].address"),
-                    format!(
-                        "{rb:?} registers {sb}-{} ({tb:?}) overlap points[{ja}] at {sa}-{} ({ta:?}) with a different type",
-                        eb - 1,
-                        ea - 1
-                    ),
-                );
-            }
-        }
-    }
+    }?;
+    Some(TypedDevice {
+        id: d.id.clone(),
+        name: d.name.clone(),
+        health,
+        kind,
+    })
 }
 
 /// Interlocks may refer to other rules with `active(rule_id)` and escalation
 /// rules count other rules: a cycle among them could never settle.
-fn check_cycles(cfg: &Config, paths: &Paths, rule_ids: &HashMap<&str, usize>, e: &mut Errs) {
+fn check_cycles(cfg: &Parsed, paths: &Paths, rule_ids: &HashMap<&str, usize>, e: &mut Errs) {
     let n = cfg.rules.len();
     let mut deps: Vec<Vec<usize>> = vec![Vec::new(); n];
     // From the rules as written, so that a cycle is reported even among

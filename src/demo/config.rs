@@ -29,7 +29,7 @@ pub fn config_toml(opts: &DemoOptions, devs: &Devices, broker: &str) -> String {
             .poll_interval("1s")
             .timeout("500ms")
             .offline_after(3)
-            .full(tag, name)
+            .full(tag)
             .toml()
     };
     format!(

@@ -196,19 +196,13 @@ impl GasDetector {
         .point(GasPoint::new(GasChannel::Status, &format!("status.{tag}")))
     }
 
-    /// Every channel an operator sees, named after the device and with
-    /// units: methane, CO, O₂, temperature, the fault bit and the lamp
-    /// (`ch4.TAG`, `co.TAG`, `o2.TAG`, `temp.TAG`, `fault.TAG`, `lamp.TAG`).
-    pub fn full(self, tag: &str, name: &str) -> GasDetector {
-        let p = |c, kind: &str, label: &str| {
-            GasPoint::new(c, &format!("{kind}.{tag}")).name(&format!("{name} {label}"))
-        };
-        self.point(p(GasChannel::Ch4, "ch4", "甲烷").unit("%CH4"))
-            .point(p(GasChannel::Co, "co", "一氧化碳").unit("ppm"))
-            .point(p(GasChannel::O2, "o2", "氧气").unit("%"))
-            .point(p(GasChannel::Temp, "temp", "温度").unit("°C"))
-            .point(p(GasChannel::Fault, "fault", "传感器故障"))
-            .point(p(GasChannel::Lamp, "lamp", "声光报警"))
+    /// Every point of the shipped `gas-detector` profile
+    /// (`config/profiles/gas-detector.toml`) as `KEY.TAG`: `ch4.TAG`,
+    /// `co.TAG`, `o2.TAG`, `temp.TAG`, `fault.TAG`, `lamp.TAG` and the other
+    /// status bits, each named after the device (`NAME 甲烷`) with its unit.
+    pub fn full(self, tag: &str) -> GasDetector {
+        self.set("profile", quoted("gas-detector"))
+            .set("point_ids", quoted(&format!("{{key}}.{tag}")))
     }
 
     /// The block as config text.

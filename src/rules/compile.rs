@@ -2,16 +2,14 @@
 //! table, the devices' health counters and the rules with their timing.
 //!
 //! Nothing here re-checks or re-defaults a rule: `config.rule_specs` holds
-//! what validation proved. Device settings are read as the config gives
-//! them (the default staleness per protocol is worked out here).
-
-use std::time::Duration;
+//! what validation proved, and nothing re-defaults a device: each point's
+//! staleness limit was resolved by its protocol's check.
 
 use super::health::{DeviceInfo, Devices};
 use super::kind::RuleSpec;
 use super::lifecycle::Timing;
 use super::points::{PointInfo, Points};
-use crate::config::{Config, DataType, Protocol};
+use crate::config::{Config, ValueKind};
 
 /// A rule in the running engine: its settings and its delay bookkeeping.
 #[derive(Clone, Debug)]
@@ -35,35 +33,21 @@ pub fn compile(cfg: &Config) -> Compiled {
             DeviceInfo {
                 name: d.name.clone().unwrap_or_else(|| d.id.clone()),
                 failures: 0,
-                offline_after: d.offline_after,
-                level: d.offline_level,
+                offline_after: d.health.offline_after,
+                level: d.health.offline_level,
             },
         );
-        for p in &d.points {
-            let interval = p
-                .group
-                .as_ref()
-                .and_then(|g| d.groups.iter().find(|x| &x.id == g))
-                .map(|g| g.interval.0)
-                .unwrap_or(d.poll_interval.0);
-            // A point is stale after missing three polls, each of which may
-            // have taken every retry to time out; an MQTT point after two
-            // heartbeats.
-            let default_stale = match d.protocol {
-                Protocol::Mqtt => d.heartbeat.map(|h| h.0).unwrap_or_default() * 2,
-                _ => interval * 3 + d.timeout.0 * (d.retries + 1),
-            };
-            let stale_after: Duration = d.stale_after.map(|s| s.0).unwrap_or(default_stale);
+        for p in d.points() {
             let mut info = PointInfo::new(
-                p.name.clone().unwrap_or_else(|| p.id.clone()),
-                p.unit.clone(),
+                p.name.unwrap_or(p.id).to_string(),
+                p.unit.map(str::to_string),
                 d.id.clone(),
-                stale_after,
+                p.stale_after,
             );
-            info.health_level = d.stale_level;
-            info.is_text = p.data_type == Some(DataType::Ascii);
+            info.health_level = d.health.stale_level;
+            info.is_text = p.value == ValueKind::Text;
             info.writable = p.writable;
-            points.insert(p.id.clone(), info);
+            points.insert(p.id.to_string(), info);
         }
     }
     for r in &cfg.rule_specs {

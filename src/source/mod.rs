@@ -5,7 +5,6 @@
 //! connection: a Modbus TCP device, a whole RS-485 line (RTU is half-duplex,
 //! so one task schedules every slave on it), or an MQTT subscription.
 
-pub mod jsonpath;
 pub mod modbus;
 pub mod mqtt;
 
@@ -15,8 +14,10 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Device, Protocol, SerialLine};
+use crate::config::{Config, Device, DeviceKind, SerialLine};
 use crate::model::{Input, Value};
+use modbus::config::{ModbusRtu, ModbusTcp};
+use mqtt::config::MqttDevice;
 
 /// A request from a rule action to write a point and read it back.
 #[derive(Debug)]
@@ -25,7 +26,29 @@ pub struct WriteRequest {
     pub value: Value,
     /// `Ok(read_back_value)` once the device answered the write and the
     /// read-back; `Err(why)` otherwise.
-    pub reply: oneshot::Sender<Result<Value, String>>,
+    pub reply: oneshot::Sender<Result<Value, WriteError>>,
+}
+
+/// Why a write request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("no point `{point}` on device `{device}`")]
+    NoPoint { point: String, device: String },
+    #[error("point `{0}` is not writable")]
+    NotWritable(String),
+    #[error("point `{point}` is a read-only {kind:?}")]
+    ReadOnly {
+        point: String,
+        kind: crate::config::RegisterKind,
+    },
+    #[error("{0}")]
+    Encode(#[from] modbus::decode::EncodeError),
+    #[error("{0}")]
+    Request(#[from] modbus::exchange::RequestError),
+    #[error("unexpected answer reading the register")]
+    UnexpectedAnswer,
+    #[error("read-back: {0}")]
+    ReadBack(modbus::decode::DecodeError),
 }
 
 /// Where to send write requests for the points of each device.
@@ -43,69 +66,57 @@ impl Writers {
     }
 }
 
+/// A slave on a serial line and its write queue.
+pub type RtuSlave = (Device<ModbusRtu>, mpsc::Receiver<WriteRequest>);
+
 pub enum Source {
     ModbusTcp {
-        device: Device,
+        device: Device<ModbusTcp>,
         writes: mpsc::Receiver<WriteRequest>,
     },
     /// One serial line and every slave on it, with each slave's write queue.
     RtuLine {
         line: SerialLine,
-        devices: Vec<(Device, mpsc::Receiver<WriteRequest>)>,
+        devices: Vec<RtuSlave>,
     },
     Mqtt {
-        device: Device,
-        broker: (String, u16),
+        device: Device<MqttDevice>,
     },
 }
 
 /// Builds one source per TCP device, per serial line and per MQTT device.
-/// `uplink_broker` is where `broker = "uplink"` points.
 pub fn build(cfg: &Config) -> (Vec<Source>, Writers) {
     let mut out = Vec::new();
     let mut writers = Writers::default();
-    let uplink_broker = cfg.uplink.as_ref().map(|u| (u.host.clone(), u.port));
+    let mut lines: HashMap<&str, Vec<RtuSlave>> = HashMap::new();
     for d in &cfg.devices {
-        match d.protocol {
-            Protocol::ModbusTcp => {
+        match &d.kind {
+            DeviceKind::ModbusTcp(t) => {
                 let (tx, rx) = mpsc::channel(16);
                 writers.insert(&d.id, tx);
                 out.push(Source::ModbusTcp {
-                    device: d.clone(),
+                    device: d.with_kind(t.clone()),
                     writes: rx,
                 });
             }
-            Protocol::ModbusRtu => {}
-            Protocol::Mqtt => {
-                let b = d.broker.as_deref().unwrap_or("uplink");
-                let broker = if b == "uplink" {
-                    uplink_broker.clone().unwrap_or(("127.0.0.1".into(), 1883))
-                } else {
-                    let (h, p) = b.rsplit_once(':').unwrap_or((b, "1883"));
-                    (h.to_string(), p.parse().unwrap_or(1883))
-                };
-                out.push(Source::Mqtt {
-                    device: d.clone(),
-                    broker,
-                });
+            DeviceKind::ModbusRtu(r) => {
+                let (tx, rx) = mpsc::channel(16);
+                writers.insert(&d.id, tx);
+                lines
+                    .entry(r.line.as_str())
+                    .or_default()
+                    .push((d.with_kind(r.clone()), rx));
             }
+            DeviceKind::Mqtt(m) => out.push(Source::Mqtt {
+                device: d.with_kind(m.clone()),
+            }),
         }
     }
     for line in &cfg.serial_lines {
-        let mut devs = Vec::new();
-        for d in cfg
-            .devices
-            .iter()
-            .filter(|d| d.protocol == Protocol::ModbusRtu && d.line.as_deref() == Some(&line.id))
-        {
-            let (tx, rx) = mpsc::channel(16);
-            writers.insert(&d.id, tx);
-            devs.push((d.clone(), rx));
-        }
-        if !devs.is_empty() {
+        if let Some(devices) = lines.remove(line.id.as_str()) {
             out.push(Source::RtuLine {
                 line: line.clone(),
-                devices: devs,
+                devices,
             });
         }
     }
@@ -131,7 +142,10 @@ impl Source {
             Source::RtuLine { line, devices } => {
                 modbus::rtu::run(line, devices, tx, shutdown).await
             }
-            Source::Mqtt { device, broker } => mqtt::run(device, broker, tx, shutdown).await,
+            Source::Mqtt { device } => {
+                let broker = (device.broker.host().to_string(), device.broker.port());
+                mqtt::run(device, broker, tx, shutdown).await
+            }
         }
     }
 }

@@ -123,6 +123,7 @@ impl SourceTask {
             .await
             .expect("write answered in time")
             .expect("reply sent")
+            .map_err(|e| e.to_string())
     }
 
     /// Cancels the task and checks that it ends promptly.

@@ -14,7 +14,8 @@
 
 use thiserror::Error;
 
-use crate::config::{ByteOrder, DataType, Point, RegisterKind};
+use super::config::ModbusPoint as Point;
+use crate::config::{ByteOrder, DataType, RegisterKind};
 use crate::model::Value;
 
 /// Why some registers could not be turned into a value. Becomes
@@ -29,8 +30,6 @@ pub enum DecodeError {
     NotFinite(f64),
     #[error("a bool from a register needs `bit` = 0-15")]
     NoBit,
-    #[error("point has no Modbus register kind")]
-    NoRegister,
 }
 
 /// Why a value cannot be written to a point.
@@ -56,23 +55,16 @@ pub enum EncodeError {
     BitOfRegister,
     #[error("a {kind:?} is a single bit; encode it with `encode_bit`")]
     BitKind { kind: RegisterKind },
-    #[error("point has no Modbus register kind")]
-    NoRegister,
 }
 
-/// The point's type, with the config's defaults: `bool` for coils and
-/// discrete inputs, `u16` for registers.
+/// The point's type (resolved by validation).
 pub fn data_type(point: &Point) -> DataType {
-    match point.data_type {
-        Some(t) => t,
-        None if point.register.is_some_and(RegisterKind::is_bit) => DataType::Bool,
-        None => DataType::U16,
-    }
+    point.data_type
 }
 
 /// How many registers (or bits, for coils/discretes) the point occupies.
 pub fn width(point: &Point) -> u16 {
-    if point.register.is_some_and(RegisterKind::is_bit) {
+    if point.register.is_bit() {
         return 1;
     }
     match data_type(point) {
@@ -144,7 +136,7 @@ pub fn encode(
     device_order: ByteOrder,
     value: &Value,
 ) -> Result<Vec<u16>, EncodeError> {
-    let kind = point.register.ok_or(EncodeError::NoRegister)?;
+    let kind = point.register;
     if kind.is_bit() {
         return Err(EncodeError::BitKind { kind });
     }
@@ -356,7 +348,7 @@ pub(crate) mod tests {
 
     /// A holding-register point of `ty` at address 0, default scale.
     pub(crate) fn point(ty: DataType) -> Point {
-        Point::modbus("p", RegisterKind::Holding, 0, ty)
+        Point::new("p", RegisterKind::Holding, 0, ty)
     }
 
     fn num(ty: DataType, order: ByteOrder, words: &[u16]) -> f64 {
@@ -664,8 +656,8 @@ pub(crate) mod tests {
     #[test]
     fn coils_and_discretes() {
         let mut p = point(DataType::Bool);
-        p.register = Some(RegisterKind::Coil);
-        p.data_type = None;
+        p.register = RegisterKind::Coil;
+        p.data_type = DataType::Bool;
         assert_eq!(data_type(&p), DataType::Bool);
         assert_eq!(decode_bit(&p, &[true]), Ok(Value::Bool(true)));
         assert_eq!(decode_bit(&p, &[false]), Ok(Value::Bool(false)));

@@ -12,7 +12,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::config::{Device, RegisterKind};
+use super::config::Modbus;
+use crate::config::RegisterKind;
 
 use super::decode::width;
 
@@ -53,8 +54,8 @@ impl PlannedRead {
 /// The reads that cover every Modbus point of `device`: grouped by poll
 /// group (device interval first, then `groups` in config order), then by
 /// register kind, then by address.
-pub fn plan(device: &Device) -> Vec<PlannedRead> {
-    let mut groups: Vec<(Option<String>, Duration)> = vec![(None, device.poll_interval.0)];
+pub fn plan(device: &Modbus) -> Vec<PlannedRead> {
+    let mut groups: Vec<(Option<String>, Duration)> = vec![(None, device.poll_interval)];
     groups.extend(
         device
             .groups
@@ -69,17 +70,12 @@ pub fn plan(device: &Device) -> Vec<PlannedRead> {
                 .points
                 .iter()
                 .enumerate()
-                .filter(|(_, p)| {
-                    p.register == Some(kind)
-                        && p.group == *group
-                        && in_known_group(device, p.group.as_deref())
-                })
-                .filter_map(|(i, p)| {
-                    p.address.map(|a| Span {
-                        index: i,
-                        start: u32::from(a),
-                        width: u32::from(width(p)),
-                    })
+                // Validation made every point's group one of the device's.
+                .filter(|(_, p)| p.register == kind && p.group == *group)
+                .map(|(i, p)| Span {
+                    index: i,
+                    start: u32::from(p.address),
+                    width: u32::from(width(p)),
                 })
                 .collect();
             spans.sort_by_key(|s| (s.start, s.index));
@@ -95,30 +91,6 @@ pub fn plan(device: &Device) -> Vec<PlannedRead> {
                 });
             }
         }
-    }
-    // Points naming an unknown group (validation forbids it) still get read,
-    // at the device interval, rather than silently never.
-    let orphans: Vec<usize> = device
-        .points
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| {
-            p.register.is_some()
-                && p.address.is_some()
-                && !in_known_group(device, p.group.as_deref())
-        })
-        .map(|(i, _)| i)
-        .collect();
-    for i in orphans {
-        let p = &device.points[i];
-        out.push(PlannedRead {
-            group: None,
-            interval: device.poll_interval.0,
-            kind: p.register.expect("filtered"),
-            start: p.address.expect("filtered"),
-            count: width(p),
-            points: vec![(i, 0)],
-        });
     }
     out
 }
@@ -162,16 +134,12 @@ struct Span {
     width: u32,
 }
 
-fn in_known_group(device: &Device, group: Option<&str>) -> bool {
-    group.is_none_or(|g| device.groups.iter().any(|x| x.id == g))
-}
-
 /// Largest read of this kind for this device.
-fn limit(device: &Device, kind: RegisterKind) -> u32 {
+fn limit(device: &Modbus, kind: RegisterKind) -> u32 {
     if kind.is_bit() {
         u32::from(MAX_BITS)
     } else {
-        u32::from(device.max_registers.clamp(1, 125))
+        u32::from(device.max_registers)
     }
 }
 
@@ -211,17 +179,16 @@ fn merge(spans: &[Span], limit: u32, max_gap: u32) -> Vec<Range> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::config::{DataType, Dur, Point, PollGroup};
+    use crate::config::{DataType, Device, Dur, ModbusPoint as Point, PollGroup};
 
-    pub(crate) fn device(points: Vec<Point>) -> Device {
-        Device {
-            timeout: Dur(Duration::from_millis(500)),
-            ..Device::modbus_tcp("dev", "127.0.0.1", 502, points)
-        }
+    pub(crate) fn device(points: Vec<Point>) -> Device<Modbus> {
+        let mut d = Device::new("dev", Modbus::with_points(points));
+        d.timeout = Duration::from_millis(500);
+        d
     }
 
     pub(crate) fn pt(id: &str, kind: RegisterKind, addr: u16, ty: DataType) -> Point {
-        Point::modbus(id, kind, addr, ty)
+        Point::new(id, kind, addr, ty)
     }
 
     fn holding(id: &str, addr: u16, ty: DataType) -> Point {
@@ -281,7 +248,7 @@ pub(crate) mod tests {
             2,
             "max_gap = 0 never reads unused registers"
         );
-        d0.points[1].address = Some(1);
+        d0.points[1].address = 1;
         assert_eq!(
             plan(&d0).len(),
             1,

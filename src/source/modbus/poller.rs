@@ -11,10 +11,11 @@ use chrono::Utc;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::config::{ByteOrder, DataType, Device, Point, RegisterKind};
+use super::config::{Modbus, ModbusPoint as Point};
+use crate::config::{ByteOrder, DataType, Device, RegisterKind};
 use crate::metrics::metrics;
 use crate::model::{BadReason, Input, Quality, Reading, Value};
-use crate::source::WriteRequest;
+use crate::source::{WriteError, WriteRequest};
 
 use super::decode::{self, data_type, width};
 use super::exchange::{Data, Op, RequestError, Transport, with_retries};
@@ -27,7 +28,7 @@ pub struct Closed;
 
 /// One device's planned reads and when each is due next.
 pub struct DevicePoller {
-    pub device: Arc<Device>,
+    pub device: Arc<Device<Modbus>>,
     pub id: Arc<str>,
     pub reads: Vec<PlannedRead>,
     point_ids: Vec<Arc<str>>,
@@ -39,7 +40,7 @@ pub struct DevicePoller {
 impl DevicePoller {
     /// Plans the device's reads (logged once, one line per read); every
     /// read is first due at `now`.
-    pub fn new(device: Arc<Device>, now: Instant) -> Self {
+    pub fn new(device: Arc<Device<Modbus>>, now: Instant) -> Self {
         let reads = plan(&device);
         tracing::info!(device = %device.id, reads = reads.len(), "modbus poll plan:\n{}", describe(&reads));
         DevicePoller {
@@ -211,7 +212,11 @@ fn point_value(
 /// Serves one write request: writes the point, reads it back and replies
 /// with the value read back (or why not). Writes are not retried: the
 /// caller (a rule action) decides whether to try again.
-pub async fn serve_write<T: Transport>(transport: &mut T, device: &Device, req: WriteRequest) {
+pub async fn serve_write<T: Transport>(
+    transport: &mut T,
+    device: &Device<Modbus>,
+    req: WriteRequest,
+) {
     let result = write_point(transport, device, &req.point, &req.value).await;
     match &result {
         Ok(v) => {
@@ -227,27 +232,27 @@ pub async fn serve_write<T: Transport>(transport: &mut T, device: &Device, req: 
 /// Writes `value` to the point `point_id` of `device` and reads it back.
 pub async fn write_point<T: Transport>(
     transport: &mut T,
-    device: &Device,
+    device: &Device<Modbus>,
     point_id: &str,
     value: &Value,
-) -> Result<Value, String> {
+) -> Result<Value, WriteError> {
     let point = device
         .points
         .iter()
         .find(|p| p.id == point_id)
-        .ok_or_else(|| format!("no point `{point_id}` on device `{}`", device.id))?;
+        .ok_or_else(|| WriteError::NoPoint {
+            point: point_id.into(),
+            device: device.id.clone(),
+        })?;
     if !point.writable {
-        return Err(format!("point `{point_id}` is not writable"));
+        return Err(WriteError::NotWritable(point_id.into()));
     }
-    let (Some(kind), Some(addr)) = (point.register, point.address) else {
-        return Err(format!("point `{point_id}` is not a Modbus point"));
-    };
+    let (kind, addr) = (point.register, point.address);
     let order = device.byte_order;
-    let fail = |e: RequestError| e.to_string();
     let op = match (kind, data_type(point)) {
         (RegisterKind::Coil, _) => Op::WriteBits {
             addr,
-            bits: vec![decode::encode_bit(value).map_err(|e| e.to_string())?],
+            bits: vec![decode::encode_bit(value)?],
         },
         (RegisterKind::Holding, DataType::Bool) => {
             // One bit of a register: read-modify-write of the whole register.
@@ -260,26 +265,28 @@ pub async fn write_point<T: Transport>(
                     },
                     false,
                 )
-                .await
+                .await?
             {
-                Ok(Data::Words(w)) if w.len() == 1 => w[0],
-                Ok(_) => return Err("unexpected answer reading the register".into()),
-                Err(e) => return Err(fail(e)),
+                Data::Words(w) if w.len() == 1 => w[0],
+                _ => return Err(WriteError::UnexpectedAnswer),
             };
             Op::WriteWords {
                 addr,
-                words: vec![decode::set_bit(point, current, value).map_err(|e| e.to_string())?],
+                words: vec![decode::set_bit(point, current, value)?],
             }
         }
         (RegisterKind::Holding, _) => Op::WriteWords {
             addr,
-            words: decode::encode(point, order, value).map_err(|e| e.to_string())?,
+            words: decode::encode(point, order, value)?,
         },
         (RegisterKind::Discrete | RegisterKind::Input, _) => {
-            return Err(format!("point `{point_id}` is a read-only {kind:?}"));
+            return Err(WriteError::ReadOnly {
+                point: point_id.into(),
+                kind,
+            });
         }
     };
-    transport.exchange(&op, false).await.map_err(fail)?;
+    transport.exchange(&op, false).await?;
     let back = transport
         .exchange(
             &Op::Read {
@@ -289,9 +296,8 @@ pub async fn write_point<T: Transport>(
             },
             false,
         )
-        .await
-        .map_err(fail)?;
-    point_value(point, order, &back, 0).map_err(|e| format!("read-back: {e}"))
+        .await?;
+    point_value(point, order, &back, 0).map_err(WriteError::ReadBack)
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ use tokio_modbus::slave::SlaveContext as _;
 use tokio_serial::{SerialPort as _, SerialPortBuilderExt as _, SerialStream};
 use tokio_util::sync::CancellationToken;
 
+use super::config::{Modbus, ModbusRtu};
 use crate::config::{Device, Parity, SerialLine};
 use crate::metrics::metrics;
 use crate::model::Input;
@@ -42,11 +43,16 @@ use crate::backoff::Backoff;
 /// Polls every device of `line` until `shutdown` is cancelled or `tx` is closed.
 pub async fn run(
     line: SerialLine,
-    devices: Vec<(Device, mpsc::Receiver<WriteRequest>)>,
+    devices: Vec<(Device<ModbusRtu>, mpsc::Receiver<WriteRequest>)>,
     tx: mpsc::Sender<Input>,
     shutdown: CancellationToken,
 ) {
     let units: Vec<u8> = devices.iter().map(|(d, _)| d.unit_id).collect();
+    // The line's task owns the line; each slave needs only its Modbus part.
+    let devices = devices
+        .into_iter()
+        .map(|(d, rx)| (d.with_kind(d.kind.modbus.clone()), rx))
+        .collect();
     tracing::info!(line = %line.id, path = %line.path, baud = line.baud, ?units, "modbus rtu line starting");
     let id = line.id.clone();
     tokio::select! {
@@ -71,11 +77,11 @@ fn merge_writes(receivers: Vec<mpsc::Receiver<WriteRequest>>) -> Writes {
 
 async fn line_loop(
     cfg: SerialLine,
-    devices: Vec<(Device, mpsc::Receiver<WriteRequest>)>,
+    devices: Vec<(Device<Modbus>, mpsc::Receiver<WriteRequest>)>,
     tx: &mpsc::Sender<Input>,
 ) -> Result<(), Closed> {
     let now = Instant::now();
-    let (devices, receivers): (Vec<Device>, Vec<_>) = devices.into_iter().unzip();
+    let (devices, receivers): (Vec<Device<Modbus>>, Vec<_>) = devices.into_iter().unzip();
     let mut pollers: Vec<DevicePoller> = devices
         .into_iter()
         .map(|d| DevicePoller::new(Arc::new(d), now))
@@ -145,7 +151,7 @@ impl Bus {
     }
 
     /// A handle that talks to one slave.
-    fn slave<'a>(&'a mut self, device: &'a Device) -> SlaveHandle<'a> {
+    fn slave<'a>(&'a mut self, device: &'a Device<Modbus>) -> SlaveHandle<'a> {
         SlaveHandle { bus: self, device }
     }
 
@@ -201,7 +207,7 @@ impl Bus {
 /// One slave of a [`Bus`]: what the poller and the writer talk to.
 struct SlaveHandle<'a> {
     bus: &'a mut Bus,
-    device: &'a Device,
+    device: &'a Device<Modbus>,
 }
 
 impl Transport for SlaveHandle<'_> {

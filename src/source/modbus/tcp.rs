@@ -17,6 +17,7 @@ use tokio_modbus::Slave;
 use tokio_modbus::client::Context;
 use tokio_util::sync::CancellationToken;
 
+use super::config::ModbusTcp;
 use crate::config::Device;
 use crate::metrics::metrics;
 use crate::model::Input;
@@ -28,12 +29,12 @@ use crate::backoff::Backoff;
 
 /// Polls `device` until `shutdown` is cancelled or `tx` is closed.
 pub async fn run(
-    device: Arc<Device>,
+    device: Arc<Device<ModbusTcp>>,
     writes: mpsc::Receiver<WriteRequest>,
     tx: mpsc::Sender<Input>,
     shutdown: CancellationToken,
 ) {
-    tracing::info!(device = %device.id, host = ?device.host, port = ?device.port, unit = device.unit_id, "modbus tcp source starting");
+    tracing::info!(device = %device.id, host = %device.host, port = device.port, unit = device.unit_id, "modbus tcp source starting");
     // Dropping the loop drops an in-flight request: shutdown never waits
     // for a device's timeout.
     tokio::select! {
@@ -46,11 +47,12 @@ pub async fn run(
 }
 
 async fn poll_loop(
-    device: Arc<Device>,
+    device: Arc<Device<ModbusTcp>>,
     mut writes: mpsc::Receiver<WriteRequest>,
     tx: &mpsc::Sender<Input>,
 ) -> Result<(), Closed> {
-    let mut poller = DevicePoller::new(device.clone(), Instant::now());
+    let modbus = Arc::new(device.with_kind(device.modbus.clone()));
+    let mut poller = DevicePoller::new(modbus.clone(), Instant::now());
     let mut session = TcpSession::new(device.clone());
     let mut writes_open = true;
     loop {
@@ -60,7 +62,7 @@ async fn poll_loop(
         tokio::select! {
             biased;
             w = writes.recv(), if writes_open => match w {
-                Some(req) => serve_write(&mut session, &device, req).await,
+                Some(req) => serve_write(&mut session, &modbus, req).await,
                 None => writes_open = false,
             },
             _ = tokio::time::sleep_until(due), if next.is_some() => {
@@ -81,7 +83,7 @@ fn far_future() -> Instant {
 
 /// The connection to one device, and when it may be rebuilt.
 struct TcpSession {
-    device: Arc<Device>,
+    device: Arc<Device<ModbusTcp>>,
     ctx: Option<Context>,
     backoff: Backoff,
     /// Earliest time for the next connect when not retrying inside a poll.
@@ -89,7 +91,7 @@ struct TcpSession {
 }
 
 impl TcpSession {
-    fn new(device: Arc<Device>) -> Self {
+    fn new(device: Arc<Device<ModbusTcp>>) -> Self {
         TcpSession {
             device,
             ctx: None,
@@ -137,10 +139,9 @@ impl TcpSession {
 }
 
 /// Opens a connection to the device, within the device's timeout.
-async fn connect(device: &Device) -> Result<Context, RequestError> {
-    let host = device.host.as_deref().unwrap_or("127.0.0.1");
-    let port = device.port.unwrap_or(502);
-    let limit = device.timeout.0;
+async fn connect(device: &Device<ModbusTcp>) -> Result<Context, RequestError> {
+    let (host, port) = (device.host.as_str(), device.port);
+    let limit = device.timeout;
     let stream = match tokio::time::timeout(limit, TcpStream::connect((host, port))).await {
         Err(_) => {
             return Err(RequestError::NotConnected(format!(
@@ -164,7 +165,7 @@ async fn connect(device: &Device) -> Result<Context, RequestError> {
 
 impl Transport for TcpSession {
     async fn exchange(&mut self, op: &Op, retry: bool) -> Result<Data, RequestError> {
-        let limit = self.device.timeout.0;
+        let limit = self.device.timeout;
         let ctx = self.connected(retry).await?;
         let result = perform(ctx, op, limit).await;
         match &result {

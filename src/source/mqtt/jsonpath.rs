@@ -7,41 +7,64 @@ enum Step {
     Index(usize),
 }
 
+/// A parsed path; it keeps the text it was written as, for messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JsonPath(Vec<Step>);
+pub struct JsonPath {
+    text: String,
+    steps: Vec<Step>,
+}
+
+/// Why a path does not parse; the message names the column.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JsonPathError {
+    #[error("the path is empty")]
+    Empty,
+    #[error("`[` at column {0} is not closed")]
+    Unclosed(usize),
+    #[error("`{index}` at column {column} is not an array index")]
+    NotAnIndex { index: String, column: usize },
+    #[error("the path ends with `.`")]
+    TrailingDot,
+    #[error("empty field name at column {0}")]
+    EmptyField(usize),
+}
+
+impl std::fmt::Display for JsonPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
 
 impl JsonPath {
-    pub fn parse(s: &str) -> Result<JsonPath, String> {
+    pub fn parse(s: &str) -> Result<JsonPath, JsonPathError> {
         let mut steps = Vec::new();
         let b = s.as_bytes();
         let mut i = 0;
         if s.is_empty() {
-            return Err("the path is empty".into());
+            return Err(JsonPathError::Empty);
         }
         while i < b.len() {
             match b[i] {
                 b'[' => {
-                    let end = s[i..]
-                        .find(']')
-                        .ok_or_else(|| format!("`[` at column {} is not closed", i + 1))?
-                        + i;
-                    let idx: usize = s[i + 1..end].trim().parse().map_err(|_| {
-                        format!(
-                            "`{}` at column {} is not an array index",
-                            &s[i + 1..end],
-                            i + 2
-                        )
-                    })?;
+                    let end = s[i..].find(']').ok_or(JsonPathError::Unclosed(i + 1))? + i;
+                    let idx: usize =
+                        s[i + 1..end]
+                            .trim()
+                            .parse()
+                            .map_err(|_| JsonPathError::NotAnIndex {
+                                index: s[i + 1..end].to_string(),
+                                column: i + 2,
+                            })?;
                     steps.push(Step::Index(idx));
                     i = end + 1;
                     if i < b.len() && b[i] == b'.' {
                         i += 1;
                         if i == b.len() {
-                            return Err("the path ends with `.`".into());
+                            return Err(JsonPathError::TrailingDot);
                         }
                     }
                 }
-                b'.' => return Err(format!("empty field name at column {}", i + 1)),
+                b'.' => return Err(JsonPathError::EmptyField(i + 1)),
                 _ => {
                     let end = s[i..].find(['.', '[']).map(|k| k + i).unwrap_or(b.len());
                     steps.push(Step::Key(s[i..end].to_string()));
@@ -49,18 +72,21 @@ impl JsonPath {
                     if i < b.len() && b[i] == b'.' {
                         i += 1;
                         if i == b.len() {
-                            return Err("the path ends with `.`".into());
+                            return Err(JsonPathError::TrailingDot);
                         }
                     }
                 }
             }
         }
-        Ok(JsonPath(steps))
+        Ok(JsonPath {
+            text: s.to_string(),
+            steps,
+        })
     }
 
     pub fn get<'a>(&self, v: &'a serde_json::Value) -> Option<&'a serde_json::Value> {
         let mut cur = v;
-        for s in &self.0 {
+        for s in &self.steps {
             cur = match s {
                 Step::Key(k) => cur.get(k.as_str())?,
                 Step::Index(i) => cur.get(*i)?,

@@ -1,4 +1,4 @@
-//! The MQTT source: one subscription per device (an AI video box, a gas
+//! The MQTT client of one device: one subscription (an AI video box, a gas
 //! monitor with an MQTT uplink …), each JSON message mapped to the device's
 //! points by their `path`.
 //!
@@ -28,10 +28,12 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::config::MqttDevice;
+use super::jsonpath::JsonPath;
+use crate::backoff::Backoff;
 use crate::config::{DataType, Device};
 use crate::metrics::metrics;
 use crate::model::{BadReason, Input, Quality, Reading, Value};
-use crate::source::jsonpath::JsonPath;
 
 /// Payloads larger than this are counted as malformed and dropped.
 pub const MAX_PAYLOAD: usize = 256 * 1024;
@@ -43,8 +45,8 @@ const MAX_PACKET: usize = 2 * 1024 * 1024;
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
-/// Used only if validation let a device through without a heartbeat.
-const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
+/// A heartbeat shorter than this would turn points bad between two
+/// messages of a healthy box; it is raised to this.
 const MIN_HEARTBEAT: Duration = Duration::from_millis(50);
 /// Malformed payloads are logged the first time and then every this many.
 const LOG_EVERY: u64 = 100;
@@ -64,45 +66,58 @@ pub fn json_to_value(
     data_type: Option<DataType>,
     scale: f64,
     offset: f64,
-) -> Result<Value, String> {
+) -> Result<Value, JsonValueError> {
     use serde_json::Value as J;
-    let num = |n: &serde_json::Number| -> Result<Value, String> {
+    let num = |n: &serde_json::Number| -> Result<Value, JsonValueError> {
         let x = n
             .as_f64()
-            .ok_or_else(|| format!("the number {n} is out of range"))?
+            .ok_or_else(|| JsonValueError::OutOfRange(n.to_string()))?
             * scale
             + offset;
         if x.is_finite() {
             Ok(Value::Num(x))
         } else {
-            Err(format!("the number {n} is out of range after scale/offset"))
+            Err(JsonValueError::OutOfRangeScaled(n.to_string()))
         }
     };
+    let wrong = |expected, got: &J| JsonValueError::Type {
+        expected,
+        got: kind(got),
+    };
+    const BOOL: &str = "a boolean (true/false or 0/1)";
     match (data_type, v) {
         (Some(DataType::Bool), J::Bool(b)) => Ok(Value::Bool(*b)),
         (Some(DataType::Bool), J::Number(n)) => match n.as_f64() {
             Some(0.0) => Ok(Value::Bool(false)),
             Some(1.0) => Ok(Value::Bool(true)),
-            _ => Err(format!(
-                "expected a boolean (true/false or 0/1), got the number {n}"
-            )),
+            _ => Err(JsonValueError::NotABool(n.to_string())),
         },
-        (Some(DataType::Bool), other) => Err(format!(
-            "expected a boolean (true/false or 0/1), got {}",
-            kind(other)
-        )),
+        (Some(DataType::Bool), other) => Err(wrong(BOOL, other)),
         (Some(DataType::Ascii), J::String(s)) => Ok(Value::Text(s.clone())),
-        (Some(DataType::Ascii), other) => Err(format!("expected a string, got {}", kind(other))),
+        (Some(DataType::Ascii), other) => Err(wrong("a string", other)),
         (Some(_), J::Number(n)) => num(n),
-        (Some(_), other) => Err(format!("expected a number, got {}", kind(other))),
+        (Some(_), other) => Err(wrong("a number", other)),
         (None, J::Bool(b)) => Ok(Value::Bool(*b)),
         (None, J::Number(n)) => num(n),
         (None, J::String(s)) => Ok(Value::Text(s.clone())),
-        (None, other) => Err(format!(
-            "expected a boolean, number or string, got {}",
-            kind(other)
-        )),
+        (None, other) => Err(wrong("a boolean, number or string", other)),
     }
+}
+
+/// Why a JSON value is not a value of the point.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JsonValueError {
+    #[error("the number {0} is out of range")]
+    OutOfRange(String),
+    #[error("the number {0} is out of range after scale/offset")]
+    OutOfRangeScaled(String),
+    #[error("expected a boolean (true/false or 0/1), got the number {0}")]
+    NotABool(String),
+    #[error("expected {expected}, got {got}")]
+    Type {
+        expected: &'static str,
+        got: &'static str,
+    },
 }
 
 fn kind(v: &serde_json::Value) -> &'static str {
@@ -116,11 +131,10 @@ fn kind(v: &serde_json::Value) -> &'static str {
     }
 }
 
-/// One point of the device, its path parsed once.
+/// One point of the device.
 struct Mapped {
     id: Arc<str>,
-    path_text: String,
-    path: Result<JsonPath, String>,
+    path: JsonPath,
     data_type: Option<DataType>,
     scale: f64,
     offset: f64,
@@ -129,7 +143,7 @@ struct Mapped {
 /// The state shared by the connection loop and the heartbeat.
 struct Src {
     device: Arc<str>,
-    topic: Option<String>,
+    topic: String,
     points: Vec<Mapped>,
     tx: mpsc::Sender<Input>,
     shutdown: CancellationToken,
@@ -146,42 +160,24 @@ struct Src {
 /// Never returns early: a broker that is down, a disconnect or a bad payload
 /// become bad-quality readings and health inputs.
 pub async fn run(
-    device: Device,
+    device: Device<MqttDevice>,
     broker: (String, u16),
     tx: mpsc::Sender<Input>,
     shutdown: CancellationToken,
 ) {
-    let heartbeat = match device.heartbeat {
-        Some(h) => h.0.max(MIN_HEARTBEAT),
-        None => {
-            tracing::warn!(device = %device.id, "mqtt device without heartbeat; using {DEFAULT_HEARTBEAT:?}");
-            DEFAULT_HEARTBEAT
-        }
-    };
+    let heartbeat = device.heartbeat.max(MIN_HEARTBEAT);
     let points = device
         .points
         .iter()
-        .map(|p| {
-            let path_text = p.path.clone().unwrap_or_default();
-            let path =
-                JsonPath::parse(&path_text).map_err(|e| format!("bad path `{path_text}`: {e}"));
-            if let Err(e) = &path {
-                tracing::error!(device = %device.id, point = %p.id, "{e}; the point stays bad");
-            }
-            Mapped {
-                id: Arc::from(p.id.as_str()),
-                path_text,
-                path,
-                data_type: p.data_type,
-                scale: p.scale,
-                offset: p.offset,
-            }
+        .map(|p| Mapped {
+            id: Arc::from(p.id.as_str()),
+            path: p.path.clone(),
+            data_type: p.data_type,
+            scale: p.scale,
+            offset: p.offset,
         })
         .collect();
-    let topic = device.topic.clone().filter(|t| !t.is_empty());
-    if topic.is_none() {
-        tracing::error!(device = %device.id, "mqtt device without topic; its points stay bad");
-    }
+    let topic = device.topic.clone();
     let mut src = Src {
         device: Arc::from(device.id.as_str()),
         topic,
@@ -202,24 +198,20 @@ pub async fn run(
     let (client, mut eventloop) = AsyncClient::new(opts, 10);
     tracing::info!(device = %src.device, broker = %format!("{}:{}", broker.0, broker.1), topic = ?src.topic, "mqtt source starting");
 
-    let mut backoff = BACKOFF_MIN;
-    let mut failures: u32 = 0;
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     loop {
         let Some(event) = src.until(eventloop.poll()).await else {
             break;
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                if failures > 0 {
-                    tracing::info!(device = %src.device, "mqtt broker reachable again after {failures} failed attempts");
+                if backoff.failures() > 0 {
+                    tracing::info!(device = %src.device, "mqtt broker reachable again after {} failed attempts", backoff.failures());
                 }
-                failures = 0;
-                backoff = BACKOFF_MIN;
+                backoff.reset();
                 // Clean session: the broker forgot the subscription.
-                if let Some(t) = &src.topic
-                    && let Err(e) = client.try_subscribe(t.clone(), QoS::AtLeastOnce)
-                {
-                    tracing::error!(device = %src.device, topic = %t, "cannot subscribe: {e}");
+                if let Err(e) = client.try_subscribe(src.topic.clone(), QoS::AtLeastOnce) {
+                    tracing::error!(device = %src.device, topic = %src.topic, "cannot subscribe: {e}");
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
@@ -228,10 +220,7 @@ pub async fn run(
                     .iter()
                     .any(|c| matches!(c, SubscribeReasonCode::Failure))
                 {
-                    let detail = format!(
-                        "broker refused the subscription to {:?}",
-                        src.topic.as_deref().unwrap_or("")
-                    );
+                    let detail = format!("broker refused the subscription to {:?}", src.topic);
                     tracing::error!(device = %src.device, "{detail}");
                     if !src.health(false, detail).await {
                         break;
@@ -247,7 +236,8 @@ pub async fn run(
             }
             Ok(_) => {}
             Err(e) => {
-                failures = failures.saturating_add(1);
+                let delay = backoff.fail();
+                let failures = backoff.failures();
                 if let ConnectionError::MqttState(StateError::Deserialization(
                     rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(n),
                 )) = &e
@@ -273,10 +263,9 @@ pub async fn run(
                 if !src.health(false, detail).await {
                     break;
                 }
-                if src.until(tokio::time::sleep(backoff)).await.is_none() {
+                if src.until(tokio::time::sleep(delay)).await.is_none() {
                     break;
                 }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
             }
         }
     }
@@ -379,13 +368,10 @@ impl Src {
             .points
             .iter()
             .map(|pt| {
-                let res = match &pt.path {
-                    Err(e) => Err(e.clone()),
-                    Ok(path) => match path.get(&json) {
-                        None => Err(format!("`{}` not in the payload", pt.path_text)),
-                        Some(v) => json_to_value(v, pt.data_type, pt.scale, pt.offset)
-                            .map_err(|e| format!("`{}`: {e}", pt.path_text)),
-                    },
+                let res = match pt.path.get(&json) {
+                    None => Err(format!("`{}` not in the payload", pt.path)),
+                    Some(v) => json_to_value(v, pt.data_type, pt.scale, pt.offset)
+                        .map_err(|e| format!("`{}`: {e}", pt.path)),
                 };
                 let (value, quality) = match res {
                     Ok(v) => (Some(v), Quality::Good),
