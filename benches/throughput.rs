@@ -90,14 +90,14 @@ fn main() {
 
     // Durable store.
     let dir = tempfile::tempdir().unwrap();
-    let store = riskgate::store::Store::open(dir.path(), 512 << 20, 2048 << 20).unwrap();
+    let store = riskgate::queue::Store::open(dir.path(), 512 << 20, 2048 << 20).unwrap();
     let lines: Vec<String> = flat
         .iter()
         .map(|r| riskgate::sink::influx::line("reading", "bench-site", r))
         .collect();
-    let hist: Vec<riskgate::store::HistoryRow> = flat
+    let hist: Vec<riskgate::queue::HistoryRow> = flat
         .iter()
-        .map(|r| riskgate::store::HistoryRow {
+        .map(|r| riskgate::queue::HistoryRow {
             point: r.point.to_string(),
             at_ms: r.at.timestamp_millis(),
             value: r.value.as_ref().and_then(|v| v.as_f64()),
@@ -111,8 +111,8 @@ fn main() {
     while start.elapsed() < Duration::from_secs(3) {
         store
             .append_readings(
-                &lines[..chunk],
                 &hist[..chunk],
+                &[(riskgate::queue::QueueId::Readings, lines[..chunk].to_vec())],
                 Utc::now().timestamp_millis(),
             )
             .unwrap();
@@ -122,7 +122,7 @@ fn main() {
     let store_rate = rate(k, start.elapsed());
     let commit_ms = start.elapsed().as_secs_f64() * 1000.0 / commits as f64;
 
-    let id = riskgate::contract::Identity::from_config(&cfg);
+    let id = riskgate::sink::uplink::contract::Identity::from_config(&cfg);
     let t = riskgate::model::AlarmTransition {
         alarm_id: "a@t".into(),
         rule_id: "r".into(),
@@ -144,7 +144,12 @@ fn main() {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(2) {
         store
-            .append_events(&id, std::slice::from_ref(&t), &[])
+            .append_events(
+                riskgate::queue::QueueId::Alarms,
+                std::slice::from_ref(&t),
+                |seq, t| id.alarm_event(seq, t),
+                &[] as &[(String, ())],
+            )
             .unwrap();
         e += 1;
     }

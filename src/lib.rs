@@ -2,20 +2,21 @@
 //!
 //! The data path, one module a step:
 //! `source` (poll devices) → `rules` (judge, pure, clock passed in) →
-//! `store` (durable queues) → `sink` (InfluxDB, county MQTT uplink).
+//! `queue` (the durable store and its queues) → `sink` (InfluxDB, county
+//! MQTT uplink).
 //! `runtime` wires them; `api` serves the operator page; `config` checks
 //! everything before any of it starts.
 
 pub mod api;
 pub mod backoff;
 pub mod config;
-pub mod contract;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod metrics;
 pub mod model;
+pub mod queue;
 pub mod rules;
 pub mod runtime;
 pub mod sink;
 pub mod source;
-pub mod store;
+pub mod time;

@@ -269,8 +269,8 @@ fn history(
     if cfg.point(point).is_none() {
         anyhow::bail!("no point `{point}` in {}", cfg.file.display());
     }
-    let from = riskgate::runtime::since(since, chrono::Utc::now()).map_err(anyhow::Error::msg)?;
-    let store = riskgate::store::Store::open(
+    let from = riskgate::time::since(since, chrono::Utc::now())?;
+    let store = riskgate::queue::Store::open(
         std::path::Path::new(&cfg.gateway.data_dir),
         u64::MAX,
         u64::MAX,

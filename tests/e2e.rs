@@ -94,7 +94,7 @@ async fn methane_alarm_goes_to_the_county_and_readings_to_the_database() {
         "normal readings in the history",
         Duration::from_secs(10),
         || async {
-            let n = riskgate::store::Store::open(&dir.path().join("data"), u64::MAX, u64::MAX)
+            let n = riskgate::queue::Store::open(&dir.path().join("data"), u64::MAX, u64::MAX)
                 .unwrap()
                 .history("ch4.1301.t1", started, 100)
                 .unwrap()

@@ -11,6 +11,7 @@
 
 mod common;
 
+use riskgate::queue::QueueId;
 use std::time::{Duration, Instant};
 
 use common::{
@@ -22,7 +23,7 @@ const OUTAGE: Duration = Duration::from_secs(60);
 
 /// One methane excursion: up to 1.62 % (alarm and cut raised), back to
 /// 0.8 % (both cleared), each step waited on in the durable store.
-async fn excursion(dev: &firmware_sim::DeviceHandle, store: &riskgate::store::Store) -> Vec<u64> {
+async fn excursion(dev: &firmware_sim::DeviceHandle, store: &riskgate::queue::Store) -> Vec<u64> {
     let before = store.last_seq().unwrap();
     dev.set_signal("ch4", 1.62);
     let a = committed(store, "gd00-ch4-alarm", "raised", before).await;
@@ -80,7 +81,7 @@ async fn broker_down_60s_while_alarms_raise_and_clear_loses_nothing() {
         tokio::time::sleep_until((down + OUTAGE * k / 3).into()).await;
         during.extend(excursion(dev, &store).await);
     }
-    let queued = store.stats("uplink").unwrap();
+    let queued = store.stats(QueueId::Alarms).unwrap();
     assert!(
         queued.depth >= during.len() as u64,
         "the outage's events wait in the durable queue: {queued:?}"
@@ -113,7 +114,7 @@ async fn broker_down_60s_while_alarms_raise_and_clear_loses_nothing() {
     wait_for_async(
         "the uplink queue to empty",
         Duration::from_secs(30),
-        || async { (store.stats("uplink").unwrap().depth == 0).then_some(()) },
+        || async { (store.stats(QueueId::Alarms).unwrap().depth == 0).then_some(()) },
     )
     .await;
     let last = store.last_seq().unwrap();

@@ -6,6 +6,7 @@
 
 mod common;
 
+use riskgate::queue::QueueId;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -77,7 +78,7 @@ async fn database_down_60s_under_1000_readings_per_second_loses_no_reading() {
     tokio::time::sleep_until((down + OUTAGE).into()).await;
     let n_up = readings_total();
     let rate = (n_up - n_down) as f64 / down.elapsed().as_secs_f64();
-    let backlog = store.stats("influx").unwrap();
+    let backlog = store.stats(QueueId::Readings).unwrap();
     assert!(
         backlog.depth as f64 >= 0.9 * (n_up - n_down) as f64,
         "the outage's readings wait in the durable queue: {backlog:?}, {} read",
@@ -90,12 +91,12 @@ async fn database_down_60s_under_1000_readings_per_second_loses_no_reading() {
     wait_for_async(
         "the readings queue to drain",
         Duration::from_secs(120),
-        || async { (store.stats("influx").unwrap().depth < 1000).then_some(()) },
+        || async { (store.stats(QueueId::Readings).unwrap().depth < 1000).then_some(()) },
     )
     .await;
     let drained_in = back.elapsed();
     running.stop().await;
-    let left = store.stats("influx").unwrap();
+    let left = store.stats(QueueId::Readings).unwrap();
     assert_eq!(
         left.depth, 0,
         "a clean stop flushes the rest to a reachable database"

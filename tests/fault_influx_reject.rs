@@ -13,8 +13,9 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use riskgate::sink::influx::{Delivery, InfluxSink};
-use riskgate::store::{HistoryRow, Store};
+use riskgate::queue::{QueueId, Store};
+use riskgate::sink::Outcome;
+use riskgate::sink::influx::InfluxSink;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Serves InfluxDB's write endpoint behaviour for parse errors; returns its
@@ -83,19 +84,18 @@ async fn a_refused_batch_is_set_aside_and_the_queue_moves_on() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path(), 1 << 30, 1 << 30).unwrap());
     let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap();
-    let none: [HistoryRow; 0] = [];
     // A line that is not line protocol (as a damaged disk block or a bug might
     // leave it), then a good one in a later batch.
     store
-        .append_readings(
+        .push(
+            QueueId::Readings,
             &["reading,site=s,point=p value=1.0 notatime".to_string()],
-            &none,
             0,
         )
         .unwrap();
     let good = format!("reading,site=s,device=d,point=good value=7.25,quality=0i {now_ns}");
     store
-        .append_readings(std::slice::from_ref(&good), &none, 0)
+        .push(QueueId::Readings, std::slice::from_ref(&good), 0)
         .unwrap();
 
     let cfg: riskgate::config::Influx = toml::from_str(&format!(
@@ -103,22 +103,23 @@ async fn a_refused_batch_is_set_aside_and_the_queue_moves_on() {
     ))
     .unwrap();
     let sink = InfluxSink::new(&cfg, Some("secret-token".into())).unwrap();
-    let first = store.peek_influx(1).unwrap();
+    let first = store.peek(QueueId::Readings, 0, 1).unwrap();
     let verdict = sink.write(&first).await;
     assert!(
-        matches!(verdict, Delivery::Rejected(ref why) if why.starts_with("400")),
+        matches!(verdict, Outcome::Rejected(ref why) if why.starts_with("400")),
         "{verdict:?}"
     );
 
     let stop = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(sink.run(
+    let task = tokio::spawn(riskgate::sink::drive(
         store.clone(),
-        Arc::new(tokio::sync::Notify::new()),
+        QueueId::Readings,
+        sink,
         stop.clone(),
         Duration::from_secs(1),
     ));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while store.stats("influx").unwrap().depth > 0 {
+    while store.stats(QueueId::Readings).unwrap().depth > 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the queue did not move past the refused batch"

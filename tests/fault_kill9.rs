@@ -16,7 +16,7 @@ use common::{
     Mosquitto, Riskgate, SiteCfg, Subscriber, SubscriberOpts, Victoria, assert_schema_valid,
     wait_for_async,
 };
-use riskgate::store::Store;
+use riskgate::queue::{QueueId, Store};
 
 const SITE: &str = "fault-kill9";
 
@@ -139,7 +139,7 @@ async fn kill_9_in_the_middle_of_both_backlogs_loses_nothing_and_reuses_no_seq()
     let still_raised = raise(dev, &data).await;
     queued.extend(still_raised.iter().cloned());
     wait_for_async("a readings backlog", Duration::from_secs(20), || async {
-        (open(&data).stats("influx").unwrap().depth >= 2_000).then_some(())
+        (open(&data).stats(QueueId::Readings).unwrap().depth >= 2_000).then_some(())
     })
     .await;
 
@@ -153,8 +153,8 @@ async fn kill_9_in_the_middle_of_both_backlogs_loses_nothing_and_reuses_no_seq()
         (1..=k).collect::<Vec<_>>(),
         "the alarm log before the kill"
     );
-    let uplink_backlog = store.stats("uplink").unwrap();
-    let influx_backlog = store.stats("influx").unwrap();
+    let uplink_backlog = store.stats(QueueId::Alarms).unwrap();
+    let influx_backlog = store.stats(QueueId::Readings).unwrap();
     assert!(
         uplink_backlog.depth >= queued.len() as u64,
         "alarm events queued at the kill: {uplink_backlog:?}"
@@ -221,7 +221,8 @@ async fn kill_9_in_the_middle_of_both_backlogs_loses_nothing_and_reuses_no_seq()
     let readings_in = back.elapsed();
     wait_for_async("both queues drained", Duration::from_secs(60), || async {
         let s = open(&data);
-        (s.stats("uplink").unwrap().depth == 0 && s.stats("influx").unwrap().depth < 500)
+        (s.stats(QueueId::Alarms).unwrap().depth == 0
+            && s.stats(QueueId::Readings).unwrap().depth < 500)
             .then_some(())
     })
     .await;
@@ -246,7 +247,7 @@ async fn kill_9_in_the_middle_of_both_backlogs_loses_nothing_and_reuses_no_seq()
     )
     .await;
     let store = open(&data);
-    assert_eq!(store.stats("influx").unwrap().depth, 0);
+    assert_eq!(store.stats(QueueId::Readings).unwrap().depth, 0);
     let last = store.last_seq().unwrap();
     // Alarm events: de-duplicated on event_id, gap-free 1..=last, exactly as
     // logged; the ones before the kill unchanged (no seq reused).

@@ -13,7 +13,7 @@ use common::{
     Mosquitto, SiteCfg, Subscriber, SubscriberOpts, Victoria, assert_schema_valid, committed,
     free_port, wait_for_async,
 };
-use riskgate::store::Store;
+use riskgate::queue::{QueueId, Store};
 
 const SITE: &str = "fault-qlimit";
 const CAP: u64 = 1_048_576;
@@ -104,12 +104,12 @@ async fn full_readings_queue_drops_the_oldest_counts_them_and_keeps_every_alarm(
     )
     .await;
     excursion(dev, &store).await;
-    let queued = store.stats("influx").unwrap();
+    let queued = store.stats(QueueId::Readings).unwrap();
     assert!(queued.bytes <= CAP, "the queue holds its limit: {queued:?}");
     running.stop().await;
 
     // Counted: every accepted reading is either still queued or dropped.
-    let queued = store.stats("influx").unwrap();
+    let queued = store.stats(QueueId::Readings).unwrap();
     assert!(
         queued.bytes <= CAP && queued.bytes > CAP - 2_000,
         "{queued:?}"
@@ -125,10 +125,10 @@ async fn full_readings_queue_drops_the_oldest_counts_them_and_keeps_every_alarm(
 
     // The oldest were dropped: what is left is the newest readings.
     let left: BTreeSet<(String, i64)> = store
-        .peek_influx(usize::MAX >> 1)
+        .peek(QueueId::Readings, 0, usize::MAX >> 1)
         .unwrap()
         .iter()
-        .map(|r| parse(&r.line))
+        .map(|r| parse(&r.body))
         .collect();
     assert_eq!(left.len() as u64, queued.depth);
     let all: BTreeSet<(String, i64)> = accepted
@@ -152,7 +152,7 @@ async fn full_readings_queue_drops_the_oldest_counts_them_and_keeps_every_alarm(
     let last = store.last_seq().unwrap();
     let got = county.every_event(last, Duration::from_secs(20)).await;
     assert_eq!(
-        store.stats("uplink").unwrap().depth,
+        store.stats(QueueId::Alarms).unwrap().depth,
         0,
         "no alarm event left behind"
     );
@@ -181,11 +181,11 @@ async fn full_readings_queue_drops_the_oldest_counts_them_and_keeps_every_alarm(
     wait_for_async(
         "the kept readings delivered",
         Duration::from_secs(60),
-        || async { (store.stats("influx").unwrap().depth < 500).then_some(()) },
+        || async { (store.stats(QueueId::Readings).unwrap().depth < 500).then_some(()) },
     )
     .await;
     running.stop().await;
-    assert_eq!(store.stats("influx").unwrap().depth, 0);
+    assert_eq!(store.stats(QueueId::Readings).unwrap().depth, 0);
     let last = store.last_seq().unwrap();
     let got = county.every_event(last, Duration::from_secs(20)).await;
     let overflow: Vec<_> = got.values().filter(|e| e["rule_id"] == OVERFLOW).collect();

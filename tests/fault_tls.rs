@@ -18,7 +18,7 @@ use common::{
     Mosquitto, SiteCfg, Subscriber, SubscriberOpts, assert_schema_valid, free_port, http_get,
     wait_for_async,
 };
-use riskgate::store::Store;
+use riskgate::queue::{QueueId, Store};
 
 /// One test at a time: the password tests set environment variables.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -323,7 +323,7 @@ async fn server_certificate_for_another_name_is_refused_and_events_stay_queued()
         "nothing delivered: {:?}",
         county.alarms()
     );
-    let q = site.store.stats("uplink").unwrap();
+    let q = site.store.stats(QueueId::Alarms).unwrap();
     assert_eq!(q.depth, last, "every event stays queued: {q:?}");
     site.assert_running().await;
     site.stop().await;
@@ -427,7 +427,7 @@ async fn wrong_password_is_refused_and_events_stay_queued() {
         "no MQTT session:\n{}",
         broker.log()
     );
-    let q = site.store.stats("uplink").unwrap();
+    let q = site.store.stats(QueueId::Alarms).unwrap();
     assert_eq!(q.depth, last, "every event stays queued: {q:?}");
     site.assert_running().await;
     site.stop().await;

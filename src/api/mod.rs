@@ -23,7 +23,11 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use crate::runtime::{AckCmd, Shared, since};
+pub mod state;
+
+use crate::queue::QueueId;
+use crate::time::since;
+pub use state::{AckCmd, PointView, Shared};
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -78,7 +82,10 @@ async fn state(State(sh): State<Arc<Shared>>) -> Json<serde_json::Value> {
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    let q = |name| sh.store.stats(name).map(|s| s.depth).unwrap_or(0);
+    let queues: serde_json::Map<String, serde_json::Value> = QueueId::ALL
+        .iter()
+        .map(|q| (q.label().to_string(), json!(sh.store.depth(*q))))
+        .collect();
     Json(json!({
         "site": {"id": sh.cfg.site.id, "name": sh.cfg.site.name, "kind": sh.cfg.site.kind.as_str()},
         "gateway": sh.cfg.gateway.id,
@@ -88,7 +95,7 @@ async fn state(State(sh): State<Arc<Shared>>) -> Json<serde_json::Value> {
         "devices": sh.cfg.devices.iter().map(|d| json!({
             "id": d.id, "name": d.name, "online": devices.get(&d.id).copied(),
         })).collect::<Vec<_>>(),
-        "queues": {"influx": q("influx"), "uplink": q("uplink")},
+        "queues": queues,
     }))
 }
 
@@ -157,7 +164,7 @@ async fn history(State(sh): State<Arc<Shared>>, Query(q): Query<HistoryQuery>) -
     let r = tokio::task::spawn_blocking(move || {
         let raw = store.history(&point, from, limit)?;
         let stats = store.stats_5m(&point, from)?;
-        Ok::<_, crate::store::StoreError>((raw, stats))
+        Ok::<_, crate::queue::StoreError>((raw, stats))
     })
     .await;
     match r {

@@ -4,18 +4,18 @@
 //! whole API riskgate needs is one POST, and owning it lets the sink tell a
 //! 4xx (bad data: set the batch aside) from a 5xx or timeout (retry), gzip
 //! the body, and delete rows from the queue only after the 2xx.
+//!
+//! The sink owns its encoding: producers queue readings as [`line`]s.
 
+use std::future::Future;
 use std::io::Write;
-use std::sync::Arc;
+use std::pin::Pin;
 use std::time::Duration;
 
-use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
-
-use crate::backoff::Backoff;
+use super::{Outcome, Progress, Sink};
 use crate::config::Influx;
 use crate::model::{Quality, Reading, Value};
-use crate::store::{InfluxRow, Store};
+use crate::queue::Row;
 
 /// One reading as line protocol: tags site, device, point; fields `value`
 /// (float; bools as 0/1; absent when the quality is bad), `text` for ASCII
@@ -51,6 +51,12 @@ pub fn line(measurement: &str, site: &str, r: &Reading) -> String {
     s
 }
 
+/// The encoding producers use to queue readings for this sink.
+pub fn encoder(measurement: &str, site: &str) -> impl Fn(&Reading) -> String + Send + 'static {
+    let (measurement, site) = (measurement.to_string(), site.to_string());
+    move |r| line(&measurement, &site, r)
+}
+
 fn escape(s: &str, chars: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -62,13 +68,7 @@ fn escape(s: &str, chars: &str) -> String {
     out
 }
 
-/// Result of one write attempt.
-#[derive(Debug, PartialEq)]
-pub enum Delivery {
-    Delivered,
-    Retry(String),
-    Rejected(String),
-}
+type Request = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
 pub struct InfluxSink {
     client: reqwest::Client,
@@ -76,6 +76,39 @@ pub struct InfluxSink {
     token: Option<String>,
     batch: usize,
     flush: Duration,
+    /// The request on the wire and the ids of its rows.
+    in_flight: Option<(Vec<i64>, Request)>,
+    closing: bool,
+}
+
+/// The InfluxDB token could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum InfluxError {
+    #[error("InfluxDB token: environment variable {0} is not set")]
+    TokenEnv(String),
+    #[error("InfluxDB token file {path}: {source}")]
+    TokenFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("InfluxDB client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// The token named by `token_env` or `token_file`, if any.
+pub fn token(cfg: &Influx) -> Result<Option<String>, InfluxError> {
+    match (&cfg.token_env, &cfg.token_file) {
+        (Some(v), _) => std::env::var(v)
+            .map(Some)
+            .map_err(|_| InfluxError::TokenEnv(v.clone())),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .map(|s| Some(s.trim().to_string()))
+            .map_err(|source| InfluxError::TokenFile {
+                path: f.clone(),
+                source,
+            }),
+        (None, None) => Ok(None),
+    }
 }
 
 impl InfluxSink {
@@ -93,37 +126,59 @@ impl InfluxSink {
             token,
             batch: cfg.batch_size,
             flush: cfg.flush_interval.0,
+            in_flight: None,
+            closing: false,
         })
     }
 
-    pub async fn write(&self, rows: &[InfluxRow]) -> Delivery {
+    /// Writes one batch of queued rows (line protocol) and says how it ended.
+    pub async fn write(&self, rows: &[Row]) -> Outcome {
+        let body = Self::body(rows);
+        Self::post(
+            self.client.clone(),
+            self.url.clone(),
+            self.token.clone(),
+            body,
+        )
+        .await
+    }
+
+    fn body(rows: &[Row]) -> Vec<u8> {
         let mut body = Vec::with_capacity(rows.len() * 100);
         for r in rows {
-            body.extend_from_slice(r.line.as_bytes());
+            body.extend_from_slice(r.body.as_bytes());
             body.push(b'\n');
         }
+        body
+    }
+
+    async fn post(
+        client: reqwest::Client,
+        url: String,
+        token: Option<String>,
+        body: Vec<u8>,
+    ) -> Outcome {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         if let Err(e) = gz.write_all(&body) {
-            return Delivery::Retry(format!("gzip: {e}"));
+            return Outcome::Retry(format!("gzip: {e}"));
         }
         let body = match gz.finish() {
             Ok(b) => b,
-            Err(e) => return Delivery::Retry(format!("gzip: {e}")),
+            Err(e) => return Outcome::Retry(format!("gzip: {e}")),
         };
-        let mut req = self
-            .client
-            .post(&self.url)
+        let mut req = client
+            .post(&url)
             .header("Content-Encoding", "gzip")
             .header("Content-Type", "text/plain; charset=utf-8")
             .body(body);
-        if let Some(t) = &self.token {
+        if let Some(t) = &token {
             req = req.header("Authorization", format!("Token {t}"));
         }
         match req.send().await {
             Ok(resp) => {
                 let status = resp.status();
                 if status.is_success() {
-                    Delivery::Delivered
+                    Outcome::Delivered
                 } else {
                     let text: String = resp
                         .text()
@@ -132,89 +187,67 @@ impl InfluxSink {
                         .chars()
                         .take(300)
                         .collect();
-                    // 429 and 5xx are the server's trouble: keep and retry.
+                    // 408, 429 and 5xx are the server's trouble: keep and retry.
                     if status.is_client_error() && status.as_u16() != 429 && status.as_u16() != 408
                     {
-                        Delivery::Rejected(format!("{status}: {text}"))
+                        Outcome::Rejected(format!("{status}: {text}"))
                     } else {
-                        Delivery::Retry(format!("{status}: {text}"))
+                        Outcome::Retry(format!("{status}: {text}"))
                     }
                 }
             }
-            Err(e) => Delivery::Retry(e.to_string()),
+            Err(e) => Outcome::Retry(e.to_string()),
+        }
+    }
+}
+
+/// One request at a time, `batch_size` rows each: a 2xx settles the batch.
+impl Sink for InfluxSink {
+    fn room(&self) -> usize {
+        if self.in_flight.is_none() && !self.closing {
+            self.batch
+        } else {
+            0
         }
     }
 
-    /// Delivers the queue until `shutdown`; then one last attempt to flush
-    /// what is queued, bounded by `drain`.
-    pub async fn run(
-        self,
-        store: Arc<Store>,
-        wake: Arc<Notify>,
-        shutdown: CancellationToken,
-        drain: Duration,
-    ) {
-        let mut backoff = Backoff::default();
-        loop {
-            if shutdown.is_cancelled() {
-                let _ = tokio::time::timeout(drain, self.drain(&store)).await;
-                return;
-            }
-            let rows = match store.peek_influx(self.batch) {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(error = %e, "influx queue read failed");
-                    Vec::new()
-                }
-            };
-            if rows.is_empty() {
-                tokio::select! {
-                    _ = wake.notified() => {}
-                    _ = tokio::time::sleep(self.flush) => {}
-                    _ = shutdown.cancelled() => {}
-                }
-                continue;
-            }
-            match self.write(&rows).await {
-                Delivery::Delivered => {
-                    backoff.reset();
-                    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-                    if let Err(e) = store.ack_influx(&ids) {
-                        tracing::error!(error = %e, "influx queue ack failed");
-                    }
-                    tracing::debug!(rows = rows.len(), "readings delivered to InfluxDB");
-                }
-                Delivery::Rejected(why) => {
-                    tracing::error!(rows = rows.len(), reason = %why, "InfluxDB rejected a batch: set aside in the `rejected` table");
-                    if let Err(e) =
-                        store.reject_influx(&rows, &why, chrono::Utc::now().timestamp_millis())
-                    {
-                        tracing::error!(error = %e, "moving a rejected batch aside failed");
-                    }
-                }
-                Delivery::Retry(why) => {
-                    let wait = backoff.fail();
-                    tracing::warn!(rows = rows.len(), reason = %why, retry_in = ?wait, "InfluxDB write failed; kept in the queue");
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = shutdown.cancelled() => {}
-                    }
-                }
-            }
-        }
+    fn send(&mut self, rows: Vec<Row>) {
+        let ids = rows.iter().map(|r| r.id).collect();
+        let req = Self::post(
+            self.client.clone(),
+            self.url.clone(),
+            self.token.clone(),
+            Self::body(&rows),
+        );
+        self.in_flight = Some((ids, Box::pin(req)));
     }
 
-    async fn drain(&self, store: &Store) {
-        loop {
-            let Ok(rows) = store.peek_influx(self.batch) else {
-                return;
-            };
-            if rows.is_empty() || self.write(&rows).await != Delivery::Delivered {
-                return;
-            }
-            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-            let _ = store.ack_influx(&ids);
+    async fn progress(&mut self) -> Progress {
+        if self.closing {
+            return Progress::Closed;
         }
+        let Some((_, req)) = self.in_flight.as_mut() else {
+            return std::future::pending().await;
+        };
+        // Polled in place: a cancelled `progress` leaves the request running
+        // for the next call.
+        let outcome = req.await;
+        let (ids, _) = self.in_flight.take().expect("request in flight");
+        Progress::Settled(ids, outcome)
+    }
+
+    fn reset(&mut self) {
+        self.in_flight = None;
+    }
+
+    fn close(&mut self) {
+        self.closing = true;
+    }
+
+    async fn finish(self) {}
+
+    fn idle_wait(&self) -> Duration {
+        self.flush
     }
 }
 

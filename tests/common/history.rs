@@ -7,7 +7,7 @@ use super::wait::wait_for_async;
 /// Every raw reading of the local history (all points), per point: the
 /// readings the gateway accepted (committed).
 pub fn accepted_readings(
-    store: &riskgate::store::Store,
+    store: &riskgate::queue::Store,
     points: &[String],
 ) -> std::collections::BTreeMap<String, Vec<i64>> {
     let since = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(0).unwrap();
@@ -23,7 +23,7 @@ pub fn accepted_readings(
 /// Waits until the gateway's alarm log holds an event of `rule` in `state`
 /// newer than `after_seq`; returns its seq.
 pub async fn committed(
-    store: &riskgate::store::Store,
+    store: &riskgate::queue::Store,
     rule: &str,
     state: &str,
     after_seq: u64,

@@ -1,11 +1,13 @@
 //! The county uplink contract (`docs/contract/county-mqtt.md`, a copy of
-//! `shared/contracts/`): topics and payloads, built in one place.
+//! `shared/contracts/`): topics and payloads, built in one place. The
+//! uplink owns this encoding; the store keeps the bytes it produces.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value as J, json};
 
 use crate::config::Config;
 use crate::model::{AlarmState, AlarmTransition, level_color};
+use crate::queue::LoggedEvent;
 
 pub const ALARM_SCHEMA: &str = "riskgate.alarm.v1";
 pub const STATUS_SCHEMA: &str = "riskgate.status.v1";
@@ -57,6 +59,18 @@ impl Identity {
     /// gateway for ever, because `seq` is persisted and never reused.
     pub fn event_id(&self, seq: u64) -> String {
         format!("{}:{seq:012}", self.gateway_id)
+    }
+
+    /// The event as queued for the uplink and kept in the alarm log, once
+    /// the store has given it `seq` (inside the transaction that persists
+    /// that `seq`).
+    pub fn alarm_event(&self, seq: u64, t: &AlarmTransition) -> LoggedEvent {
+        LoggedEvent {
+            event_id: self.event_id(seq),
+            alarm_id: t.alarm_id.clone(),
+            at_ms: t.ts.timestamp_millis(),
+            body: self.alarm_payload(seq, t).to_string(),
+        }
     }
 
     pub fn alarm_payload(&self, seq: u64, t: &AlarmTransition) -> J {

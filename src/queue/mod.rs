@@ -1,0 +1,530 @@
+//! The durable store: one SQLite database (WAL, `synchronous = FULL`) that
+//! holds the outbound queues, the persisted `seq`, the alarm log, the active
+//! alarms and the local history.
+//!
+//! Why SQLite: it is the best-tested embedded store there is, survives power
+//! loss in WAL mode with full sync, and gives the local history real queries
+//! (`riskgate history`, the operator page) from the same file.
+//!
+//! Invariants of the queues:
+//! - A queue is named by a closed [`QueueId`] and holds opaque bodies that its
+//!   producer encoded for the sink that reads it: the store knows no sink and
+//!   no payload format. Rows leave a queue in id order only through
+//!   [`Store::ack`] (the sink delivered them) or [`Store::reject`] (the sink
+//!   refused them as bad data: moved to `rejected`), or, for a queue whose
+//!   [`QueueId::may_drop`] is true, oldest first when it exceeds its size cap.
+//! - A row counts as accepted when the transaction that inserts it has
+//!   committed. Depth and byte totals are running counters, read once at
+//!   open and changed only after a commit, so stats and the size cap never
+//!   scan a table.
+//!
+//! Alarm events (`log.rs`) get their gap-free `seq` in the transaction that
+//! queues and logs them; readings (`history.rs`) are committed in batches,
+//! one fsync per batch, together with their local history.
+
+mod history;
+mod log;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::{Connection, Transaction, params};
+use tokio::sync::Notify;
+
+pub use history::{HistoryRow, Stat5m};
+pub use log::LoggedEvent;
+
+/// The outbound queues. Adding one is a variant here (with its table name,
+/// its metric label and whether it may drop), a sink that reads it, and one
+/// wiring line in `runtime`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum QueueId {
+    /// Alarm events for the county uplink, in `seq` order. Never dropped.
+    Alarms,
+    /// Readings for the time-series database. Oldest dropped beyond the cap.
+    Readings,
+}
+
+impl QueueId {
+    pub const ALL: [QueueId; 2] = [QueueId::Alarms, QueueId::Readings];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The SQLite table.
+    fn table(self) -> &'static str {
+        match self {
+            QueueId::Alarms => "queue_alarms",
+            QueueId::Readings => "queue_readings",
+        }
+    }
+
+    /// The `queue` label of the metrics and the key in `/api/state`; kept
+    /// as they were when queues were named by their sink, so dashboards and
+    /// alerts built on them keep working.
+    pub fn label(self) -> &'static str {
+        match self {
+            QueueId::Alarms => "uplink",
+            QueueId::Readings => "influx",
+        }
+    }
+
+    /// Whether the oldest rows may be dropped when the queue exceeds its
+    /// cap. Alarm events never are (docs/guarantees.md).
+    pub fn may_drop(self) -> bool {
+        match self {
+            QueueId::Alarms => false,
+            QueueId::Readings => true,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("cannot create data directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("store {path}: active alarm `{key}` cannot be encoded: {source}")]
+    Encode {
+        path: PathBuf,
+        key: String,
+        source: serde_json::Error,
+    },
+}
+
+/// One queued row: its id (the order) and the body its producer encoded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub id: i64,
+    pub body: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct QueueStats {
+    pub depth: u64,
+    pub bytes: u64,
+    /// When the row at the head of the queue was queued (ms since epoch).
+    pub oldest_ms: Option<i64>,
+}
+
+/// Size limits. A queue that may drop and has no cap here is unbounded.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub readings_queue_bytes: u64,
+    pub history_bytes: u64,
+}
+
+impl Limits {
+    fn cap(&self, q: QueueId) -> Option<u64> {
+        match q {
+            QueueId::Alarms => None,
+            QueueId::Readings => Some(self.readings_queue_bytes),
+        }
+    }
+}
+
+/// Running totals of one queue.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counter {
+    depth: u64,
+    bytes: u64,
+}
+
+struct Inner {
+    conn: Connection,
+    counters: [Counter; QueueId::ALL.len()],
+}
+
+pub struct Store {
+    inner: Mutex<Inner>,
+    path: PathBuf,
+    limits: Limits,
+    wakers: [Arc<Notify>; QueueId::ALL.len()],
+}
+
+/// Rows each queue dropped (oldest first) to stay within its cap in one
+/// write transaction.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Drops([u64; QueueId::ALL.len()]);
+
+impl Drops {
+    pub fn get(&self, q: QueueId) -> u64 {
+        self.0[q.index()]
+    }
+}
+
+/// The queue changes one write transaction made, applied to the counters
+/// only once it has committed.
+#[derive(Default)]
+pub(crate) struct Delta {
+    changes: [(i64, i64); QueueId::ALL.len()],
+    dropped: [u64; QueueId::ALL.len()],
+    pushed: [bool; QueueId::ALL.len()],
+}
+
+impl Store {
+    /// Opens (or creates) `dir/riskgate.db` with the readings queue capped at
+    /// `readings_cap_bytes` and the raw history at `history_cap_bytes`.
+    pub fn open(
+        dir: &Path,
+        readings_cap_bytes: u64,
+        history_cap_bytes: u64,
+    ) -> Result<Store, StoreError> {
+        Self::open_with(
+            dir,
+            Limits {
+                readings_queue_bytes: readings_cap_bytes,
+                history_bytes: history_cap_bytes,
+            },
+        )
+    }
+
+    pub fn open_with(dir: &Path, limits: Limits) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join("riskgate.db");
+        let wrap = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let mut conn = Connection::open(&path).map_err(wrap)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(wrap)?;
+        // FULL: a committed alarm survives a power cut, not only a crash.
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(wrap)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(wrap)?;
+        schema::create(&mut conn).map_err(wrap)?;
+        // The only full pass over the queues: the running totals start here.
+        let mut counters = [Counter::default(); QueueId::ALL.len()];
+        for q in QueueId::ALL {
+            let (depth, bytes): (i64, i64) = conn
+                .query_row(
+                    &format!(
+                        "SELECT COUNT(*), COALESCE(SUM(LENGTH(CAST(body AS BLOB))), 0) FROM {}",
+                        q.table()
+                    ),
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(wrap)?;
+            counters[q.index()] = Counter {
+                depth: depth as u64,
+                bytes: bytes as u64,
+            };
+        }
+        Ok(Store {
+            inner: Mutex::new(Inner { conn, counters }),
+            path,
+            limits,
+            wakers: std::array::from_fn(|_| Arc::new(Notify::new())),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave SQLite inconsistent
+        // (transactions roll back, counters change only after a commit), so
+        // a poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` in one write transaction; on commit, applies its queue
+    /// changes to the counters, counts and logs drops, and wakes the sinks
+    /// of the queues that got rows.
+    pub(crate) fn write<R>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>, &mut Delta) -> Result<R, StoreError>,
+    ) -> Result<(R, Drops), StoreError> {
+        let mut delta = Delta::default();
+        let r = {
+            let mut g = self.lock();
+            let inner = &mut *g;
+            let tx = inner.conn.transaction().map_err(|e| self.err(e))?;
+            let r = f(&tx, &mut delta)?;
+            for q in QueueId::ALL {
+                if delta.pushed[q.index()] {
+                    let cur = apply(inner.counters[q.index()], delta.changes[q.index()]);
+                    delta.dropped[q.index()] = self
+                        .enforce_cap(&tx, q, cur, &mut delta)
+                        .map_err(|e| self.err(e))?;
+                }
+            }
+            tx.commit().map_err(|e| self.err(e))?;
+            for q in QueueId::ALL {
+                let c = &mut inner.counters[q.index()];
+                *c = apply(*c, delta.changes[q.index()]);
+            }
+            r
+        };
+        let m = crate::metrics::metrics();
+        for q in QueueId::ALL {
+            let dropped = delta.dropped[q.index()];
+            if dropped > 0 {
+                m.queue_dropped
+                    .with_label_values(&[q.label()])
+                    .inc_by(dropped);
+                tracing::warn!(
+                    queue = q.label(),
+                    dropped,
+                    "queue reached its size limit: oldest rows dropped"
+                );
+            }
+            if delta.pushed[q.index()] {
+                self.wakers[q.index()].notify_one();
+            }
+        }
+        Ok((r, Drops(delta.dropped)))
+    }
+
+    /// Drops the oldest rows of `q` until it fits its cap. Reads only the
+    /// rows it drops (the total comes from the counter).
+    fn enforce_cap(
+        &self,
+        tx: &Transaction<'_>,
+        q: QueueId,
+        cur: Counter,
+        delta: &mut Delta,
+    ) -> rusqlite::Result<u64> {
+        let Some(cap) = self.limits.cap(q).filter(|_| q.may_drop()) else {
+            return Ok(0);
+        };
+        if cur.bytes <= cap {
+            return Ok(0);
+        }
+        let mut excess = cur.bytes - cap;
+        let (mut dropped, mut freed) = (0u64, 0u64);
+        let mut last_id = None;
+        {
+            let mut st = tx.prepare_cached(&format!(
+                "SELECT id, LENGTH(CAST(body AS BLOB)) FROM {} ORDER BY id",
+                q.table()
+            ))?;
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                let (id, len): (i64, i64) = (r.get(0)?, r.get(1)?);
+                last_id = Some(id);
+                dropped += 1;
+                freed += len as u64;
+                if len as u64 >= excess {
+                    break;
+                }
+                excess -= len as u64;
+            }
+        }
+        if let Some(id) = last_id {
+            tx.execute(&format!("DELETE FROM {} WHERE id <= ?1", q.table()), [id])?;
+        }
+        let c = &mut delta.changes[q.index()];
+        c.0 -= dropped as i64;
+        c.1 -= freed as i64;
+        Ok(dropped)
+    }
+
+    /// Notified after a commit that added rows to `q`; a sink waits on it
+    /// when its queue is empty (a permit is kept if nobody waits).
+    pub fn waker(&self, q: QueueId) -> Arc<Notify> {
+        self.wakers[q.index()].clone()
+    }
+
+    /// Appends bodies to `q` in one transaction. Returns how many old rows
+    /// were dropped to keep the queue within its cap.
+    pub fn push(&self, q: QueueId, bodies: &[String], now_ms: i64) -> Result<u64, StoreError> {
+        let ((), drops) =
+            self.write(|tx, d| push_in(tx, d, q, bodies, now_ms).map_err(|e| self.err(e)))?;
+        Ok(drops.get(q))
+    }
+
+    /// Up to `max` rows of `q` with an id greater than `after`, oldest first.
+    pub fn peek(&self, q: QueueId, after: i64, max: usize) -> Result<Vec<Row>, StoreError> {
+        let g = self.lock();
+        let mut st = g
+            .conn
+            .prepare_cached(&format!(
+                "SELECT id, body FROM {} WHERE id > ?1 ORDER BY id LIMIT ?2",
+                q.table()
+            ))
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![after, max.min(i64::MAX as usize) as i64], |r| {
+                Ok(Row {
+                    id: r.get(0)?,
+                    body: r.get(1)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// The sink delivered these rows: they leave the queue. Ids no longer
+    /// queued (a duplicate acknowledgement) are ignored.
+    pub fn ack(&self, q: QueueId, ids: &[i64]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let (n, _) = self.write(|tx, d| delete_in(tx, d, q, ids).map_err(|e| self.err(e)))?;
+        crate::metrics::metrics()
+            .delivered
+            .with_label_values(&[q.label()])
+            .inc_by(n);
+        Ok(())
+    }
+
+    /// The sink refused these rows as bad data: they move to `rejected`
+    /// for inspection instead of blocking the queue for ever.
+    pub fn reject(
+        &self,
+        q: QueueId,
+        ids: &[i64],
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let (n, _) = self.write(|tx, d| {
+            let set_aside = || -> rusqlite::Result<()> {
+                let mut ins = tx.prepare_cached(&format!(
+                    "INSERT INTO rejected (queue, payload, reason, at_ms) SELECT ?1, body, ?2, ?3 FROM {} WHERE id = ?4",
+                    q.table()
+                ))?;
+                for id in ids {
+                    ins.execute(params![q.label(), reason, now_ms, id])?;
+                }
+                Ok(())
+            };
+            set_aside().map_err(|e| self.err(e))?;
+            delete_in(tx, d, q, ids).map_err(|e| self.err(e))
+        })?;
+        crate::metrics::metrics()
+            .rejected
+            .with_label_values(&[q.label()])
+            .inc_by(n);
+        Ok(())
+    }
+
+    /// Rows set aside as rejected, all queues.
+    pub fn rejected_count(&self) -> Result<u64, StoreError> {
+        let g = self.lock();
+        let n: i64 = g
+            .conn
+            .query_row("SELECT COUNT(*) FROM rejected", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        Ok(n as u64)
+    }
+
+    /// Depth and bytes from the running counters; the age of the head row
+    /// by one primary-key lookup.
+    pub fn stats(&self, q: QueueId) -> Result<QueueStats, StoreError> {
+        let g = self.lock();
+        let c = g.counters[q.index()];
+        let oldest_ms = if c.depth == 0 {
+            None
+        } else {
+            use rusqlite::OptionalExtension;
+            g.conn
+                .query_row(
+                    &format!("SELECT at_ms FROM {} ORDER BY id LIMIT 1", q.table()),
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| self.err(e))?
+        };
+        Ok(QueueStats {
+            depth: c.depth,
+            bytes: c.bytes,
+            oldest_ms,
+        })
+    }
+
+    /// Rows waiting in `q`, from the running counter.
+    pub fn depth(&self, q: QueueId) -> u64 {
+        self.lock().counters[q.index()].depth
+    }
+
+    /// Rows waiting in every queue.
+    pub fn total_depth(&self) -> u64 {
+        let g = self.lock();
+        g.counters.iter().map(|c| c.depth).sum()
+    }
+}
+
+fn apply(c: Counter, (depth, bytes): (i64, i64)) -> Counter {
+    Counter {
+        depth: (c.depth as i64 + depth).max(0) as u64,
+        bytes: (c.bytes as i64 + bytes).max(0) as u64,
+    }
+}
+
+/// Inserts `bodies` into `q` inside `tx`, noting the change in `d`.
+pub(crate) fn push_in(
+    tx: &Transaction<'_>,
+    d: &mut Delta,
+    q: QueueId,
+    bodies: &[String],
+    now_ms: i64,
+) -> rusqlite::Result<()> {
+    if bodies.is_empty() {
+        return Ok(());
+    }
+    let mut st = tx.prepare_cached(&format!(
+        "INSERT INTO {} (body, at_ms) VALUES (?1, ?2)",
+        q.table()
+    ))?;
+    let c = &mut d.changes[q.index()];
+    for b in bodies {
+        st.execute(params![b, now_ms])?;
+        c.0 += 1;
+        c.1 += b.len() as i64;
+    }
+    d.pushed[q.index()] = true;
+    Ok(())
+}
+
+/// Deletes rows of `q` by id inside `tx`; returns how many were queued.
+fn delete_in(
+    tx: &Transaction<'_>,
+    d: &mut Delta,
+    q: QueueId,
+    ids: &[i64],
+) -> rusqlite::Result<u64> {
+    let mut st = tx.prepare_cached(&format!(
+        "DELETE FROM {} WHERE id = ?1 RETURNING LENGTH(CAST(body AS BLOB))",
+        q.table()
+    ))?;
+    let c = &mut d.changes[q.index()];
+    let mut n = 0;
+    for id in ids {
+        let mut rows = st.query([id])?;
+        if let Some(r) = rows.next()? {
+            let len: i64 = r.get(0)?;
+            c.0 -= 1;
+            c.1 -= len;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests;

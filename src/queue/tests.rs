@@ -1,0 +1,142 @@
+//! The queue's own promises: running counters agree with the tables, the cap
+//! drops oldest first, acks are idempotent, rejected rows move aside, the
+//! `seq` is gap-free across reopen, and old sink-named tables are migrated.
+
+use super::*;
+
+fn open(dir: &Path, cap: u64) -> Store {
+    Store::open(dir, cap, u64::MAX).unwrap()
+}
+
+fn bodies(n: usize, len: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{i:0len$}")).collect()
+}
+
+fn scanned(s: &Store, q: QueueId) -> (u64, u64) {
+    let g = s.lock();
+    g.conn
+        .query_row(
+            &format!(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(CAST(body AS BLOB))), 0) FROM {}",
+                q.table()
+            ),
+            [],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+        )
+        .unwrap()
+}
+
+#[test]
+fn counters_follow_push_ack_reject_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), u64::MAX);
+    s.push(QueueId::Readings, &bodies(10, 8), 1).unwrap();
+    s.push(QueueId::Alarms, &["é".to_string()], 2).unwrap();
+    let st = s.stats(QueueId::Readings).unwrap();
+    assert_eq!((st.depth, st.bytes, st.oldest_ms), (10, 80, Some(1)));
+    assert_eq!(
+        s.stats(QueueId::Alarms).unwrap().bytes,
+        2,
+        "bytes, not chars"
+    );
+    let rows = s.peek(QueueId::Readings, 0, 3).unwrap();
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    s.ack(QueueId::Readings, &ids).unwrap();
+    s.ack(QueueId::Readings, &ids).unwrap(); // a duplicate PUBACK
+    let next = s.peek(QueueId::Readings, 0, 1).unwrap();
+    s.reject(QueueId::Readings, &[next[0].id], "400", 5)
+        .unwrap();
+    assert_eq!(s.rejected_count().unwrap(), 1);
+    assert_eq!(s.depth(QueueId::Readings), 6);
+    assert_eq!(scanned(&s, QueueId::Readings), (6, 48));
+    assert_eq!(s.total_depth(), 7);
+    drop(s);
+    let s = open(dir.path(), u64::MAX);
+    assert_eq!(s.stats(QueueId::Readings).unwrap().bytes, 48);
+    assert_eq!(s.peek(QueueId::Readings, ids[2], 100).unwrap().len(), 6);
+}
+
+#[test]
+fn cap_drops_oldest_first_and_only_where_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), 100);
+    assert_eq!(s.push(QueueId::Readings, &bodies(10, 10), 0).unwrap(), 0);
+    assert_eq!(s.push(QueueId::Readings, &bodies(3, 10), 0).unwrap(), 3);
+    let st = s.stats(QueueId::Readings).unwrap();
+    assert_eq!((st.depth, st.bytes), (10, 100));
+    assert_eq!(scanned(&s, QueueId::Readings), (10, 100));
+    let head = s.peek(QueueId::Readings, 0, 1).unwrap();
+    assert_eq!(head[0].id, 4, "the three oldest went");
+    // Alarm events are never dropped, whatever the readings cap.
+    s.push(QueueId::Alarms, &bodies(50, 10), 0).unwrap();
+    assert_eq!(s.depth(QueueId::Alarms), 50);
+}
+
+#[test]
+fn seq_is_gap_free_across_reopen_and_encoded_in_the_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let enc = |seq: u64, name: &&str| LoggedEvent {
+        event_id: format!("gw:{seq:012}"),
+        alarm_id: name.to_string(),
+        at_ms: 1_000,
+        body: format!("{{\"seq\":{seq},\"alarm_id\":\"{name}\"}}"),
+    };
+    let s = open(dir.path(), u64::MAX);
+    let active = vec![("k".to_string(), serde_json::json!({"a": 1}))];
+    assert_eq!(
+        s.append_events(QueueId::Alarms, &["a", "b"], enc, &active)
+            .unwrap(),
+        vec![1, 2]
+    );
+    drop(s);
+    let s = open(dir.path(), u64::MAX);
+    assert_eq!(s.last_seq().unwrap(), 2);
+    assert_eq!(
+        s.append_events(QueueId::Alarms, &["c"], enc, &active)
+            .unwrap(),
+        vec![3]
+    );
+    let queued: Vec<String> = s
+        .peek(QueueId::Alarms, 0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.body)
+        .collect();
+    assert_eq!(queued[2], r#"{"seq":3,"alarm_id":"c"}"#);
+    let since = chrono::DateTime::from_timestamp_millis(0).unwrap();
+    let log = s.alarm_log(since, 10).unwrap();
+    assert_eq!(log.len(), 3);
+    assert_eq!(log[1]["alarm_id"], "b");
+    let restored: Vec<serde_json::Value> = s.load_active().unwrap();
+    assert_eq!(restored, vec![serde_json::json!({"a": 1})]);
+}
+
+#[test]
+fn rows_of_the_old_sink_named_tables_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let c = Connection::open(dir.path().join("riskgate.db")).unwrap();
+        c.execute_batch(
+            "CREATE TABLE q_uplink (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL,
+                 payload TEXT NOT NULL, event_id TEXT NOT NULL, at_ms INTEGER NOT NULL);
+             CREATE TABLE q_influx (id INTEGER PRIMARY KEY AUTOINCREMENT, line TEXT NOT NULL,
+                 at_ms INTEGER NOT NULL);
+             INSERT INTO q_uplink (topic, payload, event_id, at_ms) VALUES ('t', 'e1', 'g:1', 5), ('t', 'e2', 'g:2', 6);
+             INSERT INTO q_influx (line, at_ms) VALUES ('l1', 7);",
+        )
+        .unwrap();
+    }
+    let s = open(dir.path(), u64::MAX);
+    let up: Vec<String> = s
+        .peek(QueueId::Alarms, 0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.body)
+        .collect();
+    assert_eq!(up, ["e1", "e2"]);
+    assert_eq!(s.stats(QueueId::Alarms).unwrap().oldest_ms, Some(5));
+    assert_eq!(s.stats(QueueId::Readings).unwrap().depth, 1);
+    drop(s);
+    let s = open(dir.path(), u64::MAX);
+    assert_eq!(s.depth(QueueId::Alarms), 2, "migrated once");
+}

@@ -1,0 +1,208 @@
+//! Wiring: sources → bounded channel → engine task → durable queues →
+//! sinks, plus housekeeping and the operator API. Everything is started here
+//! and stopped by one cancellation token; the parts live in their own files
+//! (`engine_task`, `actions`, `outbox`, `housekeeping`).
+//!
+//! A queued output is wired with one line: `drive(store, QueueId::X, sink,
+//! ..)`, plus, when it is fed with readings, its encoder in `feeds`.
+
+mod actions;
+mod engine_task;
+mod housekeeping;
+mod outbox;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{AckCmd, Shared};
+use crate::config::Config;
+use crate::model::Input;
+use crate::queue::{Limits, QueueId, Store};
+use crate::rules::engine::{Engine, Instance};
+use crate::sink::influx::{self, InfluxSink};
+use crate::sink::uplink::UplinkSink;
+use crate::sink::uplink::contract::{Identity, RemoteAck, StatusCounts};
+use crate::sink::{self as sinks};
+use crate::source;
+
+use engine_task::{EngineTask, Feed};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] crate::queue::StoreError),
+    #[error(transparent)]
+    Uplink(#[from] crate::sink::uplink::UplinkError),
+    #[error(transparent)]
+    Influx(#[from] crate::sink::influx::InfluxError),
+    #[error("HTTP listener {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// A running gateway. Dropping it does not stop it; call `stop()`.
+pub struct Running {
+    pub http_addr: Option<SocketAddr>,
+    pub shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// Stops cleanly: sources end, pending readings are committed, the
+    /// sinks get `drain` to deliver what is queued, the uplink publishes its
+    /// `offline` status.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Runs the gateway until `shutdown` completes.
+pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    let running = start(cfg).await?;
+    shutdown.await;
+    tracing::info!("stopping");
+    running.stop().await;
+    Ok(())
+}
+
+/// Starts every task and returns once the HTTP listener is bound.
+pub async fn start(cfg: Config) -> Result<Running, RunError> {
+    let cfg = Arc::new(cfg);
+    let store = Arc::new(Store::open_with(
+        std::path::Path::new(&cfg.gateway.data_dir),
+        Limits {
+            readings_queue_bytes: (cfg.store.readings_queue_mb * 1_048_576.0) as u64,
+            history_bytes: (cfg.store.history_mb * 1_048_576.0) as u64,
+        },
+    )?);
+    let id = Identity::from_config(&cfg);
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+
+    let (input_tx, input_rx) = mpsc::channel::<Input>(4096);
+    let (ack_tx, ack_rx) = mpsc::channel::<AckCmd>(64);
+    let (remote_tx, remote_rx) = mpsc::unbounded_channel::<RemoteAck>();
+    let counts = Arc::new(Mutex::new(StatusCounts {
+        devices_total: cfg.devices.len() as u64,
+        ..Default::default()
+    }));
+
+    let shared = Arc::new(Shared {
+        cfg: cfg.clone(),
+        id: id.clone(),
+        store: store.clone(),
+        points: RwLock::new(Vec::new()),
+        alarms: RwLock::new(Vec::new()),
+        devices_online: RwLock::new(HashMap::new()),
+        counts: counts.clone(),
+        acks: ack_tx,
+    });
+
+    // Sinks first, so nothing waits on them. Each is one queue, one sink,
+    // one `drive`; an output fed with readings also adds its encoder.
+    let drain = Duration::from_secs(5);
+    let sink_stop = CancellationToken::new();
+    let mut feeds: Vec<Feed> = Vec::new();
+    if let Some(up) = UplinkSink::new(&cfg, store.clone(), counts.clone(), remote_tx)? {
+        let run = sinks::drive(store.clone(), QueueId::Alarms, up, sink_stop.clone(), drain);
+        tasks.spawn(run);
+    }
+    if let Some(icfg) = &cfg.influxdb {
+        let sink =
+            InfluxSink::new(icfg, influx::token(icfg)?).map_err(influx::InfluxError::from)?;
+        feeds.push(Feed::new(
+            QueueId::Readings,
+            influx::encoder(&icfg.measurement, &cfg.site.id),
+        ));
+        let run = sinks::drive(
+            store.clone(),
+            QueueId::Readings,
+            sink,
+            sink_stop.clone(),
+            drain,
+        );
+        tasks.spawn(run);
+    } else {
+        // Without InfluxDB the readings queue would only grow: readings go
+        // to the local history alone.
+        tracing::info!("no [influxdb]: readings are kept in the local history only");
+    }
+
+    // Sources.
+    let (sources, writers) = source::build(&cfg);
+    let source_stop = shutdown.child_token();
+    let mut source_tasks = JoinSet::new();
+    for s in sources {
+        tracing::info!(source = %s.name(), "starting source");
+        let (tx, stop) = (input_tx.clone(), source_stop.clone());
+        source_tasks.spawn(s.run(tx, stop));
+    }
+    drop(input_tx);
+
+    // The engine: its task ends when every source has ended, after the
+    // last readings are committed; then the sinks are told to drain.
+    let mut engine = Engine::new(&cfg);
+    let restored: Vec<Instance> = store.load_active()?;
+    if !restored.is_empty() {
+        tracing::info!(
+            count = restored.len(),
+            "active alarms restored from the store"
+        );
+        engine.restore(restored);
+    }
+    {
+        let sh = shared.clone();
+        let stop_sinks = sink_stop.clone();
+        let engine_stop = shutdown.clone();
+        tasks.spawn(async move {
+            let mut et = EngineTask::new(engine, sh, writers, feeds);
+            et.run(input_rx, ack_rx, remote_rx, engine_stop).await;
+            while source_tasks.join_next().await.is_some() {}
+            stop_sinks.cancel();
+        });
+    }
+
+    // Housekeeping: retention and queue gauges.
+    {
+        let (s, c, stop) = (store.clone(), cfg.clone(), shutdown.clone());
+        tasks.spawn(housekeeping::run(s, c, stop));
+    }
+
+    // Operator API.
+    let mut http_addr = None;
+    if cfg.http.enabled {
+        let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
+            .await
+            .map_err(|source| RunError::Listen {
+                addr: cfg.http.listen.clone(),
+                source,
+            })?;
+        http_addr = listener.local_addr().ok();
+        let app = crate::api::router(shared.clone());
+        let stop = shutdown.clone();
+        tracing::info!(addr = ?http_addr, "operator page and API listening");
+        tasks.spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+        });
+    }
+
+    Ok(Running {
+        http_addr,
+        shared,
+        shutdown,
+        tasks,
+    })
+}
