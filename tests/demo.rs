@@ -7,26 +7,14 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Mosquitto, assert_schema_valid};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use common::{Mosquitto, assert_schema_valid, subscribe};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_publishes_raised_and_cleared_to_an_external_broker() {
     let broker = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = MqttOptions::new("demo-watch", "127.0.0.1", broker.port);
-    opts.set_keep_alive(Duration::from_secs(10));
-    let (client, mut el) = AsyncClient::new(opts, 100);
-    client
-        .subscribe("riskgate/v1/demo-coal-01/#", QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    // Wait for the SUBACK before starting the demo, so nothing is missed.
-    loop {
-        if let Event::Incoming(Packet::SubAck(_)) = el.poll().await.unwrap() {
-            break;
-        }
-    }
+    // Subscribed (SUBACK) before the demo starts, so nothing is missed.
+    let mut sub = subscribe(broker.port, "riskgate/v1/demo-coal-01/#", "demo-watch").await;
     let mut demo = Command::new(env!("CARGO_BIN_EXE_riskgate"))
         .args([
             "demo",
@@ -55,19 +43,16 @@ async fn demo_publishes_raised_and_cleared_to_an_external_broker() {
         })
     };
     while !(done(&alarms) && online.is_some()) {
-        let Ok(ev) = tokio::time::timeout_at(deadline, el.poll()).await else {
+        let Ok(Some(p)) = tokio::time::timeout_at(deadline, sub.next()).await else {
             panic!("no raised+cleared within 75 s; got {alarms:#?}")
         };
-        let ev = ev.unwrap();
-        if let Event::Incoming(Packet::Publish(p)) = ev {
-            let v: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
-            if p.topic.ends_with("/alarm") {
-                assert_schema_valid("alarm-event.schema.json", &v);
-                alarms.push(v);
-            } else if p.topic.ends_with("/status") && v["state"] == "online" {
-                assert_schema_valid("status.schema.json", &v);
-                online = Some(v);
-            }
+        let v = p.payload;
+        if p.topic.ends_with("/alarm") {
+            assert_schema_valid("alarm-event.schema.json", &v);
+            alarms.push(v);
+        } else if p.topic.ends_with("/status") && v["state"] == "online" {
+            assert_schema_valid("status.schema.json", &v);
+            online = Some(v);
         }
     }
     let seqs: Vec<u64> = alarms.iter().map(|a| a["seq"].as_u64().unwrap()).collect();
@@ -80,19 +65,11 @@ async fn demo_publishes_raised_and_cleared_to_an_external_broker() {
     let _ = demo.wait();
 
     // The retained status is there for a late subscriber.
-    let mut opts = MqttOptions::new("demo-late", "127.0.0.1", broker.port);
-    opts.set_keep_alive(Duration::from_secs(10));
-    let (late, mut el2) = AsyncClient::new(opts, 10);
-    late.subscribe("riskgate/v1/demo-coal-01/status", QoS::AtLeastOnce)
-        .await
-        .unwrap();
+    let mut late = subscribe(broker.port, "riskgate/v1/demo-coal-01/status", "demo-late").await;
     let retained = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Event::Incoming(Packet::Publish(p)) = el2.poll().await.unwrap() {
-                assert!(p.retain, "the status is retained");
-                break serde_json::from_slice::<serde_json::Value>(&p.payload).unwrap();
-            }
-        }
+        let p = late.next().await.expect("subscriber running");
+        assert!(p.retain, "the status is retained");
+        p.payload
     })
     .await
     .expect("a retained status");

@@ -486,21 +486,12 @@ async fn retained_message_is_not_taken_as_live() {
         .unwrap();
     // A second subscriber proves the broker holds the retained message before
     // the source starts.
-    let mut o = MqttOptions::new("test-retained-check", "127.0.0.1", broker.port);
-    o.set_keep_alive(Duration::from_secs(5));
-    let (check, mut el) = AsyncClient::new(o, 10);
-    check.subscribe(topic, QoS::AtLeastOnce).await.unwrap();
-    tokio::time::timeout(LIMIT, async {
-        loop {
-            // Retained if it was stored before the subscription, live
-            // (retain flag cleared) if not: either way the broker has it now.
-            if let Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(_))) = el.poll().await {
-                break;
-            }
-        }
-    })
-    .await
-    .expect("the broker holds the retained message");
+    let mut check = common::subscribe(broker.port, topic, "test-retained-check").await;
+    // Retained if it was stored before the subscription, live (retain flag
+    // cleared) if not: either way the broker has it now.
+    tokio::time::timeout(LIMIT, check.next())
+        .await
+        .expect("the broker holds the retained message");
 
     let mut src = Running::start(device(id, topic, "500ms"), broker.port);
     let (i, _) = src

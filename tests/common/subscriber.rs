@@ -98,6 +98,14 @@ impl Subscriber {
         }
     }
 
+    /// The next message (also kept in `seen`); None once the connection task
+    /// has ended. Callers bound the wait with a timeout.
+    pub async fn next(&mut self) -> Option<Msg> {
+        let m = self.rx.recv().await?;
+        self.seen.push(m.clone());
+        Some(m)
+    }
+
     /// Moves what has arrived so far into `seen`.
     pub fn pump(&mut self) {
         while let Ok(m) = self.rx.try_recv() {
