@@ -198,7 +198,16 @@ fn main() -> ExitCode {
             let api = match (api, config) {
                 (Some(a), _) => a,
                 (None, Some(c)) => match load_or_print(&c) {
-                    Ok(cfg) => format!("http://{}", cfg.http.listen),
+                    Ok(cfg) => match cfg.http {
+                        Some(h) => format!("http://{}", h.listen),
+                        None => {
+                            eprintln!(
+                                "{}: [http] is disabled, so there is no API to send the acknowledgement to; give --api",
+                                c.display()
+                            );
+                            return ExitCode::from(2);
+                        }
+                    },
                     Err(code) => return code,
                 },
                 (None, None) => "http://127.0.0.1:8080".into(),

@@ -17,12 +17,14 @@ pub mod model;
 pub mod presets;
 pub mod profiles;
 pub mod raw;
+pub mod sections;
 mod validate;
 
 use std::path::Path;
 
 pub use error::ConfigError;
 pub use model::{Config, Device, DeviceKind, Health, PointMeta, ValueKind};
+pub use sections::HttpServer;
 // The file's shapes that are also the checked model's (nothing in them is
 // optional or protocol-specific). `raw::Device` and `raw::Point` are the
 // file's union shapes; the checked ones are `Device` and the protocols'

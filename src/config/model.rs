@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::check::Errs;
 use super::error::{check_level, positive};
 use super::raw::{
-    DataType, Gateway, Http, Influx, Protocol, RegisterKind, Rule, SerialLine, Site, Store, Uplink,
+    DataType, Gateway, Influx, Protocol, RegisterKind, Rule, SerialLine, Site, Store, Uplink,
 };
 use crate::source::modbus::config::{ModbusRtu, ModbusTcp};
 use crate::source::mqtt::config::MqttDevice;
@@ -25,7 +25,8 @@ pub struct Config {
     pub file: PathBuf,
     pub site: Site,
     pub gateway: Gateway,
-    pub http: Http,
+    /// The operator page and API; `None`: `[http] enabled = false`.
+    pub http: Option<super::sections::HttpServer>,
     pub store: Store,
     pub serial_lines: Vec<SerialLine>,
     pub devices: Vec<Device>,

@@ -95,10 +95,10 @@ pub fn expand(d: &mut Device, p: &str, e: &mut Errs) -> Vec<String> {
                 profile
                     .protocols
                     .iter()
-                    .map(|x| protocol_name(*x))
+                    .map(|x| x.as_str())
                     .collect::<Vec<_>>()
                     .join(" or "),
-                protocol_name(d.protocol)
+                d.protocol.as_str()
             ),
         );
         return explicit;
@@ -174,14 +174,6 @@ pub fn expand(d: &mut Device, p: &str, e: &mut Errs) -> Vec<String> {
     paths.extend(explicit);
     d.points = points;
     paths
-}
-
-fn protocol_name(p: Protocol) -> &'static str {
-    match p {
-        Protocol::ModbusTcp => "modbus_tcp",
-        Protocol::ModbusRtu => "modbus_rtu",
-        Protocol::Mqtt => "mqtt",
-    }
 }
 
 #[cfg(test)]

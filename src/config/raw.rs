@@ -242,6 +242,17 @@ pub enum Protocol {
     Mqtt,
 }
 
+impl Protocol {
+    /// As written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::ModbusTcp => "modbus_tcp",
+            Protocol::ModbusRtu => "modbus_rtu",
+            Protocol::Mqtt => "mqtt",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum RegisterKind {

@@ -16,6 +16,7 @@ use super::check::Errs;
 use super::error::positive;
 use super::model::{Config, Device as TypedDevice, DeviceKind};
 use super::raw::*;
+use super::sections;
 use crate::rules::expr;
 use crate::rules::kind::{self, CheckCtx, PointShape};
 use crate::source::{modbus, mqtt};
@@ -77,49 +78,21 @@ pub fn validate(
             "must be 1-64 characters of A-Z a-z 0-9 . _ - (the contract's site_id)",
         );
     }
-    if let Some(rc) = &cfg.site.region_code
-        && (rc.len() != 6 || !rc.chars().all(|c| c.is_ascii_digit()))
-    {
-        e.push(
-            "site.region_code",
-            format!("`{rc}` is not a six-digit GB/T 2260 region code"),
-        );
-    }
-    if cfg.site.timezone.parse::<chrono_tz::Tz>().is_err() {
-        e.push(
-            "site.timezone",
-            format!(
-                "`{}` is not an IANA time zone such as Asia/Shanghai",
-                cfg.site.timezone
-            ),
-        );
-    }
+    // Sections of their own: no ids of others, no protocol.
+    sections::check_site(&cfg.site, &mut e);
     if !id_ok(&cfg.gateway.id) {
         e.push(
             "gateway.id",
             "must be 1-64 characters of A-Z a-z 0-9 . _ - (the contract's gateway_id)",
         );
     }
-    if cfg.http.enabled && cfg.http.listen.parse::<std::net::SocketAddr>().is_err() {
-        e.push(
-            "http.listen",
-            format!(
-                "`{}` is not an address like 127.0.0.1:8080",
-                cfg.http.listen
-            ),
-        );
+    let http = sections::check_http(&cfg.http, &mut e);
+    sections::check_store(&cfg.store, &mut e);
+    if let Some(i) = &cfg.influxdb {
+        sections::check_influx(i, &mut e);
     }
-    if !(cfg.store.readings_queue_mb.is_finite() && cfg.store.readings_queue_mb >= 1.0) {
-        e.push("store.readings_queue_mb", "must be at least 1 (MB)");
-    }
-    if !(cfg.store.history_mb.is_finite() && cfg.store.history_mb >= 1.0) {
-        e.push("store.history_mb", "must be at least 1 (MB)");
-    }
-    if cfg.store.raw_retention_days == 0 {
-        e.push("store.raw_retention_days", "must be at least 1");
-    }
-    if cfg.store.stats_retention_days == 0 {
-        e.push("store.stats_retention_days", "must be at least 1");
+    if let Some(u) = &cfg.uplink {
+        sections::check_uplink(u, &mut e);
     }
 
     // ---- serial lines
@@ -246,82 +219,6 @@ pub fn validate(
     }
     check_cycles(&cfg, paths, &rule_ids, &mut e);
 
-    // ---- sinks
-    if let Some(i) = &cfg.influxdb {
-        if !(i.url.starts_with("http://") || i.url.starts_with("https://")) {
-            e.push(
-                "influxdb.url",
-                format!("`{}` must start with http:// or https://", i.url),
-            );
-        }
-        if i.org.is_empty() {
-            e.push("influxdb.org", "must not be empty");
-        }
-        if i.bucket.is_empty() {
-            e.push("influxdb.bucket", "must not be empty");
-        }
-        if i.token_env.is_some() && i.token_file.is_some() {
-            e.push(
-                "influxdb.token_file",
-                "give token_env or token_file, not both",
-            );
-        }
-        if i.batch_size == 0 {
-            e.push("influxdb.batch_size", "must be at least 1");
-        }
-        if !positive(&i.timeout) {
-            e.push("influxdb.timeout", "must be greater than zero");
-        }
-    }
-    if let Some(u) = &cfg.uplink {
-        if u.host.is_empty() {
-            e.push("uplink.host", "must not be empty");
-        }
-        if u.tls.is_none() && !u.plain_tcp {
-            e.push(
-                "uplink.tls",
-                "the county uplink is TLS by default: add [uplink.tls] with ca_file, or set plain_tcp = true to send in clear text",
-            );
-        }
-        if u.tls.is_some() && u.plain_tcp {
-            e.push(
-                "uplink.plain_tcp",
-                "plain_tcp = true contradicts [uplink.tls]",
-            );
-        }
-        if let Some(t) = &u.tls
-            && t.client_cert_file.is_some() != t.client_key_file.is_some()
-        {
-            e.push(
-                "uplink.tls",
-                "client_cert_file and client_key_file go together",
-            );
-        }
-        if u.password_env.is_some() && u.password_file.is_some() {
-            e.push(
-                "uplink.password_file",
-                "give password_env or password_file, not both",
-            );
-        }
-        if (u.password_env.is_some() || u.password_file.is_some()) && u.username.is_none() {
-            e.push("uplink.username", "a password needs a username");
-        }
-        if u.topic_prefix.is_empty()
-            || u.topic_prefix.contains(['#', '+'])
-            || u.topic_prefix.ends_with('/')
-        {
-            e.push(
-                "uplink.topic_prefix",
-                "must be a topic without wildcards or a trailing /",
-            );
-        }
-        if u.keep_alive.0.as_secs() < 5 {
-            e.push("uplink.keep_alive", "must be at least 5s");
-        }
-        if !positive(&u.status_interval) {
-            e.push("uplink.status_interval", "must be greater than zero");
-        }
-    }
     if !e.is_empty() {
         return Err(e.0);
     }
@@ -329,7 +226,7 @@ pub fn validate(
         file: file.to_path_buf(),
         site: cfg.site,
         gateway: cfg.gateway,
-        http: cfg.http,
+        http,
         store: cfg.store,
         serial_lines: cfg.serial_lines,
         devices,

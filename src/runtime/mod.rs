@@ -181,11 +181,11 @@ pub async fn start(cfg: Config) -> Result<Running, RunError> {
 
     // Operator API.
     let mut http_addr = None;
-    if cfg.http.enabled {
-        let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
+    if let Some(http) = cfg.http {
+        let listener = tokio::net::TcpListener::bind(http.listen)
             .await
             .map_err(|source| RunError::Listen {
-                addr: cfg.http.listen.clone(),
+                addr: http.listen.to_string(),
                 source,
             })?;
         http_addr = listener.local_addr().ok();
