@@ -15,8 +15,8 @@ use super::error::{check_level, positive};
 use super::raw::{
     DataType, Gateway, Influx, Protocol, RegisterKind, Rule, SerialLine, Site, Store, Uplink,
 };
-use crate::source::modbus::config::{ModbusRtu, ModbusTcp};
-use crate::source::mqtt::config::MqttDevice;
+use crate::source::modbus::config::{ModbusPoint, ModbusRtu, ModbusTcp};
+use crate::source::mqtt::config::{MqttDevice, MqttPoint};
 
 /// A checked configuration: defaults filled in, presets and profiles
 /// expanded, and every cross-reference known to hold.
@@ -60,7 +60,7 @@ impl Config {
     pub fn point(&self, id: &str) -> Option<(&Device, PointMeta<'_>)> {
         self.devices
             .iter()
-            .find_map(|d| d.points().into_iter().find(|p| p.id == id).map(|p| (d, p)))
+            .find_map(|d| d.kind.point(id).map(|p| (d, p)))
     }
 
     pub fn uplink_client_id(&self) -> String {
@@ -216,36 +216,47 @@ impl DeviceKind {
 
     /// Every point of the device, in the order of the file.
     pub fn points(&self) -> Vec<PointMeta<'_>> {
-        fn modbus(m: &crate::source::modbus::config::Modbus) -> Vec<PointMeta<'_>> {
-            m.points
-                .iter()
-                .map(|p| PointMeta {
-                    id: &p.id,
-                    name: p.name.as_deref(),
-                    unit: p.unit.as_deref(),
-                    value: ValueKind::of(Some(p.data_type)),
-                    writable: p.writable
-                        && matches!(p.register, RegisterKind::Coil | RegisterKind::Holding),
-                    stale_after: p.stale_after,
-                })
-                .collect()
-        }
         match self {
-            DeviceKind::ModbusTcp(t) => modbus(&t.modbus),
-            DeviceKind::ModbusRtu(r) => modbus(&r.modbus),
-            DeviceKind::Mqtt(m) => m
-                .points
-                .iter()
-                .map(|p| PointMeta {
-                    id: &p.id,
-                    name: p.name.as_deref(),
-                    unit: p.unit.as_deref(),
-                    value: ValueKind::of(p.data_type),
-                    // Actions write Modbus points only (validated).
-                    writable: false,
-                    stale_after: p.stale_after,
-                })
-                .collect(),
+            DeviceKind::ModbusTcp(t) => t.points.iter().map(ModbusPoint::meta).collect(),
+            DeviceKind::ModbusRtu(r) => r.points.iter().map(ModbusPoint::meta).collect(),
+            DeviceKind::Mqtt(m) => m.points.iter().map(MqttPoint::meta).collect(),
+        }
+    }
+
+    /// One point of the device, found without building the list.
+    pub fn point(&self, id: &str) -> Option<PointMeta<'_>> {
+        match self {
+            DeviceKind::ModbusTcp(t) => t.points.iter().find(|p| p.id == id).map(ModbusPoint::meta),
+            DeviceKind::ModbusRtu(r) => r.points.iter().find(|p| p.id == id).map(ModbusPoint::meta),
+            DeviceKind::Mqtt(m) => m.points.iter().find(|p| p.id == id).map(MqttPoint::meta),
+        }
+    }
+}
+
+impl ModbusPoint {
+    pub fn meta(&self) -> PointMeta<'_> {
+        PointMeta {
+            id: &self.id,
+            name: self.name.as_deref(),
+            unit: self.unit.as_deref(),
+            value: ValueKind::of(Some(self.data_type)),
+            writable: self.writable
+                && matches!(self.register, RegisterKind::Coil | RegisterKind::Holding),
+            stale_after: self.stale_after,
+        }
+    }
+}
+
+impl MqttPoint {
+    pub fn meta(&self) -> PointMeta<'_> {
+        PointMeta {
+            id: &self.id,
+            name: self.name.as_deref(),
+            unit: self.unit.as_deref(),
+            value: ValueKind::of(self.data_type),
+            // Actions write Modbus points only (validated).
+            writable: false,
+            stale_after: self.stale_after,
         }
     }
 }

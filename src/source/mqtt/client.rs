@@ -156,7 +156,9 @@ struct Src {
     malformed: u64,
 }
 
-/// Runs the MQTT source of one device until `shutdown` is cancelled.
+/// Runs the MQTT source of one device until `shutdown` is cancelled,
+/// connected to `broker` (`source::build` passes the device's own
+/// [`Broker`](super::config::Broker); a test passes its broker's port).
 /// Never returns early: a broker that is down, a disconnect or a bad payload
 /// become bad-quality readings and health inputs.
 pub async fn run(
