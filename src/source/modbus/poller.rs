@@ -33,6 +33,8 @@ pub struct DevicePoller {
     pub reads: Vec<PlannedRead>,
     point_ids: Vec<Arc<str>>,
     next_due: Vec<Instant>,
+    /// The timestamp of each read's last readings.
+    last_at: Vec<Option<chrono::DateTime<Utc>>>,
     /// The `polls` result label of the last poll, to log changes only.
     last_result: Option<&'static str>,
 }
@@ -51,6 +53,7 @@ impl DevicePoller {
                 .map(|p| Arc::from(p.id.as_str()))
                 .collect(),
             next_due: vec![now; reads.len()],
+            last_at: vec![None; reads.len()],
             reads,
             device,
             last_result: None,
@@ -96,7 +99,7 @@ impl DevicePoller {
         result: Result<Data, RequestError>,
         tx: &mpsc::Sender<Input>,
     ) -> Result<(), Closed> {
-        let at = Utc::now();
+        let at = self.stamp(i, Utc::now());
         let readings = self.readings(i, &result, at);
         let undecodable = readings
             .iter()
@@ -132,6 +135,23 @@ impl DevicePoller {
         })
         .await
         .map_err(|_| Closed)
+    }
+
+    /// The timestamp of read `i`'s readings completed at `now`. A poll that
+    /// fell behind is repeated at once (`reschedule`), so on a loaded host
+    /// two polls of one read can finish within the same millisecond; the
+    /// history and InfluxDB key a point's readings by millisecond, where the
+    /// second would overwrite the first. Such a reading is stamped 1 ms after
+    /// the previous one instead: every reading keeps its own time.
+    fn stamp(&mut self, i: usize, now: chrono::DateTime<Utc>) -> chrono::DateTime<Utc> {
+        let at = match self.last_at[i] {
+            Some(last) if now.timestamp_millis() <= last.timestamp_millis() => {
+                last + chrono::Duration::milliseconds(1)
+            }
+            _ => now,
+        };
+        self.last_at[i] = Some(at);
+        at
     }
 
     /// Readings for the points of read `i`: decoded values, or every point
@@ -334,6 +354,14 @@ mod tests {
         p.reschedule(1, t0 + Duration::from_millis(300));
         assert_eq!(p.next_due(), Some((1, t0 + Duration::from_millis(500))));
         // far behind: due now, not a burst of catch-up polls
+        let now = chrono::Utc::now();
+        let first = p.stamp(0, now);
+        let second = p.stamp(0, now);
+        assert_eq!(first, now);
+        assert!(
+            second.timestamp_millis() > first.timestamp_millis(),
+            "two polls in one millisecond get distinct timestamps"
+        );
         let late = t0 + Duration::from_secs(10);
         p.reschedule(1, late);
         assert_eq!(p.next_due(), Some((0, t0 + Duration::from_secs(1))));
