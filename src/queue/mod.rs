@@ -46,6 +46,13 @@ pub enum QueueId {
     Readings,
 }
 
+/// Lets `sink::drive` take one queue where it takes a list of lanes.
+impl From<QueueId> for Vec<QueueId> {
+    fn from(q: QueueId) -> Self {
+        vec![q]
+    }
+}
+
 impl QueueId {
     pub const ALL: [QueueId; 2] = [QueueId::Alarms, QueueId::Readings];
 
@@ -53,7 +60,7 @@ impl QueueId {
         self as usize
     }
 
-    /// The SQLite table.
+    /// The SQLite table (created at open, see `schema.rs`).
     fn table(self) -> &'static str {
         match self {
             QueueId::Alarms => "queue_alarms",

@@ -4,18 +4,10 @@
 
 use rusqlite::Connection;
 
+use super::QueueId;
+
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS queue_alarms (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    body TEXT NOT NULL,
-    at_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS queue_readings (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    body TEXT NOT NULL,
-    at_ms INTEGER NOT NULL
-);
 CREATE TABLE IF NOT EXISTS rejected (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     queue TEXT NOT NULL,
@@ -56,6 +48,17 @@ const MOVED: [(&str, &str, &str); 2] = [
 
 pub(super) fn create(conn: &mut Connection) -> rusqlite::Result<()> {
     conn.execute_batch(SCHEMA)?;
+    // Every queue has the same shape, so a new `QueueId` needs no SQL.
+    for q in QueueId::ALL {
+        conn.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                body TEXT NOT NULL,
+                at_ms INTEGER NOT NULL
+            );",
+            q.table()
+        ))?;
+    }
     let tx = conn.transaction()?;
     for (old, body, new) in MOVED {
         let exists: bool = tx.query_row(

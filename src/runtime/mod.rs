@@ -4,7 +4,9 @@
 //! (`engine_task`, `actions`, `outbox`, `housekeeping`).
 //!
 //! A queued output is wired with one line: `drive(store, QueueId::X, sink,
-//! ..)`, plus, when it is fed with readings, its encoder in `feeds`.
+//! ..)` (or a list of lanes in priority order when outputs share one
+//! connection, e.g. `[QueueId::Alarms, QueueId::Telemetry]` for the uplink),
+//! plus, when it is fed reading by reading, its encoder in `feeds`.
 
 mod actions;
 mod engine_task;

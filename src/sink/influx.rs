@@ -15,7 +15,7 @@ use std::time::Duration;
 use super::{Outcome, Progress, Sink};
 use crate::config::Influx;
 use crate::model::{Quality, Reading, Value};
-use crate::queue::Row;
+use crate::queue::{QueueId, Row};
 
 /// One reading as line protocol: tags site, device, point; fields `value`
 /// (float; bools as 0/1; absent when the quality is bad), `text` for ASCII
@@ -76,8 +76,8 @@ pub struct InfluxSink {
     token: Option<String>,
     batch: usize,
     flush: Duration,
-    /// The request on the wire and the ids of its rows.
-    in_flight: Option<(Vec<i64>, Request)>,
+    /// The request on the wire, and the queue and ids of its rows.
+    in_flight: Option<(QueueId, Vec<i64>, Request)>,
     closing: bool,
 }
 
@@ -203,7 +203,7 @@ impl InfluxSink {
 
 /// One request at a time, `batch_size` rows each: a 2xx settles the batch.
 impl Sink for InfluxSink {
-    fn room(&self) -> usize {
+    fn room(&self, _queue: QueueId) -> usize {
         if self.in_flight.is_none() && !self.closing {
             self.batch
         } else {
@@ -211,7 +211,7 @@ impl Sink for InfluxSink {
         }
     }
 
-    fn send(&mut self, rows: Vec<Row>) {
+    fn send(&mut self, queue: QueueId, rows: Vec<Row>) {
         let ids = rows.iter().map(|r| r.id).collect();
         let req = Self::post(
             self.client.clone(),
@@ -219,21 +219,21 @@ impl Sink for InfluxSink {
             self.token.clone(),
             Self::body(&rows),
         );
-        self.in_flight = Some((ids, Box::pin(req)));
+        self.in_flight = Some((queue, ids, Box::pin(req)));
     }
 
     async fn progress(&mut self) -> Progress {
         if self.closing {
             return Progress::Closed;
         }
-        let Some((_, req)) = self.in_flight.as_mut() else {
+        let Some((_, _, req)) = self.in_flight.as_mut() else {
             return std::future::pending().await;
         };
         // Polled in place: a cancelled `progress` leaves the request running
         // for the next call.
         let outcome = req.await;
-        let (ids, _) = self.in_flight.take().expect("request in flight");
-        Progress::Settled(ids, outcome)
+        let (queue, ids, _) = self.in_flight.take().expect("request in flight");
+        Progress::Settled(queue, ids, outcome)
     }
 
     fn reset(&mut self) {

@@ -1,5 +1,5 @@
-//! Sinks: each takes rows from one durable queue and delivers them, and
-//! [`drive`] is the one loop that runs every sink.
+//! Sinks: each delivers rows from one or more durable queues, and [`drive`]
+//! is the one loop that runs every sink.
 //!
 //! Each delivery ends in one [`Outcome`]: delivered (the rows leave the
 //! queue), retry (they stay; everything in flight is sent again from the
@@ -11,6 +11,12 @@
 //! request). The driver owns the queue side: it peeks past the last row
 //! handed over, acknowledges or rejects what the sink settles, and rewinds
 //! to the oldest row on a retry. The sink owns its transport and encoding.
+//!
+//! A sink that carries several queues over one connection (the county
+//! uplink: alarm events, and later real-time data) gets them as lanes in
+//! priority order: the driver offers the first lane's rows first, so a
+//! backlog in a later lane never holds back an earlier one; the sink's
+//! `room(queue)` says how much of its window each lane may use.
 
 pub mod influx;
 pub mod uplink;
@@ -19,6 +25,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -39,12 +46,14 @@ pub enum Outcome {
 /// What a sink reports from [`Sink::progress`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Progress {
-    /// These rows (ids) were settled. On `Retry` the ids may be empty: every
-    /// row in flight counts as not delivered.
-    Settled(Vec<i64>, Outcome),
+    /// These rows (ids) of that queue were settled. A `Retry` counts for
+    /// every row in flight, of every lane.
+    Settled(QueueId, Vec<i64>, Outcome),
+    /// The link went down: every row in flight is not delivered.
+    Lost(String),
     /// The sink's link is up again (e.g. MQTT CONNACK): backoff starts over.
     Up,
-    /// Something that does not concern the queue happened.
+    /// Something that does not concern the queues happened.
     Idle,
     /// Closing has finished (after [`Sink::close`]).
     Closed,
@@ -53,27 +62,28 @@ pub enum Progress {
 /// One output. The driver calls `room`/`send` to hand rows over and awaits
 /// `progress` for what became of them.
 pub trait Sink: Send {
-    /// How many more rows the sink takes now; 0 while busy or not connected.
-    fn room(&self) -> usize;
-    /// Hands rows over (oldest first). Must not wait: the outcome comes
-    /// later from `progress`.
-    fn send(&mut self, rows: Vec<Row>);
+    /// How many more rows of `queue` the sink takes now; 0 while busy or not
+    /// connected.
+    fn room(&self, queue: QueueId) -> usize;
+    /// Hands rows of `queue` over (oldest first). Must not wait: the outcome
+    /// comes later from `progress`.
+    fn send(&mut self, queue: QueueId, rows: Vec<Row>);
     /// Waits for the next thing that happens. Must be cancel-safe: the driver
     /// selects on it together with its timers.
     fn progress(&mut self) -> impl Future<Output = Progress> + Send;
-    /// After a `Retry`: forget everything in flight; the driver sends again
-    /// from the oldest row once the backoff has passed.
+    /// After a retry or a loss: forget everything in flight; the driver
+    /// sends again from the oldest row once the backoff has passed.
     fn reset(&mut self);
     /// At shutdown: whether delivering what is queued can still work now.
     fn can_drain(&self) -> bool {
         true
     }
-    /// The drain is over (queue empty or time up): begin closing;
+    /// The drain is over (queues empty or time up): begin closing;
     /// `progress` answers `Closed` when done.
     fn close(&mut self);
     /// Last words, after `Closed` or the close deadline.
     fn finish(self) -> impl Future<Output = ()> + Send;
-    /// How often to look at the queue without being woken.
+    /// How often to look at the queues without being woken.
     fn idle_wait(&self) -> Duration {
         Duration::from_secs(1)
     }
@@ -83,20 +93,42 @@ pub trait Sink: Send {
 /// waits this long for the PUBACK of its `offline` status).
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// Delivers queue `q` through `sink` until `shutdown`; then goes on for up
-/// to `drain` while there is something to deliver, and closes the sink.
+/// One queue as the driver sees it.
+struct Lane {
+    q: QueueId,
+    /// Highest row id handed to the sink since the last rewind.
+    cursor: i64,
+    in_flight: usize,
+}
+
+impl Lane {
+    fn rewind(&mut self) {
+        self.cursor = 0;
+        self.in_flight = 0;
+    }
+}
+
+/// Delivers `queues` (in priority order) through `sink` until `shutdown`;
+/// then goes on for up to `drain` while there is something to deliver, and
+/// closes the sink.
 pub async fn drive<S: Sink>(
     store: Arc<Store>,
-    q: QueueId,
+    queues: impl Into<Vec<QueueId>>,
     mut sink: S,
     shutdown: CancellationToken,
     drain: Duration,
 ) {
-    let wake = store.waker(q);
+    let mut lanes: Vec<Lane> = queues
+        .into()
+        .into_iter()
+        .map(|q| Lane {
+            q,
+            cursor: 0,
+            in_flight: 0,
+        })
+        .collect();
+    let wakers: Vec<_> = lanes.iter().map(|l| store.waker(l.q)).collect();
     let mut backoff = Backoff::default();
-    // Highest row id handed to the sink since the last rewind.
-    let mut cursor = 0i64;
-    let mut in_flight = 0usize;
     let mut retry_at: Option<Instant> = None;
     let mut drain_until: Option<Instant> = None;
     let mut close_until: Option<Instant> = None;
@@ -113,7 +145,9 @@ pub async fn drive<S: Sink>(
         if let Some(d) = drain_until
             && close_until.is_none()
         {
-            let done = in_flight == 0 && depth(&store, q) == 0;
+            let done = lanes
+                .iter()
+                .all(|l| l.in_flight == 0 && store.depth(l.q) == 0);
             if done || now >= d {
                 sink.close();
                 close_until = Some(d.max(now) + CLOSE_GRACE);
@@ -123,73 +157,100 @@ pub async fn drive<S: Sink>(
             break;
         }
         if close_until.is_none() && retry_at.is_none() {
-            let room = sink.room();
-            if room > 0 && depth(&store, q) > in_flight as u64 {
-                match store.peek(q, cursor, room) {
-                    Ok(rows) if !rows.is_empty() => {
-                        cursor = rows.last().map(|r| r.id).unwrap_or(cursor);
-                        in_flight += rows.len();
-                        sink.send(rows);
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::error!(queue = q.label(), error = %e, "queue read failed"),
-                }
+            for lane in &mut lanes {
+                fill(&store, &mut sink, lane);
             }
         }
         let deadline = close_until.or(drain_until);
         let idle = sink.idle_wait();
-        tokio::select! {
+        let woken = async {
+            if wakers.is_empty() {
+                std::future::pending::<()>().await;
+            }
+            futures::future::select_all(wakers.iter().map(|w| w.notified().boxed())).await;
+        };
+        let failed = tokio::select! {
             p = sink.progress(), if retry_at.is_none() => match p {
-                Progress::Settled(ids, Outcome::Delivered) => {
+                Progress::Settled(q, ids, Outcome::Delivered) => {
                     backoff.reset();
-                    in_flight = in_flight.saturating_sub(ids.len());
+                    settled(&mut lanes, q, ids.len());
                     tracing::debug!(queue = q.label(), rows = ids.len(), "delivered");
                     if let Err(e) = store.ack(q, &ids) {
                         // The rows stay queued and are delivered again
                         // (at least once).
                         tracing::error!(queue = q.label(), error = %e, "queue ack failed");
                     }
+                    None
                 }
-                Progress::Settled(ids, Outcome::Rejected(why)) => {
-                    in_flight = in_flight.saturating_sub(ids.len());
+                Progress::Settled(q, ids, Outcome::Rejected(why)) => {
+                    settled(&mut lanes, q, ids.len());
                     tracing::error!(queue = q.label(), rows = ids.len(), reason = %why, "rows rejected by the receiver: set aside in the `rejected` table");
                     let now_ms = chrono::Utc::now().timestamp_millis();
                     if let Err(e) = store.reject(q, &ids, &why, now_ms) {
                         tracing::error!(queue = q.label(), error = %e, "moving rejected rows aside failed");
                     }
+                    None
                 }
-                Progress::Settled(_, Outcome::Retry(why)) => {
-                    in_flight = 0;
-                    cursor = 0;
-                    sink.reset();
-                    if drain_until.is_some() {
-                        tracing::warn!(queue = q.label(), reason = %why, "delivery failed while stopping; what is left stays queued");
-                        if close_until.is_none() {
-                            sink.close();
-                            close_until = Some(Instant::now() + CLOSE_GRACE);
-                        }
-                    } else {
-                        let wait = backoff.fail();
-                        tracing::warn!(queue = q.label(), reason = %why, retry_in = ?wait, "delivery failed; kept in the queue");
-                        retry_at = Some(Instant::now() + wait);
-                    }
+                Progress::Settled(_, _, Outcome::Retry(why)) | Progress::Lost(why) => Some(why),
+                Progress::Up => {
+                    backoff.reset();
+                    None
                 }
-                Progress::Up => backoff.reset(),
-                Progress::Idle => {}
+                Progress::Idle => None,
                 Progress::Closed => break,
             },
-            _ = sleep_until_opt(retry_at) => retry_at = None,
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep(idle) => {}
-            _ = shutdown.cancelled(), if drain_until.is_none() => {}
-            _ = sleep_until_opt(deadline) => {}
+            _ = sleep_until_opt(retry_at) => {
+                retry_at = None;
+                None
+            }
+            _ = woken => None,
+            _ = tokio::time::sleep(idle) => None,
+            _ = shutdown.cancelled(), if drain_until.is_none() => None,
+            _ = sleep_until_opt(deadline) => None,
+        };
+        if let Some(why) = failed {
+            lanes.iter_mut().for_each(Lane::rewind);
+            sink.reset();
+            let names: Vec<&str> = lanes.iter().map(|l| l.q.label()).collect();
+            if drain_until.is_some() {
+                tracing::warn!(queues = ?names, reason = %why, "delivery failed while stopping; what is left stays queued");
+                if close_until.is_none() {
+                    sink.close();
+                    close_until = Some(Instant::now() + CLOSE_GRACE);
+                }
+            } else {
+                let wait = backoff.fail();
+                tracing::warn!(queues = ?names, reason = %why, retry_in = ?wait, "delivery failed; kept in the queue");
+                retry_at = Some(Instant::now() + wait);
+            }
         }
     }
     sink.finish().await;
 }
 
-fn depth(store: &Store, q: QueueId) -> u64 {
-    store.depth(q)
+/// Offers the lane's next rows to the sink, as many as it has room for.
+fn fill<S: Sink>(store: &Store, sink: &mut S, lane: &mut Lane) {
+    let room = sink.room(lane.q);
+    // The counter says whether anything is left beyond what is in flight,
+    // without a query.
+    if room == 0 || store.depth(lane.q) <= lane.in_flight as u64 {
+        return;
+    }
+    match store.peek(lane.q, lane.cursor, room) {
+        Ok(rows) if !rows.is_empty() => {
+            lane.cursor = rows.last().map(|r| r.id).unwrap_or(lane.cursor);
+            lane.in_flight += rows.len();
+            sink.send(lane.q, rows);
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(queue = lane.q.label(), error = %e, "queue read failed"),
+    }
+}
+
+fn settled(lanes: &mut [Lane], q: QueueId, n: usize) {
+    if let Some(l) = lanes.iter_mut().find(|l| l.q == q) {
+        l.in_flight = l.in_flight.saturating_sub(n);
+    }
 }
 
 async fn sleep_until_opt(t: Option<Instant>) {
@@ -198,3 +259,6 @@ async fn sleep_until_opt(t: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests;

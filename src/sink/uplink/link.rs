@@ -14,10 +14,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Interval;
 
+use crate::queue::QueueId;
+
 /// What a packet id stands for.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) enum Sent {
-    Row(i64),
+    Row(QueueId, i64),
     Status,
     Offline,
 }
@@ -74,7 +76,7 @@ impl Link {
             .try_publish(topic, QoS::AtLeastOnce, retain, payload.into_bytes())
         {
             Ok(()) => self.awaiting_pkid.push_back(what),
-            Err(e) if matches!(what, Sent::Row(_)) => self.failed = Some(format!("publish: {e}")),
+            Err(e) if matches!(what, Sent::Row(..)) => self.failed = Some(format!("publish: {e}")),
             // A status that could not be handed over is not worth a
             // reconnect: the next tick publishes a fresh one.
             Err(_) => {}
@@ -94,18 +96,6 @@ impl Link {
 
     pub fn outstanding(&self) -> usize {
         self.awaiting_pkid.len() + self.by_pkid.len()
-    }
-
-    /// Rows published on this link and not acknowledged.
-    pub fn rows_in_flight(&self) -> Vec<i64> {
-        self.awaiting_pkid
-            .iter()
-            .chain(self.by_pkid.values())
-            .filter_map(|s| match s {
-                Sent::Row(id) => Some(*id),
-                _ => None,
-            })
-            .collect()
     }
 
     /// Sends DISCONNECT and gives the event loop a moment to write it.

@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use self::contract::{Identity, RemoteAck, StatusCounts};
 use self::link::{Link, Sent};
 use super::{Progress, Sink};
-use crate::queue::{Row, Store};
+use crate::queue::{QueueId, Row, Store};
 
 /// Rows published and not yet acknowledged, at most.
 const WINDOW: usize = 32;
@@ -151,12 +151,17 @@ impl UplinkSink {
 
     /// The link is gone: every row in flight is to be sent again.
     fn lost(&mut self, why: String) -> Progress {
-        let ids = self
-            .link
-            .take()
-            .map(|l| l.rows_in_flight())
-            .unwrap_or_default();
-        Progress::Settled(ids, super::Outcome::Retry(why))
+        self.link = None;
+        Progress::Lost(why)
+    }
+
+    /// The topic of each queue this sink carries; a queue without one is
+    /// never offered room.
+    fn topic(&self, queue: QueueId) -> Option<String> {
+        match queue {
+            QueueId::Alarms => Some(self.id.alarm_topic()),
+            QueueId::Readings => None,
+        }
     }
 
     async fn next(&mut self) -> Progress {
@@ -218,7 +223,7 @@ impl UplinkSink {
                 Progress::Idle
             }
             Event::Incoming(Packet::PubAck(a)) => match link.acked(a.pkid) {
-                Some(Sent::Row(id)) => Progress::Settled(vec![id], super::Outcome::Delivered),
+                Some(Sent::Row(q, id)) => Progress::Settled(q, vec![id], super::Outcome::Delivered),
                 Some(Sent::Offline) => Progress::Closed,
                 _ => Progress::Idle,
             },
@@ -245,7 +250,10 @@ impl UplinkSink {
 
 /// A window of publishes waiting for their PUBACK.
 impl Sink for UplinkSink {
-    fn room(&self) -> usize {
+    fn room(&self, queue: QueueId) -> usize {
+        if self.topic(queue).is_none() {
+            return 0;
+        }
         match &self.link {
             Some(l) if l.connected && !self.closing && l.failed.is_none() => {
                 WINDOW.saturating_sub(l.outstanding())
@@ -254,13 +262,15 @@ impl Sink for UplinkSink {
         }
     }
 
-    fn send(&mut self, rows: Vec<Row>) {
-        let topic = self.id.alarm_topic();
+    fn send(&mut self, queue: QueueId, rows: Vec<Row>) {
+        let Some(topic) = self.topic(queue) else {
+            return;
+        };
         let Some(link) = self.link.as_mut() else {
             return;
         };
         for r in rows {
-            link.publish(topic.clone(), false, r.body, Sent::Row(r.id));
+            link.publish(topic.clone(), false, r.body, Sent::Row(queue, r.id));
         }
     }
 
