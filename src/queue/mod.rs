@@ -27,6 +27,7 @@ mod log;
 mod schema;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, Transaction, params};
@@ -153,6 +154,10 @@ struct Inner {
 
 pub struct Store {
     inner: Mutex<Inner>,
+    /// Each queue's depth, mirrored from the counters after every commit so
+    /// sinks can read it without waiting for the lock (a commit holds it
+    /// through its fsync).
+    depths: [AtomicU64; QueueId::ALL.len()],
     path: PathBuf,
     limits: Limits,
     wakers: [Arc<Notify>; QueueId::ALL.len()],
@@ -233,6 +238,7 @@ impl Store {
             };
         }
         Ok(Store {
+            depths: std::array::from_fn(|i| AtomicU64::new(counters[i].depth)),
             inner: Mutex::new(Inner { conn, counters }),
             path,
             limits,
@@ -283,6 +289,7 @@ impl Store {
             for q in QueueId::ALL {
                 let c = &mut inner.counters[q.index()];
                 *c = apply(*c, delta.changes[q.index()]);
+                self.depths[q.index()].store(c.depth, Ordering::Release);
             }
             r
         };
@@ -466,13 +473,12 @@ impl Store {
 
     /// Rows waiting in `q`, from the running counter.
     pub fn depth(&self, q: QueueId) -> u64 {
-        self.lock().counters[q.index()].depth
+        self.depths[q.index()].load(Ordering::Acquire)
     }
 
     /// Rows waiting in every queue.
     pub fn total_depth(&self) -> u64 {
-        let g = self.lock();
-        g.counters.iter().map(|c| c.depth).sum()
+        self.depths.iter().map(|d| d.load(Ordering::Acquire)).sum()
     }
 }
 

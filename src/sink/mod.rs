@@ -158,7 +158,7 @@ pub async fn drive<S: Sink>(
         }
         if close_until.is_none() && retry_at.is_none() {
             for lane in &mut lanes {
-                fill(&store, &mut sink, lane);
+                fill(&store, &mut sink, lane).await;
             }
         }
         let deadline = close_until.or(drain_until);
@@ -169,35 +169,10 @@ pub async fn drive<S: Sink>(
             }
             futures::future::select_all(wakers.iter().map(|w| w.notified().boxed())).await;
         };
-        let failed = tokio::select! {
+        let happened = tokio::select! {
             p = sink.progress(), if retry_at.is_none() => match p {
-                Progress::Settled(q, ids, Outcome::Delivered) => {
-                    backoff.reset();
-                    settled(&mut lanes, q, ids.len());
-                    tracing::debug!(queue = q.label(), rows = ids.len(), "delivered");
-                    if let Err(e) = store.ack(q, &ids) {
-                        // The rows stay queued and are delivered again
-                        // (at least once).
-                        tracing::error!(queue = q.label(), error = %e, "queue ack failed");
-                    }
-                    None
-                }
-                Progress::Settled(q, ids, Outcome::Rejected(why)) => {
-                    settled(&mut lanes, q, ids.len());
-                    tracing::error!(queue = q.label(), rows = ids.len(), reason = %why, "rows rejected by the receiver: set aside in the `rejected` table");
-                    let now_ms = chrono::Utc::now().timestamp_millis();
-                    if let Err(e) = store.reject(q, &ids, &why, now_ms) {
-                        tracing::error!(queue = q.label(), error = %e, "moving rejected rows aside failed");
-                    }
-                    None
-                }
-                Progress::Settled(_, _, Outcome::Retry(why)) | Progress::Lost(why) => Some(why),
-                Progress::Up => {
-                    backoff.reset();
-                    None
-                }
-                Progress::Idle => None,
                 Progress::Closed => break,
+                p => Some(p),
             },
             _ = sleep_until_opt(retry_at) => {
                 retry_at = None;
@@ -207,6 +182,36 @@ pub async fn drive<S: Sink>(
             _ = tokio::time::sleep(idle) => None,
             _ = shutdown.cancelled(), if drain_until.is_none() => None,
             _ = sleep_until_opt(deadline) => None,
+        };
+        let failed = match happened {
+            Some(Progress::Settled(q, ids, Outcome::Delivered)) => {
+                backoff.reset();
+                settled(&mut lanes, q, ids.len());
+                tracing::debug!(queue = q.label(), rows = ids.len(), "delivered");
+                let s = store.clone();
+                if let Some(Err(e)) = blocking(move || s.ack(q, &ids)).await {
+                    // The rows stay queued and are delivered again (at
+                    // least once).
+                    tracing::error!(queue = q.label(), error = %e, "queue ack failed");
+                }
+                None
+            }
+            Some(Progress::Settled(q, ids, Outcome::Rejected(why))) => {
+                settled(&mut lanes, q, ids.len());
+                tracing::error!(queue = q.label(), rows = ids.len(), reason = %why, "rows rejected by the receiver: set aside in the `rejected` table");
+                let now_ms = chrono::Utc::now().timestamp_millis();
+                let s = store.clone();
+                if let Some(Err(e)) = blocking(move || s.reject(q, &ids, &why, now_ms)).await {
+                    tracing::error!(queue = q.label(), error = %e, "moving rejected rows aside failed");
+                }
+                None
+            }
+            Some(Progress::Settled(_, _, Outcome::Retry(why)) | Progress::Lost(why)) => Some(why),
+            Some(Progress::Up) => {
+                backoff.reset();
+                None
+            }
+            Some(Progress::Idle | Progress::Closed) | None => None,
         };
         if let Some(why) = failed {
             lanes.iter_mut().for_each(Lane::rewind);
@@ -229,21 +234,34 @@ pub async fn drive<S: Sink>(
 }
 
 /// Offers the lane's next rows to the sink, as many as it has room for.
-fn fill<S: Sink>(store: &Store, sink: &mut S, lane: &mut Lane) {
+async fn fill<S: Sink>(store: &Arc<Store>, sink: &mut S, lane: &mut Lane) {
     let room = sink.room(lane.q);
     // The counter says whether anything is left beyond what is in flight,
     // without a query.
     if room == 0 || store.depth(lane.q) <= lane.in_flight as u64 {
         return;
     }
-    match store.peek(lane.q, lane.cursor, room) {
-        Ok(rows) if !rows.is_empty() => {
+    let (s, q, after) = (store.clone(), lane.q, lane.cursor);
+    match blocking(move || s.peek(q, after, room)).await {
+        Some(Ok(rows)) if !rows.is_empty() => {
             lane.cursor = rows.last().map(|r| r.id).unwrap_or(lane.cursor);
             lane.in_flight += rows.len();
             sink.send(lane.q, rows);
         }
-        Ok(_) => {}
-        Err(e) => tracing::error!(queue = lane.q.label(), error = %e, "queue read failed"),
+        Some(Ok(_)) | None => {}
+        Some(Err(e)) => tracing::error!(queue = lane.q.label(), error = %e, "queue read failed"),
+    }
+}
+
+/// Runs a store call off the async workers: a write waits for its fsync,
+/// and a worker blocked on it would delay the device polls.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::error!(error = %e, "a queue operation panicked");
+            None
+        }
     }
 }
 
