@@ -19,4 +19,5 @@ pub mod rules;
 pub mod runtime;
 pub mod sink;
 pub mod source;
+pub mod telemetry;
 pub mod time;

@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -30,6 +30,10 @@ pub struct Metrics {
     pub rejected: IntCounterVec,
     /// Devices currently answering (1) or not (0).
     pub device_up: IntGaugeVec,
+    /// Share of a device's polls answered, by window (`1h`, `24h`).
+    pub device_online_ratio: GaugeVec,
+    /// Telemetry messages queued for the county, by kind.
+    pub telemetry_messages: IntCounterVec,
 }
 
 pub fn metrics() -> &'static Metrics {
@@ -105,6 +109,25 @@ pub fn metrics() -> &'static Metrics {
                 "riskgate_device_up",
                 "1 while the device answers",
                 &["device"],
+            ),
+            device_online_ratio: {
+                let g = GaugeVec::new(
+                    Opts::new(
+                        "riskgate_device_online_ratio",
+                        "Share of the device's polls answered over the window",
+                    ),
+                    &["device", "window"],
+                )
+                .expect("metric definition");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("metric registration");
+                g
+            },
+            telemetry_messages: cv(
+                "riskgate_telemetry_messages_total",
+                "Telemetry messages queued for the county",
+                &["kind"],
             ),
             registry,
         }

@@ -8,6 +8,7 @@
 //! | `POST /api/alarms/ack` | `{"alarm_id": "...", "by": "name"}` |
 //! | `GET /api/history?point=ID&since=1h` | raw readings and 5-minute statistics |
 //! | `GET /api/events?since=24h` | alarm events from the local log |
+//! | `GET /api/online` | per device, the share of polls answered over the last hour and day |
 //! | `GET /metrics` | Prometheus |
 //! | `GET /health` | 200 while the gateway runs |
 
@@ -40,6 +41,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/alarms/ack", post(ack))
         .route("/api/history", get(history))
         .route("/api/events", get(events))
+        .route("/api/online", get(online))
         .with_state(shared)
 }
 
@@ -97,6 +99,15 @@ async fn state(State(sh): State<Arc<Shared>>) -> Json<serde_json::Value> {
         })).collect::<Vec<_>>(),
         "queues": queues,
     }))
+}
+
+async fn online(State(sh): State<Arc<Shared>>) -> Json<serde_json::Value> {
+    let rates = sh
+        .online
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .rates(Utc::now());
+    Json(json!({ "now": sh.id.time(Utc::now()), "devices": rates }))
 }
 
 async fn points(State(sh): State<Arc<Shared>>) -> Json<serde_json::Value> {

@@ -40,6 +40,8 @@ pub struct Shared {
     pub points: RwLock<Vec<PointView>>,
     pub alarms: RwLock<Vec<Instance>>,
     pub devices_online: RwLock<HashMap<String, bool>>,
+    /// Polls answered per device and minute, for the on-line rate.
+    pub online: Mutex<crate::telemetry::OnlineRate>,
     pub counts: Arc<Mutex<StatusCounts>>,
     pub acks: mpsc::Sender<AckCmd>,
 }

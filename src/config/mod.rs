@@ -18,6 +18,7 @@ pub mod presets;
 pub mod profiles;
 pub mod raw;
 pub mod sections;
+pub mod telemetry;
 mod validate;
 
 use std::path::Path;
@@ -25,6 +26,7 @@ use std::path::Path;
 pub use error::ConfigError;
 pub use model::{Config, Device, DeviceKind, Health, PointMeta, ValueKind};
 pub use sections::HttpServer;
+pub use telemetry::{Deadband, Telemetry};
 // The file's shapes that are also the checked model's (nothing in them is
 // optional or protocol-specific). `raw::Device` and `raw::Point` are the
 // file's union shapes; the checked ones are `Device` and the protocols'
@@ -86,6 +88,7 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
         "rules",
         "influxdb",
         "uplink",
+        "telemetry",
     ];
     let mut keys: Vec<&String> = tree.keys().collect();
     keys.sort();
@@ -104,6 +107,8 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
     let store: Option<Store> = section(&tree, "store", false, &file, &mut errors);
     let influxdb: Option<Influx> = section(&tree, "influxdb", false, &file, &mut errors);
     let uplink: Option<Uplink> = section(&tree, "uplink", false, &file, &mut errors);
+    let telemetry: Option<telemetry::RawTelemetry> =
+        section(&tree, "telemetry", false, &file, &mut errors);
     let (serial_lines, line_paths) = list::<SerialLine>(&tree, "serial_lines", &file, &mut errors);
     let (mut devices, device_paths) = list::<raw::Device>(&tree, "devices", &file, &mut errors);
     let (preset_uses, _) = list::<PresetUse>(&tree, "presets", &file, &mut errors);
@@ -160,6 +165,7 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
         rules: all_rules,
         influxdb,
         uplink,
+        telemetry,
     };
     let paths = validate::Paths {
         lines: line_paths,

@@ -37,6 +37,8 @@ pub struct Config {
     pub rule_specs: Vec<crate::rules::RuleSpec>,
     pub influxdb: Option<Influx>,
     pub uplink: Option<Uplink>,
+    /// `[telemetry]`: real-time data for the county over the uplink.
+    pub telemetry: Option<super::telemetry::Telemetry>,
     /// Settings that are allowed but looser than the standard a preset
     /// cites, or that may not mean what they say; `riskgate validate`
     /// prints them.

@@ -32,6 +32,7 @@ pub struct Parsed {
     pub rules: Vec<Rule>,
     pub influxdb: Option<Influx>,
     pub uplink: Option<Uplink>,
+    pub telemetry: Option<super::telemetry::RawTelemetry>,
 }
 
 /// Where each element came from in the file, so errors name it as written.
@@ -219,6 +220,10 @@ pub fn validate(
     }
     check_cycles(&cfg, paths, &rule_ids, &mut e);
 
+    let telemetry = cfg.telemetry.as_ref().map(|t| {
+        let ids: Vec<&str> = points.keys().copied().collect();
+        super::telemetry::check(t, cfg.uplink.is_some(), &ids, &mut e, &mut warnings)
+    });
     if !e.is_empty() {
         return Err(e.0);
     }
@@ -234,6 +239,7 @@ pub fn validate(
         rule_specs: specs,
         influxdb: cfg.influxdb,
         uplink: cfg.uplink,
+        telemetry,
         warnings,
     })
 }

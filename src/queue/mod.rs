@@ -19,12 +19,14 @@
 //!   scan a table.
 //!
 //! Alarm events (`log.rs`) get their gap-free `seq` in the transaction that
-//! queues and logs them; readings (`history.rs`) are committed in batches,
+//! queues and logs them; telemetry messages (`telemetry.rs`) their `tseq`
+//! likewise; readings (`history.rs`) are committed in batches,
 //! one fsync per batch, together with their local history.
 
 mod history;
 mod log;
 mod schema;
+mod telemetry;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,6 +47,10 @@ pub enum QueueId {
     Alarms,
     /// Readings for the time-series database. Oldest dropped beyond the cap.
     Readings,
+    /// Real-time data for the county uplink, in `tseq` order, behind the
+    /// alarms on the same connection. Oldest dropped beyond the cap (the
+    /// county sees the gap in `tseq`).
+    Telemetry,
 }
 
 /// Lets `sink::drive` take one queue where it takes a list of lanes.
@@ -55,7 +61,7 @@ impl From<QueueId> for Vec<QueueId> {
 }
 
 impl QueueId {
-    pub const ALL: [QueueId; 2] = [QueueId::Alarms, QueueId::Readings];
+    pub const ALL: [QueueId; 3] = [QueueId::Alarms, QueueId::Readings, QueueId::Telemetry];
 
     fn index(self) -> usize {
         self as usize
@@ -66,6 +72,7 @@ impl QueueId {
         match self {
             QueueId::Alarms => "queue_alarms",
             QueueId::Readings => "queue_readings",
+            QueueId::Telemetry => "queue_telemetry",
         }
     }
 
@@ -76,6 +83,7 @@ impl QueueId {
         match self {
             QueueId::Alarms => "uplink",
             QueueId::Readings => "influx",
+            QueueId::Telemetry => "telemetry",
         }
     }
 
@@ -84,7 +92,7 @@ impl QueueId {
     pub fn may_drop(self) -> bool {
         match self {
             QueueId::Alarms => false,
-            QueueId::Readings => true,
+            QueueId::Readings | QueueId::Telemetry => true,
         }
     }
 }
@@ -129,6 +137,8 @@ pub struct QueueStats {
 pub struct Limits {
     pub readings_queue_bytes: u64,
     pub history_bytes: u64,
+    /// `[telemetry] queue_mb`; unbounded when None.
+    pub telemetry_queue_bytes: Option<u64>,
 }
 
 impl Limits {
@@ -136,6 +146,7 @@ impl Limits {
         match q {
             QueueId::Alarms => None,
             QueueId::Readings => Some(self.readings_queue_bytes),
+            QueueId::Telemetry => self.telemetry_queue_bytes,
         }
     }
 }
@@ -196,6 +207,7 @@ impl Store {
             Limits {
                 readings_queue_bytes: readings_cap_bytes,
                 history_bytes: history_cap_bytes,
+                telemetry_queue_bytes: None,
             },
         )
     }

@@ -12,6 +12,7 @@ use chrono::Utc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::telemetry::TelemetryFeed;
 use super::{actions, outbox};
 use crate::api::{AckCmd, PointView, Shared};
 use crate::model::{AlarmState, Input, Quality, Reading};
@@ -51,6 +52,8 @@ pub(super) struct EngineTask {
     /// alarm: `Some(why)` raises it, `None` (a confirmed write) clears it.
     failed_rx: mpsc::UnboundedReceiver<(String, Option<String>)>,
     failed_tx: mpsc::UnboundedSender<(String, Option<String>)>,
+    /// With `[telemetry]`: sees every reading and the active alarms.
+    telemetry: Option<TelemetryFeed>,
 }
 
 impl EngineTask {
@@ -68,7 +71,13 @@ impl EngineTask {
             outbox_rx: Some(outbox_rx),
             failed_rx,
             failed_tx,
+            telemetry: None,
         }
+    }
+
+    pub fn with_telemetry(mut self, t: Option<TelemetryFeed>) -> Self {
+        self.telemetry = t;
+        self
     }
 
     pub async fn run(
@@ -115,8 +124,9 @@ impl EngineTask {
                         if let Input::Readings(rs) = &input {
                             self.batch(rs);
                         }
-                        if let Input::DeviceHealth { device, ok, .. } = &input {
+                        if let Input::DeviceHealth { device, ok, at, .. } = &input {
                             self.shared.devices_online.write().unwrap_or_else(|p| p.into_inner()).insert(device.to_string(), *ok);
+                            self.shared.online.lock().unwrap_or_else(|p| p.into_inner()).record(device, *ok, *at);
                         }
                         let out = self.engine.handle(&input, now);
                         self.emit(out);
@@ -127,6 +137,9 @@ impl EngineTask {
                 _ = tick.tick() => {
                     let out = self.engine.tick(Utc::now());
                     self.emit(out);
+                    if let Some(t) = &mut self.telemetry {
+                        t.tick(self.engine.active(), Utc::now()).await;
+                    }
                     if self.batch_due(commit_every) { self.commit().await; }
                     self.publish_views();
                 }
@@ -146,6 +159,9 @@ impl EngineTask {
     fn batch(&mut self, rs: &[Reading]) {
         // `riskgate_readings_total` is counted by the sources as they hand
         // readings over; counting here too doubled it.
+        if let Some(t) = &mut self.telemetry {
+            t.readings(rs);
+        }
         for r in rs {
             for f in &mut self.feeds {
                 f.pending.push((f.encode)(r));

@@ -12,6 +12,7 @@ mod actions;
 mod engine_task;
 mod housekeeping;
 mod outbox;
+mod telemetry;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -86,6 +87,7 @@ pub async fn start(cfg: Config) -> Result<Running, RunError> {
         Limits {
             readings_queue_bytes: (cfg.store.readings_queue_mb * 1_048_576.0) as u64,
             history_bytes: (cfg.store.history_mb * 1_048_576.0) as u64,
+            telemetry_queue_bytes: cfg.telemetry.as_ref().map(|t| t.queue_bytes),
         },
     )?);
     let id = Identity::from_config(&cfg);
@@ -107,6 +109,7 @@ pub async fn start(cfg: Config) -> Result<Running, RunError> {
         points: RwLock::new(Vec::new()),
         alarms: RwLock::new(Vec::new()),
         devices_online: RwLock::new(HashMap::new()),
+        online: Mutex::new(Default::default()),
         counts: counts.clone(),
         acks: ack_tx,
     });
@@ -117,7 +120,9 @@ pub async fn start(cfg: Config) -> Result<Running, RunError> {
     let sink_stop = CancellationToken::new();
     let mut feeds: Vec<Feed> = Vec::new();
     if let Some(up) = UplinkSink::new(&cfg, store.clone(), counts.clone(), remote_tx)? {
-        let run = sinks::drive(store.clone(), QueueId::Alarms, up, sink_stop.clone(), drain);
+        // Alarms first: a telemetry backlog never holds an alarm back.
+        let lanes = [QueueId::Alarms, QueueId::Telemetry];
+        let run = sinks::drive(store.clone(), lanes, up, sink_stop.clone(), drain);
         tasks.spawn(run);
     }
     if let Some(icfg) = &cfg.influxdb {
@@ -168,12 +173,15 @@ pub async fn start(cfg: Config) -> Result<Running, RunError> {
         let stop_sinks = sink_stop.clone();
         let engine_stop = shutdown.clone();
         tasks.spawn(async move {
-            let mut et = EngineTask::new(engine, sh, writers, feeds);
+            let telemetry = telemetry::TelemetryFeed::new(sh.clone(), chrono::Utc::now());
+            let mut et = EngineTask::new(engine, sh, writers, feeds).with_telemetry(telemetry);
             et.run(input_rx, ack_rx, remote_rx, engine_stop).await;
             while source_tasks.join_next().await.is_some() {}
             stop_sinks.cancel();
         });
     }
+
+    tasks.spawn(telemetry::online_gauges(shared.clone(), shutdown.clone()));
 
     // Housekeeping: retention and queue gauges.
     {

@@ -45,6 +45,9 @@ impl Identity {
     pub fn status_topic(&self) -> String {
         format!("{}/{}/status", self.prefix, self.site_id)
     }
+    pub fn telemetry_topic(&self) -> String {
+        format!("{}/{}/telemetry", self.prefix, self.site_id)
+    }
     pub fn ack_topic(&self) -> String {
         format!("{}/{}/ack", self.prefix, self.site_id)
     }
@@ -145,6 +148,9 @@ impl Identity {
             o.insert("devices_online".into(), json!(extra.devices_online));
             o.insert("devices_total".into(), json!(extra.devices_total));
             o.insert("queue_depth".into(), json!(extra.queue_depth));
+            if let Some(t) = extra.telemetry_queue_depth {
+                o.insert("telemetry_queue_depth".into(), json!(t));
+            }
         }
         v
     }
@@ -157,6 +163,8 @@ pub struct StatusCounts {
     pub devices_online: u64,
     pub devices_total: u64,
     pub queue_depth: u64,
+    /// With `[telemetry]` only (status 1.1).
+    pub telemetry_queue_depth: Option<u64>,
 }
 
 fn truncate(s: &str, max_chars: usize) -> String {

@@ -98,6 +98,15 @@ impl Link {
         self.awaiting_pkid.len() + self.by_pkid.len()
     }
 
+    /// Rows of `q` published and not yet acknowledged.
+    pub fn outstanding_of(&self, q: QueueId) -> usize {
+        self.awaiting_pkid
+            .iter()
+            .chain(self.by_pkid.values())
+            .filter(|s| matches!(s, Sent::Row(r, _) if *r == q))
+            .count()
+    }
+
     /// Sends DISCONNECT and gives the event loop a moment to write it.
     pub async fn disconnect(mut self) {
         if self.connected {

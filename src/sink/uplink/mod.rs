@@ -1,5 +1,8 @@
-//! The county uplink: alarm events from the `Alarms` queue to the county
-//! broker over MQTT, per `docs/contract/county-mqtt.md` (`contract.rs` is
+//! The county uplink: alarm events from the `Alarms` queue and, with
+//! `[telemetry]`, real-time data from the `Telemetry` queue (a lane behind
+//! the alarms: the driver offers alarms first, and telemetry may use only
+//! part of the window, at a paced rate) to the county broker over one MQTT
+//! connection, per `docs/contract/county-mqtt.md` (`contract.rs` is
 //! the encoding; the queue holds the bytes it produced).
 //!
 //! rumqttc's `publish()` returning Ok only means "handed to the event
@@ -29,6 +32,9 @@ use crate::queue::{QueueId, Row, Store};
 
 /// Rows published and not yet acknowledged, at most.
 const WINDOW: usize = 32;
+/// Of which telemetry at most: the rest of the window is always free for
+/// alarm events, so a telemetry backlog never makes an alarm wait for room.
+const TELEMETRY_WINDOW: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UplinkError {
@@ -55,6 +61,29 @@ pub struct UplinkSink {
     link: Option<Link>,
     closing: bool,
     offline_sent: bool,
+    /// With `[telemetry]`: the pace of telemetry publishes.
+    pace: Option<Pace>,
+}
+
+/// A token bucket: at most `rate` telemetry publishes a second, bursts of
+/// one second's worth. It paces a backlog replayed after an outage, so
+/// live alarms share the broker's and the link's capacity with it.
+struct Pace {
+    rate: f64,
+    tokens: f64,
+    at: tokio::time::Instant,
+}
+
+impl Pace {
+    fn available(&self) -> f64 {
+        let refill = self.at.elapsed().as_secs_f64() * self.rate;
+        (self.tokens + refill).min(self.rate.max(1.0))
+    }
+
+    fn take(&mut self, n: usize) {
+        self.tokens = self.available() - n as f64;
+        self.at = tokio::time::Instant::now();
+    }
 }
 
 impl UplinkSink {
@@ -130,6 +159,11 @@ impl UplinkSink {
             link: None,
             closing: false,
             offline_sent: false,
+            pace: cfg.telemetry.as_ref().map(|t| Pace {
+                rate: f64::from(t.replay_rate),
+                tokens: f64::from(t.replay_rate),
+                at: tokio::time::Instant::now(),
+            }),
         }))
     }
 
@@ -143,7 +177,11 @@ impl UplinkSink {
             return;
         };
         let mut counts = *self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        counts.queue_depth = self.store.total_depth();
+        let telemetry = self.store.depth(QueueId::Telemetry);
+        // `queue_depth` keeps its 1.0 meaning (alarm events and readings);
+        // telemetry has its own field since 1.1.
+        counts.queue_depth = self.store.total_depth() - telemetry;
+        counts.telemetry_queue_depth = self.pace.is_some().then_some(telemetry);
         let payload = self.id.status_payload(online, chrono::Utc::now(), &counts);
         let sent = if online { Sent::Status } else { Sent::Offline };
         link.publish(self.id.status_topic(), true, payload.to_string(), sent);
@@ -160,7 +198,8 @@ impl UplinkSink {
     fn topic(&self, queue: QueueId) -> Option<String> {
         match queue {
             QueueId::Alarms => Some(self.id.alarm_topic()),
-            QueueId::Readings => None,
+            QueueId::Telemetry if self.pace.is_some() => Some(self.id.telemetry_topic()),
+            QueueId::Readings | QueueId::Telemetry => None,
         }
     }
 
@@ -256,7 +295,13 @@ impl Sink for UplinkSink {
         }
         match &self.link {
             Some(l) if l.connected && !self.closing && l.failed.is_none() => {
-                WINDOW.saturating_sub(l.outstanding())
+                let room = WINDOW.saturating_sub(l.outstanding());
+                match (queue, &self.pace) {
+                    (QueueId::Telemetry, Some(p)) => room
+                        .min(TELEMETRY_WINDOW.saturating_sub(l.outstanding_of(queue)))
+                        .min(p.available().max(0.0) as usize),
+                    _ => room,
+                }
             }
             _ => 0,
         }
@@ -269,6 +314,9 @@ impl Sink for UplinkSink {
         let Some(link) = self.link.as_mut() else {
             return;
         };
+        if let (QueueId::Telemetry, Some(p)) = (queue, self.pace.as_mut()) {
+            p.take(rows.len());
+        }
         for r in rows {
             link.publish(topic.clone(), false, r.body, Sent::Row(queue, r.id));
         }
@@ -284,6 +332,14 @@ impl Sink for UplinkSink {
 
     fn can_drain(&self) -> bool {
         self.connected()
+    }
+
+    /// With telemetry, often enough to hand over the next paced message.
+    fn idle_wait(&self) -> Duration {
+        match &self.pace {
+            Some(p) => Duration::from_secs_f64((1.0 / p.rate).clamp(0.01, 1.0)),
+            None => Duration::from_secs(1),
+        }
     }
 
     fn close(&mut self) {
