@@ -111,10 +111,10 @@ async fn snapshots_changes_and_stats_reach_the_county_gap_free_across_an_outage_
         .until("three snapshots", limit, |c| snaps(c) >= 3)
         .await;
 
-    // A methane ramp 0.30 → 0.90 in 0.1 steps every 300 ms (deadband 0.05,
-    // below the 1.0 alarm), then 1.2 (the preset's alarm), then back.
-    for k in 1..=6 {
-        dev.set_signal("ch4", 0.3 + 0.1 * k as f64);
+    // A methane ramp 0.30 → 0.90 in 0.06 steps every 300 ms (deadband
+    // 0.05, below the 1.0 alarm), then 1.2 (the preset's alarm), then back.
+    for k in 1..=10 {
+        dev.set_signal("ch4", 0.3 + 0.06 * k as f64);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     dev.set_signal("ch4", 1.2);
