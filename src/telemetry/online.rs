@@ -57,7 +57,7 @@ impl OnlineRate {
         }
         while q
             .front()
-            .is_some_and(|b| b.minute <= minute - DAY_MINUTES - 1)
+            .is_some_and(|b| b.minute < minute - DAY_MINUTES)
         {
             q.pop_front();
         }
