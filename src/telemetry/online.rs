@@ -55,10 +55,7 @@ impl OnlineRate {
                 polls: 1,
             }),
         }
-        while q
-            .front()
-            .is_some_and(|b| b.minute < minute - DAY_MINUTES)
-        {
+        while q.front().is_some_and(|b| b.minute < minute - DAY_MINUTES) {
             q.pop_front();
         }
     }
