@@ -28,6 +28,8 @@ pub struct Metrics {
     pub delivered: IntCounterVec,
     /// Batches set aside because the sink rejected them (4xx), by queue.
     pub rejected: IntCounterVec,
+    /// Rejected rows dropped from `rejected` by its cap or its retention.
+    pub rejected_pruned: IntCounterVec,
     /// Devices currently answering (1) or not (0).
     pub device_up: IntGaugeVec,
     /// Share of a device's polls answered, by window (`1h`, `24h`).
@@ -104,6 +106,11 @@ pub fn metrics() -> &'static Metrics {
                 "riskgate_rejected_total",
                 "Rows set aside after a 4xx",
                 &["queue"],
+            ),
+            rejected_pruned: cv(
+                "riskgate_rejected_pruned_total",
+                "Rows dropped from the rejected table by its cap or retention",
+                &["why"],
             ),
             device_up: gv(
                 "riskgate_device_up",

@@ -439,13 +439,22 @@ impl Store {
                 Ok(())
             };
             set_aside().map_err(|e| self.err(e))?;
-            delete_in(tx, d, q, ids).map_err(|e| self.err(e))
+            let n = delete_in(tx, d, q, ids).map_err(|e| self.err(e))?;
+            let pruned = prune_rejected(tx, now_ms).map_err(|e| self.err(e))?;
+            Ok((n, pruned))
         })?;
-        crate::metrics::metrics()
-            .rejected
-            .with_label_values(&[q.label()])
-            .inc_by(n);
+        let m = crate::metrics::metrics();
+        m.rejected.with_label_values(&[q.label()]).inc_by(n.0);
+        count_pruned(n.1);
         Ok(())
+    }
+
+    /// Drops rejected rows past [`REJECTED_RETENTION_MS`] (hourly, with the
+    /// history's retention).
+    pub fn prune_rejected(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let (p, _) = self.write(|tx, _| prune_rejected(tx, now_ms).map_err(|e| self.err(e)))?;
+        count_pruned(p);
+        Ok(p.0 + p.1)
     }
 
     /// Rows set aside as rejected, all queues.
@@ -553,3 +562,32 @@ fn delete_in(
 
 #[cfg(test)]
 mod tests;
+
+/// Rejected rows kept at most: the newest are kept, so a sink that refuses
+/// everything (a bug) cannot fill the disk with its refusals.
+pub const REJECTED_MAX_ROWS: i64 = 10_000;
+/// How long a rejected row is kept for inspection.
+pub const REJECTED_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
+
+/// Drops rejected rows beyond the cap (oldest first) and past retention;
+/// returns (by cap, by retention). Both by the primary key or a table that
+/// the cap keeps small.
+fn prune_rejected(tx: &Transaction<'_>, now_ms: i64) -> rusqlite::Result<(u64, u64)> {
+    let cap = tx.execute(
+        "DELETE FROM rejected WHERE id <= (SELECT MAX(id) FROM rejected) - ?1",
+        params![REJECTED_MAX_ROWS],
+    )?;
+    let old = tx.execute(
+        "DELETE FROM rejected WHERE at_ms < ?1",
+        params![now_ms - REJECTED_RETENTION_MS],
+    )?;
+    Ok((cap as u64, old as u64))
+}
+
+fn count_pruned((cap, old): (u64, u64)) {
+    let m = crate::metrics::metrics();
+    m.rejected_pruned.with_label_values(&["cap"]).inc_by(cap);
+    m.rejected_pruned
+        .with_label_values(&["retention"])
+        .inc_by(old);
+}

@@ -140,3 +140,34 @@ fn rows_of_the_old_sink_named_tables_are_kept() {
     let s = open(dir.path(), u64::MAX);
     assert_eq!(s.depth(QueueId::Alarms), 2, "migrated once");
 }
+
+#[test]
+fn rejected_rows_have_a_cap_and_a_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), u64::MAX);
+    let day = 24 * 3600 * 1000;
+    let n = REJECTED_MAX_ROWS as usize + 5;
+    s.push(QueueId::Readings, &bodies(n, 4), 1).unwrap();
+    let ids: Vec<i64> = s
+        .peek(QueueId::Readings, 0, n)
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    s.reject(QueueId::Readings, &ids[..1], "400", 100 * day)
+        .unwrap();
+    s.reject(QueueId::Readings, &ids[1..], "400", 120 * day)
+        .unwrap();
+    assert_eq!(
+        s.rejected_count().unwrap(),
+        REJECTED_MAX_ROWS as u64,
+        "the newest kept, up to the cap"
+    );
+    assert_eq!(s.depth(QueueId::Readings), 0);
+    assert_eq!(s.prune_rejected(140 * day).unwrap(), 0, "within retention");
+    assert_eq!(
+        s.prune_rejected(151 * day).unwrap(),
+        REJECTED_MAX_ROWS as u64
+    );
+    assert_eq!(s.rejected_count().unwrap(), 0);
+}

@@ -140,6 +140,17 @@ impl Engine {
         health::readings_dropped(&mut self.alarms, &self.points, dropped, now)
     }
 
+    /// A gateway fault (an output that cannot work until someone acts) is
+    /// present (`Some(why)`: raises its alarm) or gone (`None`: clears it).
+    pub fn gateway_fault(
+        &mut self,
+        fault: health::GatewayFault,
+        failure: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Output {
+        health::gateway_fault(&mut self.alarms, &self.points, fault, failure, now)
+    }
+
     /// Acknowledges an active alarm. A latching alarm whose condition is gone
     /// clears right after its acknowledgement.
     pub fn acknowledge(

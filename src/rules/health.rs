@@ -10,6 +10,10 @@
 //!   confirmed by its read-back (reported by the runtime that writes).
 //! - `queue.readings.overflow`: the readings queue on disk is full and the
 //!   oldest readings are dropped (reported by the runtime that commits).
+//! - [`GatewayFault`]s: an output of the gateway itself cannot work until
+//!   someone acts (e.g. InfluxDB refuses the token); reported by the sink
+//!   through the runtime, raised on the first failure and cleared by the
+//!   first success.
 
 use std::collections::HashMap;
 
@@ -172,5 +176,67 @@ pub fn readings_dropped(
         msg,
     );
     alarms.set(dropped > 0, r, points, &mut out);
+    out
+}
+
+/// A fault of the gateway's own outputs that does not heal by retrying:
+/// the data waits in its queue, but a person must act.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GatewayFault {
+    /// InfluxDB answers 401 or 403: the token is wrong, expired or lacks
+    /// write permission on the bucket.
+    InfluxAuth,
+    /// InfluxDB answers 404: the org or bucket does not exist.
+    InfluxBucket,
+}
+
+impl GatewayFault {
+    pub fn key(self) -> &'static str {
+        match self {
+            GatewayFault::InfluxAuth => "influx.auth",
+            GatewayFault::InfluxBucket => "influx.bucket",
+        }
+    }
+
+    /// Orange (2) for the InfluxDB faults: readings stop reaching the
+    /// time-series database and will be dropped once the readings queue is
+    /// full, and it needs a person (a new token, a bucket), but alarms still
+    /// go to the county and nothing is lost yet, so not red (1).
+    pub fn level(self) -> u8 {
+        match self {
+            GatewayFault::InfluxAuth | GatewayFault::InfluxBucket => 2,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            GatewayFault::InfluxAuth => "InfluxDB 拒绝令牌",
+            GatewayFault::InfluxBucket => "InfluxDB 组织或桶不存在",
+        }
+    }
+}
+
+/// `fault` is present (`Some(why)`: raised once) or gone (`None`: cleared).
+pub fn gateway_fault(
+    alarms: &mut Alarms,
+    points: &Points,
+    fault: GatewayFault,
+    failure: Option<&str>,
+    at: DateTime<Utc>,
+) -> Output {
+    let mut out = Output::default();
+    let msg = match failure {
+        Some(why) => text::gateway_fault(fault.name(), why),
+        None => text::gateway_recovered(fault.name()),
+    };
+    let r = Raise::plain(
+        fault.key(),
+        AlarmKind::Fault,
+        fault.level(),
+        fault.name(),
+        at,
+        msg,
+    );
+    alarms.set(failure.is_some(), r, points, &mut out);
     out
 }

@@ -125,3 +125,11 @@ pub fn queue_dropping(dropped: u64) -> String {
 }
 
 pub const QUEUE_RECOVERED: &str = "读数缓存恢复, 不再丢弃读数";
+
+pub fn gateway_fault(name: &str, why: &str) -> String {
+    format!("{name}: {why}")
+}
+
+pub fn gateway_recovered(name: &str) -> String {
+    format!("{name} 已恢复")
+}

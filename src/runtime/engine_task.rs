@@ -18,6 +18,7 @@ use crate::api::{AckCmd, PointView, Shared};
 use crate::model::{AlarmState, Input, Quality, Reading};
 use crate::queue::{HistoryRow, QueueId};
 use crate::rules::engine::{ActionRequest, Engine, Instance, Output};
+use crate::rules::health::GatewayFault;
 use crate::sink::uplink::contract::RemoteAck;
 use crate::source::{WriteRequest, Writers};
 
@@ -54,6 +55,9 @@ pub(super) struct EngineTask {
     failed_tx: mpsc::UnboundedSender<(String, Option<String>)>,
     /// With `[telemetry]`: sees every reading and the active alarms.
     telemetry: Option<TelemetryFeed>,
+    /// Faults the sinks report (a token refused, a bucket missing), raised
+    /// and cleared as gateway fault alarms.
+    gateway_faults: mpsc::UnboundedReceiver<(GatewayFault, Option<String>)>,
 }
 
 impl EngineTask {
@@ -72,12 +76,18 @@ impl EngineTask {
             failed_rx,
             failed_tx,
             telemetry: None,
+            gateway_faults: mpsc::unbounded_channel().1,
         }
     }
 
     pub fn with_telemetry(mut self, t: Option<TelemetryFeed>) -> Self {
         self.telemetry = t;
         self
+    }
+
+    /// Where the sinks' faults come from (see [`crate::sink::influx::FaultTx`]).
+    pub fn gateway_faults(&mut self, rx: mpsc::UnboundedReceiver<(GatewayFault, Option<String>)>) {
+        self.gateway_faults = rx;
     }
 
     pub async fn run(
@@ -116,6 +126,10 @@ impl EngineTask {
                 }
                 Some((point, why)) = self.failed_rx.recv() => {
                     let out = self.engine.action_outcome(&point, why.as_deref(), Utc::now());
+                    self.emit(out);
+                }
+                Some((fault, why)) = self.gateway_faults.recv() => {
+                    let out = self.engine.gateway_fault(fault, why.as_deref(), Utc::now());
                     self.emit(out);
                 }
                 input = inputs.recv(), if inputs_open => match input {

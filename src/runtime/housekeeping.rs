@@ -27,7 +27,12 @@ pub(super) async fn run(store: Arc<Store>, cfg: Arc<Config>, stop: CancellationT
             }
             _ = prune.tick() => {
                 let (s, c) = (store.clone(), cfg.clone());
-                let r = tokio::task::spawn_blocking(move || s.prune(Utc::now(), c.store.raw_retention_days, c.store.stats_retention_days)).await;
+                let r = tokio::task::spawn_blocking(move || {
+                    if let Err(e) = s.prune_rejected(Utc::now().timestamp_millis()) {
+                        tracing::error!(error = %e, "pruning rejected rows failed");
+                    }
+                    s.prune(Utc::now(), c.store.raw_retention_days, c.store.stats_retention_days)
+                }).await;
                 match r {
                     Ok(Ok(n)) if n > 0 => tracing::info!(rows = n, "history pruned past retention"),
                     Ok(Ok(_)) => {}

@@ -119,6 +119,7 @@ pub async fn start(cfg: Config) -> Result<Running, RunError> {
     let drain = Duration::from_secs(5);
     let sink_stop = CancellationToken::new();
     let mut feeds: Vec<Feed> = Vec::new();
+    let (fault_tx, fault_rx) = mpsc::unbounded_channel();
     if let Some(up) = UplinkSink::new(&cfg, store.clone(), counts.clone(), remote_tx)? {
         // Alarms first: a telemetry backlog never holds an alarm back.
         let lanes = [QueueId::Alarms, QueueId::Telemetry];
@@ -126,8 +127,9 @@ pub async fn start(cfg: Config) -> Result<Running, RunError> {
         tasks.spawn(run);
     }
     if let Some(icfg) = &cfg.influxdb {
-        let sink =
-            InfluxSink::new(icfg, influx::token(icfg)?).map_err(influx::InfluxError::from)?;
+        let sink = InfluxSink::new(icfg, influx::token(icfg)?)
+            .map_err(influx::InfluxError::from)?
+            .with_faults(fault_tx);
         feeds.push(Feed::new(
             QueueId::Readings,
             influx::encoder(&icfg.measurement, &cfg.site.id),
@@ -175,6 +177,7 @@ pub async fn start(cfg: Config) -> Result<Running, RunError> {
         tasks.spawn(async move {
             let telemetry = telemetry::TelemetryFeed::new(sh.clone(), chrono::Utc::now());
             let mut et = EngineTask::new(engine, sh, writers, feeds).with_telemetry(telemetry);
+            et.gateway_faults(fault_rx);
             et.run(input_rx, ack_rx, remote_rx, engine_stop).await;
             while source_tasks.join_next().await.is_some() {}
             stop_sinks.cancel();

@@ -2,6 +2,8 @@
 //! - `wait`: free ports, polling with a limit (no sleeps as synchronisation);
 //! - `services`: real Mosquitto and VictoriaMetrics on free loopback ports;
 //! - `http`: a minimal blocking HTTP client;
+//! - `influx`: a stand-in for InfluxDB 2.x's write endpoint (auth, org,
+//!   bucket, parse errors, scripted answers);
 //! - `schema`: the contract's JSON schemas as an oracle;
 //! - `subscriber`: the one MQTT subscriber (the county's side), with the
 //!   consumer checks (de-duplication, gap-free seq);
@@ -17,6 +19,7 @@
 pub mod gateway;
 pub mod history;
 pub mod http;
+pub mod influx;
 pub mod schema;
 pub mod services;
 // The site builder is the library's, behind its `demo` feature.
@@ -29,6 +32,7 @@ pub mod wait;
 pub use gateway::{Riskgate, init_tracing};
 pub use history::{accepted_readings, committed};
 pub use http::{http_get, http_post};
+pub use influx::{Answer, InfluxStandIn};
 pub use schema::assert_schema_valid;
 pub use services::{Mosquitto, Victoria};
 #[cfg(feature = "demo")]

@@ -22,6 +22,8 @@ pub struct SiteCfg {
     pub influx_url: Option<String>,
     /// Extra `[store]` lines.
     pub store: String,
+    /// Extra `[influxdb]` lines (a token, a timeout).
+    pub influx: String,
 }
 
 impl SiteCfg {
@@ -35,6 +37,7 @@ impl SiteCfg {
             uplink: None,
             influx_url: None,
             store: String::new(),
+            influx: String::new(),
         }
     }
 
@@ -58,7 +61,8 @@ impl SiteCfg {
         }
         if let Some(url) = &self.influx_url {
             site = site.raw(&format!(
-                "[influxdb]\nurl = \"{url}\"\norg = \"fault\"\nbucket = \"fault\"\nflush_interval = \"200ms\"\ntimeout = \"3s\"\n"
+                "[influxdb]\nurl = \"{url}\"\norg = \"fault\"\nbucket = \"fault\"\nflush_interval = \"200ms\"\ntimeout = \"3s\"\n{}\n",
+                self.influx
             ));
         }
         for (i, port) in self.devices.iter().enumerate() {
