@@ -4,6 +4,11 @@
 //!   nothing delivered, the events stay queued, the gateway keeps running;
 //! - username and password (`password_env`) against a Mosquitto
 //!   `password_file`: the right one delivers, a wrong one does not.
+//! - a server certificate for the right name from another CA: refused;
+//! - a broker that requires a client certificate
+//!   (`require_certificate true`): the gateway's client certificate works;
+//! - the real binary with `password_file` delivers, and its debug log holds
+//!   no password.
 //!
 //! Certificates are made by the test with the openssl CLI. The independent
 //! subscriber listens on a second, plain listener of the same broker.
@@ -39,8 +44,47 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 /// A CA and two server certificates signed by it: `good` for 127.0.0.1 and
-/// localhost, `wrong` for wrong.example only.
+/// localhost, `wrong` for wrong.example only; a client certificate
+/// `client`; and another CA (`other-ca`) with a server certificate
+/// `stranger` for 127.0.0.1 signed by it.
 fn make_certs(dir: &Path) {
+    make_ca(dir, "ca", "/CN=riskgate fault-test CA");
+    make_ca(dir, "other-ca", "/CN=someone else's CA");
+    for (name, cn, san, ca, usage) in [
+        (
+            "good",
+            "localhost",
+            "IP:127.0.0.1,DNS:localhost",
+            "ca",
+            "serverAuth",
+        ),
+        (
+            "wrong",
+            "wrong.example",
+            "DNS:wrong.example",
+            "ca",
+            "serverAuth",
+        ),
+        (
+            "client",
+            "gw-fault-tls",
+            "DNS:gw-fault-tls",
+            "ca",
+            "clientAuth",
+        ),
+        (
+            "stranger",
+            "localhost",
+            "IP:127.0.0.1,DNS:localhost",
+            "other-ca",
+            "serverAuth",
+        ),
+    ] {
+        make_cert(dir, name, cn, san, ca, usage);
+    }
+}
+
+fn make_ca(dir: &Path, name: &str, subj: &str) {
     let ec = [
         "-newkey",
         "ec",
@@ -48,62 +92,60 @@ fn make_certs(dir: &Path) {
         "ec_paramgen_curve:prime256v1",
         "-nodes",
     ];
+    let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
     let mut ca = vec!["req", "-x509"];
     ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=riskgate fault-test CA",
-    ]);
+    ca.extend(["-keyout", &key, "-out", &pem, "-days", "2", "-subj", subj]);
     openssl(dir, &ca);
-    for (name, cn, san) in [
-        ("good", "localhost", "IP:127.0.0.1,DNS:localhost"),
-        ("wrong", "wrong.example", "DNS:wrong.example"),
-    ] {
-        let (key, csr, ext, pem) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.ext"),
-            format!("{name}.pem"),
-        );
-        let subj = format!("/CN={cn}");
-        let mut req = vec!["req"];
-        req.extend(ec);
-        req.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
-        openssl(dir, &req);
-        std::fs::write(
-            dir.join(&ext),
-            format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"),
-        )
-        .unwrap();
-        let serial = format!("0x{:016x}", rand_serial());
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-set_serial",
-                &serial,
-                "-out",
-                &pem,
-                "-days",
-                "2",
-                "-extfile",
-                &ext,
-            ],
-        );
-    }
+}
+
+fn make_cert(dir: &Path, name: &str, cn: &str, san: &str, ca: &str, usage: &str) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
+    let (key, csr, ext, pem) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.ext"),
+        format!("{name}.pem"),
+    );
+    let subj = format!("/CN={cn}");
+    let mut req = vec!["req"];
+    req.extend(ec);
+    req.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+    openssl(dir, &req);
+    std::fs::write(
+        dir.join(&ext),
+        format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage={usage}\n"),
+    )
+    .unwrap();
+    let serial = format!("0x{:016x}", rand_serial());
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_pem,
+            "-CAkey",
+            &ca_key,
+            "-set_serial",
+            &serial,
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ],
+    );
 }
 
 fn rand_serial() -> u64 {
@@ -115,11 +157,12 @@ fn rand_serial() -> u64 {
 }
 
 /// A broker with its plain listener (for the subscriber) and a TLS listener
-/// presenting `cert`; returns it with the TLS port.
-fn tls_broker(certs: &Path, cert: &str) -> (Mosquitto, u16) {
+/// presenting `cert` (and with `listener_extra` lines); returns it with the
+/// TLS port.
+fn tls_broker(certs: &Path, cert: &str, listener_extra: &str) -> (Mosquitto, u16) {
     let port = free_port();
     let extra = format!(
-        "listener {port} 127.0.0.1\ncafile {ca}\ncertfile {c}\nkeyfile {k}\n",
+        "listener {port} 127.0.0.1\ncafile {ca}\ncertfile {c}\nkeyfile {k}\n{listener_extra}\n",
         ca = certs.join("ca.pem").display(),
         c = certs.join(format!("{cert}.pem")).display(),
         k = certs.join(format!("{cert}.key")).display(),
@@ -232,18 +275,34 @@ async fn tls_setup(
     site: &str,
     county: &str,
 ) -> (tempfile::TempDir, Mosquitto, Site, Subscriber) {
+    tls_setup_with(cert, "", false, site, county).await
+}
+
+/// As [`tls_setup`]; with `listener_extra` in the broker's TLS listener,
+/// and the gateway's client certificate in its config if `client_cert`.
+async fn tls_setup_with(
+    cert: &str,
+    listener_extra: &str,
+    client_cert: bool,
+    site: &str,
+    county: &str,
+) -> (tempfile::TempDir, Mosquitto, Site, Subscriber) {
     let certs = tempfile::tempdir().unwrap();
     make_certs(certs.path());
-    let (broker, tls_port) = tls_broker(certs.path(), cert);
+    let (broker, tls_port) = tls_broker(certs.path(), cert, listener_extra);
     let ca = certs.path().join("ca.pem");
-    let site = Site::start(
-        site,
-        format!(
-            "port = {tls_port}\n[uplink.tls]\nca_file = \"{}\"",
-            ca.display()
-        ),
-    )
-    .await;
+    let mut uplink = format!(
+        "port = {tls_port}\n[uplink.tls]\nca_file = \"{}\"",
+        ca.display()
+    );
+    if client_cert {
+        uplink.push_str(&format!(
+            "\nclient_cert_file = \"{}\"\nclient_key_file = \"{}\"",
+            certs.path().join("client.pem").display(),
+            certs.path().join("client.key").display()
+        ));
+    }
+    let site = Site::start(site, uplink).await;
     let county =
         Subscriber::connect(SubscriberOpts::new(broker.port, county, &site.alarm_topic)).await;
     (certs, broker, site, county)
@@ -434,6 +493,140 @@ async fn wrong_password_is_refused_and_events_stay_queued() {
     eprintln!(
         "wrong_password_is_refused_and_events_stay_queued: {} refusals, {last} events queued; {:.1} s",
         broker.log_count("not authorised"),
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_certificate_from_another_ca_is_refused_and_events_stay_queued() {
+    let _serial = SERIAL.lock().await;
+    common::init_tracing();
+    let t0 = Instant::now();
+    // The right name (127.0.0.1), but signed by a CA the gateway does not pin.
+    let (_certs, broker, mut site, mut county) =
+        tls_setup("stranger", "fault-tls-ca", "county-tls-ca").await;
+    let last = site.excursion().await;
+    // The gateway refuses each handshake with a TLS alert (rustls: unknown
+    // CA / bad certificate), as the broker logs it.
+    const REFUSED: &str = "alert";
+    let tries = broker.log_count(REFUSED);
+    broker_logged(&broker, REFUSED, tries, 2).await;
+    assert!(
+        !broker
+            .log()
+            .contains(&format!("as riskgate-{}", site.gateway)),
+        "no MQTT session:\n{}",
+        broker.log()
+    );
+    county.pump();
+    assert!(
+        county.alarms().is_empty(),
+        "nothing delivered: {:?}",
+        county.alarms()
+    );
+    let q = site.store.stats(QueueId::Alarms).unwrap();
+    assert_eq!(q.depth, last, "every event stays queued: {q:?}");
+    site.assert_running().await;
+    site.stop().await;
+    eprintln!(
+        "server_certificate_from_another_ca_is_refused_and_events_stay_queued: {} refusals, {last} events queued; {:.1} s",
+        broker.log_count(REFUSED),
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificate_required_by_the_broker_works() {
+    let _serial = SERIAL.lock().await;
+    common::init_tracing();
+    let t0 = Instant::now();
+    // `require_certificate true`: a client without a certificate signed by
+    // the broker's `cafile` gets no session.
+    let (_certs, broker, mut site, mut county) = tls_setup_with(
+        "good",
+        "require_certificate true",
+        true,
+        "fault-tls-client",
+        "county-tls-client",
+    )
+    .await;
+    let last = site.excursion().await;
+    county
+        .until(
+            &format!("seq 1..={last} with a client certificate"),
+            Duration::from_secs(20),
+            |c| c.has_all(last),
+        )
+        .await;
+    assert!(
+        broker
+            .log()
+            .contains(&format!("as riskgate-{}", site.gateway)),
+        "the gateway connected:\n{}",
+        broker.log()
+    );
+    site.stop().await;
+    eprintln!(
+        "client_certificate_required_by_the_broker_works: {last} events; {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+/// The real binary, its uplink password from `password_file`, logging at
+/// debug level: events arrive, and the password is nowhere in its log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_file_works_and_the_password_is_never_logged() {
+    let _serial = SERIAL.lock().await;
+    let t0 = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = password_broker(dir.path());
+    let pw_file = dir.path().join("uplink.pw");
+    std::fs::write(&pw_file, format!("{GOOD_PW}\n")).unwrap();
+    let devs = common::gas_detectors(1).await;
+    let name = "fault-pw-file";
+    let mut site = SiteCfg::new(
+        name,
+        &dir.path().join("data"),
+        vec![devs[0].0.local_addr().port()],
+    );
+    site.uplink = Some(format!(
+        "port = {}\nplain_tcp = true\nusername = \"gw-fault\"\npassword_file = \"{}\"",
+        broker.port,
+        pw_file.display()
+    ));
+    let cfg = site.write(dir.path());
+    let mut county = Subscriber::connect(SubscriberOpts::new(
+        broker.port,
+        "county-pw-file",
+        &format!("riskgate/v1/{name}/alarm"),
+    ))
+    .await;
+    let log = dir.path().join("riskgate.log");
+    let mut gw = common::Riskgate::spawn(&cfg, &log, &[("RUST_LOG", "debug")]);
+    // Give the methane detector time to be polled before the excursion.
+    common::wait_for_async("the gateway logged in", Duration::from_secs(20), || async {
+        broker.log().contains("u'gw-fault'").then_some(())
+    })
+    .await;
+    devs[0].1.set_signal("ch4", 1.62);
+    county
+        .until("the raised events", Duration::from_secs(20), |c| {
+            c.has_all(2)
+        })
+        .await;
+    devs[0].1.set_signal("ch4", 0.8);
+    county
+        .until("the cleared events", Duration::from_secs(20), |c| {
+            c.has_all(4)
+        })
+        .await;
+    assert!(gw.terminate().success());
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(logs.contains("county uplink connected"), "{logs}");
+    assert!(!logs.contains(GOOD_PW), "the password is in the log");
+    eprintln!(
+        "password_file_works_and_the_password_is_never_logged: 4 events, {} log lines without the password; {:.1} s",
+        logs.lines().count(),
         t0.elapsed().as_secs_f64()
     );
 }
