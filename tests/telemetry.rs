@@ -94,7 +94,8 @@ async fn snapshots_changes_and_stats_reach_the_county_gap_free_across_an_outage_
     site.poll = "200ms".into();
     let cfg = dir.path().join("site.toml");
     std::fs::write(&cfg, site.toml() + &telemetry_section("")).unwrap();
-    let topic = format!("riskgate/v1/{site_id}/telemetry");
+    // Telemetry, and the status with its `telemetry_queue_depth`.
+    let topic = format!("riskgate/v1/{site_id}/+");
     // The county: a persistent session, so the broker keeps what arrives
     // while the subscriber reconnects after the broker's restart.
     let mut county = Subscriber::connect(SubscriberOpts {
@@ -170,6 +171,18 @@ async fn snapshots_changes_and_stats_reach_the_county_gap_free_across_an_outage_
     gw.terminate();
 
     let msgs = by_tseq(&county);
+    // The status (1.1) reports the telemetry queue's depth.
+    let statuses: Vec<&J> = county
+        .seen
+        .iter()
+        .filter(|m| m.topic.ends_with("/status") && m.payload["state"] == "online")
+        .map(|m| &m.payload)
+        .collect();
+    assert!(!statuses.is_empty());
+    for s in &statuses {
+        assert_schema_valid("status.schema.json", s);
+        assert!(s["telemetry_queue_depth"].is_u64(), "{s}");
+    }
     // tseq: gap-free from 1, across the outage and the kill.
     let tseqs: Vec<u64> = msgs.keys().copied().collect();
     let last = *tseqs.last().unwrap();
