@@ -2,7 +2,7 @@
 //! are reported at once, each with its field path. The file name is filled
 //! in by `load()`.
 
-use super::ConfigError;
+use super::error::ConfigError;
 
 #[derive(Default)]
 pub struct Errs(pub Vec<ConfigError>);
@@ -24,5 +24,15 @@ impl Errs {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+/// A level of the contract: 1 (red) to 4 (blue).
+pub fn check_level(level: u8, path: String, e: &mut Errs) {
+    if !(1..=4).contains(&level) {
+        e.push(
+            path,
+            format!("{level} is not a level; levels are 1 (red) to 4 (blue)"),
+        );
     }
 }

@@ -30,13 +30,3 @@ impl std::error::Error for ConfigError {}
 pub fn positive(d: &super::raw::Dur) -> bool {
     !d.0.is_zero()
 }
-
-/// A level of the contract: 1 (red) to 4 (blue).
-pub fn check_level(level: u8, path: String, e: &mut super::check::Errs) {
-    if !(1..=4).contains(&level) {
-        e.push(
-            path,
-            format!("{level} is not a level; levels are 1 (red) to 4 (blue)"),
-        );
-    }
-}

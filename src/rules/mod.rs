@@ -11,6 +11,7 @@
 //! - `text`: every message text (Chinese first).
 //! - `expr`: the condition language of interlock and consistency rules.
 
+pub mod alarms;
 pub mod compile;
 pub mod engine;
 pub mod expr;

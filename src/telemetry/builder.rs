@@ -16,7 +16,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Value as J, json};
 
-use super::stats::{Acc, period_start};
+use super::stats::{Acc, number, period_start};
 use super::{Kind, Message};
 use crate::config::{Config, Deadband, Telemetry};
 use crate::model::{Reading, Value};
@@ -336,20 +336,6 @@ fn value(v: &Value) -> J {
         Value::Bool(b) => J::Bool(*b),
         Value::Text(t) => J::String(t.clone()),
     }
-}
-
-/// A number in its shortest form: a value that came from a 32-bit float
-/// register is written as that float's shortest decimal (`0.3`, not
-/// `0.30000001192092896`), which loses nothing the device sent and saves
-/// about 12 bytes a point.
-pub(super) fn number(x: f64) -> J {
-    let f = x as f32;
-    let x = if f as f64 == x && f.is_finite() {
-        f.to_string().parse::<f64>().unwrap_or(x)
-    } else {
-        x
-    };
-    serde_json::Number::from_f64(x).map_or(J::Null, J::Number)
 }
 
 #[cfg(test)]

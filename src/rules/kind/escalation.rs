@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use super::CheckCtx;
 use crate::config::check::Errs;
 use crate::config::{Rule, Stage};
-use crate::rules::lifecycle::Alarms;
+use crate::rules::alarms::Alarms;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Escalation {

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::alarms::Alarms;
 use super::expr::Env;
-use super::lifecycle::Alarms;
 use super::points::Points;
 use crate::config::check::Errs;
 use crate::config::{ActionCfg, Dur, Rule, RuleKindCfg};

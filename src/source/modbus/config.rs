@@ -10,7 +10,6 @@ use std::collections::HashSet;
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
-use crate::config::Device;
 use crate::config::check::Errs;
 use crate::config::error::positive;
 use crate::config::raw::{self, ByteOrder, DataType, PollGroup, RegisterKind, SerialLine};
@@ -140,36 +139,6 @@ impl Modbus {
             groups: Vec::new(),
             points,
         }
-    }
-}
-
-impl Device<ModbusTcp> {
-    /// A Modbus TCP device with the file's defaults for every other field.
-    pub fn modbus_tcp(id: &str, host: &str, port: u16, points: Vec<ModbusPoint>) -> Self {
-        Device::new(
-            id,
-            ModbusTcp {
-                host: host.into(),
-                port,
-                modbus: Modbus::with_points(points),
-            },
-        )
-    }
-}
-
-impl Device<ModbusRtu> {
-    /// A slave `unit_id` on serial line `line`, with the file's defaults.
-    pub fn modbus_rtu(id: &str, line: &str, unit_id: u8, points: Vec<ModbusPoint>) -> Self {
-        Device::new(
-            id,
-            ModbusRtu {
-                line: line.into(),
-                modbus: Modbus {
-                    unit_id,
-                    ..Modbus::with_points(points)
-                },
-            },
-        )
     }
 }
 

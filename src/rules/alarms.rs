@@ -1,0 +1,75 @@
+//! The active alarm instances: what the rule kinds may read (is a rule's
+//! alarm active, which alarms count towards an escalation) without seeing
+//! the machine that changes them (`lifecycle.rs`). Kept apart so that the
+//! kinds and the lifecycle do not import each other.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::model::AlarmKind;
+
+/// One alarm instance: raised once, cleared once, with one `alarm_id`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    pub alarm_id: String,
+    pub rule_id: String,
+    pub kind: AlarmKind,
+    pub level: u8,
+    pub name: String,
+    pub point_id: Option<String>,
+    pub value: Option<serde_json::Value>,
+    pub threshold: Option<serde_json::Value>,
+    pub raised_at: DateTime<Utc>,
+    pub acked_by: Option<String>,
+    pub acked_at: Option<DateTime<Utc>>,
+    pub latching: bool,
+    /// Whether the condition still holds; a latching alarm whose condition
+    /// is gone waits for its acknowledgement.
+    pub condition: bool,
+    pub message: String,
+}
+
+/// The active alarm instances.
+pub struct Alarms {
+    /// Alarm ids carry the site's local time, as the county reads them.
+    pub(super) tz: chrono_tz::Tz,
+    pub(super) active: BTreeMap<String, Instance>,
+}
+
+impl Alarms {
+    pub fn new(tz: chrono_tz::Tz) -> Self {
+        Alarms {
+            tz,
+            active: BTreeMap::new(),
+        }
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.active.contains_key(key)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Instance> {
+        self.active.get(key)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Instance> {
+        self.active.values()
+    }
+
+    pub fn keyed(&self) -> Vec<(String, Instance)> {
+        self.active
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Puts back instances that were active when the gateway stopped: they
+    /// continue with their old `alarm_id`, no new event.
+    pub fn restore(&mut self, instances: Vec<Instance>) {
+        for i in instances {
+            self.active.insert(i.rule_id.clone(), i);
+        }
+    }
+}
