@@ -12,7 +12,7 @@ use riskgate::config::{
     DataType, Device, Dur, ModbusPoint, ModbusRtu, Parity, RegisterKind, SerialLine,
 };
 use riskgate::metrics::metrics;
-use riskgate::model::{BadReason, Quality, Reading, Value};
+use riskgate::model::{BadReason, Input, Quality, Reading, Value};
 use riskgate::source::modbus::rtu;
 use tokio::time::Instant;
 
@@ -33,6 +33,7 @@ fn line(path: &str) -> SerialLine {
         stop_bits: 1,
         inter_frame_gap: Dur(GAP),
         response_timeout: Dur(RESPONSE_TIMEOUT),
+        silent_probe_every: 5,
     }
 }
 
@@ -246,4 +247,124 @@ async fn missing_serial_port_gives_bad_readings_not_a_crash() {
     }
     assert!(t.elapsed() < Duration::from_secs(2));
     src.stop().await;
+}
+
+/// Item 5 and 7 of issue 10: a half-dead slave. Block B (holding 0-1,
+/// polled first) is answered 10 ms after the line's timeout, then not at
+/// all; block A (holding 10-11, same size, asked right after B) at once. B's late answer must never be
+/// taken for A's (no value crosses over), the device is judged once per
+/// cycle (online, partly failing: never offline while A answers), and B's
+/// point is bad with `timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_block_never_crosses_over_and_a_half_dead_slave_stays_online() {
+    let socat = PtyPair::spawn();
+    let bank = RegisterBank::new();
+    bank.set_holding_words(10, &[0x0001, 0x1111]);
+    bank.set_holding_words(0, &[0x0002, 0x2222]);
+    let fault = FaultSwitch::new();
+    fault.set(Fault::At {
+        addresses: 0..2,
+        fault: Box::new(Fault::Delay(RESPONSE_TIMEOUT + Duration::from_millis(10))),
+    });
+    let mut sim = RtuLine::start(&socat.a, BAUD, vec![(1, bank.clone(), fault.clone())])
+        .await
+        .unwrap();
+    let a = ModbusPoint::new("half.a", RegisterKind::Holding, 10, DataType::U32);
+    let b = ModbusPoint::new("half.b", RegisterKind::Holding, 0, DataType::U32);
+    let mut d = Device::modbus_rtu("half", "line1", 1, vec![a, b]);
+    d.poll_interval = POLL;
+    d.retries = 0;
+    d.max_gap = 0;
+    let mut src = start_line(line(&socat.b), vec![d]);
+
+    let (a_value, b_value) = (
+        Value::Num(f64::from(0x0001_1111u32)),
+        Value::Num(f64::from(0x0002_2222u32)),
+    );
+    let mut cycles = 0;
+    let mut a_good: u32 = 0;
+    let mut b_bad = 0;
+    let end = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < end {
+        match src.next(Duration::from_secs(2)).await {
+            Input::Readings(rs) => {
+                for r in rs {
+                    match &*r.point {
+                        "half.a" if good(&r) => {
+                            assert_eq!(r.value, Some(a_value.clone()), "A took B's late answer");
+                            a_good += 1;
+                        }
+                        "half.b" if good(&r) => {
+                            assert_eq!(r.value, Some(b_value.clone()), "B took another answer");
+                        }
+                        "half.b" => {
+                            assert_eq!(r.quality, Quality::Bad(BadReason::Timeout), "{r:?}");
+                            b_bad += 1;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Input::DeviceHealth { ok, detail, .. } => {
+                cycles += 1;
+                assert!(ok, "A answers: the device is online, not offline: {detail}");
+            }
+        }
+    }
+    assert!(a_good >= 3 && b_bad >= 3, "a good {a_good}, b bad {b_bad}");
+    // one health input per cycle (two reads), not one per read
+    assert!(
+        cycles <= a_good + 1,
+        "{cycles} health inputs for {a_good} cycles"
+    );
+    assert!(
+        cycles >= a_good.saturating_sub(1),
+        "{cycles} health inputs for {a_good} cycles"
+    );
+    let (ok, detail) = src.health("partly failing", |_, d| !d.is_empty()).await;
+    assert!(
+        ok && detail.contains("1 of 2") && detail.contains("holding 0-1"),
+        "{detail}"
+    );
+
+    // B silent for good: still online, B bad; then the whole slave silent:
+    // offline (a failed cycle), and it rests between probes.
+    fault.set(Fault::At {
+        addresses: 0..2,
+        fault: Box::new(Fault::Silent),
+    });
+    src.health("partly failing (silent block)", |ok, d| {
+        ok && d.contains("1 of 2")
+    })
+    .await;
+    fault.set(Fault::Silent);
+    src.health("no answer", |ok, _| !ok).await;
+    let r = src
+        .reading("half.a", "resting", |r| {
+            format!("{:?}", r.quality).contains("Timeout")
+        })
+        .await;
+    assert!(r.value.is_none());
+    let before = bank.requests_served_fc(3);
+    let window = Duration::from_millis(POLL.as_millis() as u64 * 10);
+    let rest = src.collect(window).await;
+    let asked = bank.requests_served_fc(3) - before;
+    let bad = rest.get("half").map_or(0, Vec::len);
+    assert!(
+        bad >= 8,
+        "bad readings keep coming at the poll interval: {bad}"
+    );
+    // 10 cycles of 2 reads each; a resting slave is asked at most once per
+    // 5 cycles (one probe), with slack for a window edge.
+    assert!(
+        asked <= 4,
+        "{asked} requests to a silent slave in 10 cycles"
+    );
+    fault.set(Fault::None);
+    src.reading("half.b", "good again", good).await;
+    src.health("all answered", |ok, d| ok && d.is_empty()).await;
+
+    src.stop().await;
+    sim.stop().await;
+    drop(socat);
 }

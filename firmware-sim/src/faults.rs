@@ -16,6 +16,7 @@ use tokio::sync::watch;
 /// | `WrongTransactionId` | answer carries transaction id + 1 | no effect (RTU has no transaction id) |
 /// | `Exception(c)` | every request answered with exception `c` | same |
 /// | `DropConnection` | socket closed on the next request, no answer | behaves like `Silent` |
+/// | `At { addresses, fault }` | `fault` for requests whose start address is in `addresses`, normal answers for the others | same |
 ///
 /// Writes are applied for `None`, `Delay`, `CorruptCrc` and `WrongTransactionId`;
 /// they are NOT applied for `Silent`, `Exception` and `DropConnection`.
@@ -35,6 +36,35 @@ pub enum Fault {
     Exception(u8),
     /// TCP: close the socket on the next request without answering.
     DropConnection,
+    /// `fault` only for requests whose start address lies in `addresses`
+    /// (any register kind); every other request is answered normally. A
+    /// device whose second block never answers, or answers late, while the
+    /// first is fine: the half-dead slaves real sites have.
+    At {
+        addresses: std::ops::Range<u16>,
+        fault: Box<Fault>,
+    },
+}
+
+impl Fault {
+    /// The fault that applies to one request PDU (function code first, then
+    /// the start address for every read and write function).
+    pub fn for_request(&self, pdu: &[u8]) -> Fault {
+        match self {
+            Fault::At { addresses, fault } => {
+                let start = match pdu {
+                    [_, hi, lo, ..] => Some(u16::from_be_bytes([*hi, *lo])),
+                    _ => None,
+                };
+                if start.is_some_and(|a| addresses.contains(&a)) {
+                    fault.for_request(pdu)
+                } else {
+                    Fault::None
+                }
+            }
+            other => other.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -82,6 +112,11 @@ impl FaultSwitch {
     /// Set the current fault; takes effect for the next request.
     pub fn set(&self, f: Fault) {
         *self.inner.fault.lock().unwrap_or_else(|e| e.into_inner()) = f;
+    }
+
+    /// The fault that applies to this request PDU (see [`Fault::for_request`]).
+    pub fn get_for(&self, pdu: &[u8]) -> Fault {
+        self.get().for_request(pdu)
     }
 
     /// The current fault.

@@ -201,7 +201,15 @@ pub fn device_from_toml(text: &str) -> Result<Device, Vec<ConfigError>> {
         }]
     })?;
     let paths = profiles::expand(&mut raw, "device", &mut errors);
-    let lines = raw.line.iter().map(String::as_str).collect();
+    // The named line, with the file's defaults (its timeout is the slave's).
+    let line: Option<raw::SerialLine> = raw.line.as_ref().and_then(|l| {
+        toml::from_str(&format!(
+            "id = {}\npath = \"\"",
+            toml::Value::from(l.as_str())
+        ))
+        .ok()
+    });
+    let lines = line.iter().map(|l| (l.id.as_str(), l)).collect();
     let mut warnings = Vec::new();
     match validate::device(
         &raw,

@@ -97,9 +97,9 @@ pub fn validate(
     }
 
     // ---- serial lines
-    let mut line_ids = HashSet::new();
+    let mut line_ids = HashMap::new();
     for (l, p) in cfg.serial_lines.iter().zip(&paths.lines) {
-        if !line_ids.insert(l.id.as_str()) {
+        if line_ids.insert(l.id.as_str(), l).is_some() {
             e.push(
                 format!("{p}.id"),
                 format!("duplicate serial line id `{}`", l.id),
@@ -256,7 +256,7 @@ pub(super) fn device(
     d: &Device,
     p: &str,
     point_paths: &[String],
-    line_ids: &HashSet<&str>,
+    line_ids: &HashMap<&str, &SerialLine>,
     uplink: Option<&Uplink>,
     e: &mut Errs,
     warnings: &mut Vec<String>,

@@ -270,7 +270,7 @@ where
         return Ok(());
     }
     let mut corrupt = false;
-    let resp = match slave.faults.get() {
+    let resp = match slave.faults.get_for(pdu) {
         Fault::Silent | Fault::DropConnection => return Ok(()),
         Fault::Exception(code) => exception_response(function, code),
         Fault::Delay(d) => {
@@ -281,7 +281,8 @@ where
             corrupt = true;
             handle_pdu(&slave.bank, pdu)
         }
-        Fault::None | Fault::WrongTransactionId => handle_pdu(&slave.bank, pdu),
+        // `get_for` resolved `At` to the fault of this request.
+        Fault::None | Fault::WrongTransactionId | Fault::At { .. } => handle_pdu(&slave.bank, pdu),
     };
     let mut out = Vec::with_capacity(resp.len() + 3);
     out.push(unit);

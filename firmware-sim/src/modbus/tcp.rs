@@ -408,9 +408,10 @@ async fn serve_connection(mut stream: TcpStream, routing: Arc<Routing>) {
             continue;
         };
         slave.bank.count_request(function);
-        let fault = slave.faults.get();
+        let fault = slave.faults.get_for(&pdu);
         let (resp_tid, resp) = match fault {
-            Fault::None => (tid, handle_pdu(&slave.bank, &pdu)),
+            // `get_for` resolved `At` to the fault of this request.
+            Fault::None | Fault::At { .. } => (tid, handle_pdu(&slave.bank, &pdu)),
             Fault::Silent => continue,
             Fault::DropConnection => {
                 tracing::debug!("fault: dropping connection");

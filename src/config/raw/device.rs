@@ -35,6 +35,11 @@ pub struct SerialLine {
     /// How long to wait for a slave's answer.
     #[serde(default = "default_rtu_timeout")]
     pub response_timeout: Dur,
+    /// A slave that answered nothing in a whole poll cycle is asked again
+    /// only every this many cycles (1: every cycle), so dead slaves cannot
+    /// make their healthy neighbours late.
+    #[serde(default = "default_silent_probe_every")]
+    pub silent_probe_every: u32,
 }
 
 fn default_baud() -> u32 {
@@ -51,6 +56,9 @@ fn default_stop_bits() -> u8 {
 }
 fn default_gap() -> Dur {
     Dur(Duration::from_millis(5))
+}
+pub(crate) fn default_silent_probe_every() -> u32 {
+    5
 }
 fn default_rtu_timeout() -> Dur {
     Dur(Duration::from_millis(300))

@@ -6,7 +6,7 @@
 //! bool from a register has its bit, an ascii point its length, and its
 //! staleness limit is resolved. Nothing downstream applies a default again.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
@@ -35,6 +35,8 @@ pub struct ModbusRtu {
 pub struct Modbus {
     pub unit_id: u8,
     pub poll_interval: Duration,
+    /// How long one request waits: the device's `timeout` on TCP, the
+    /// line's `response_timeout` on RTU (set by the checks).
     pub timeout: Duration,
     /// Extra attempts of a failed request inside one poll.
     pub retries: u32,
@@ -165,6 +167,15 @@ pub fn check_line(l: &SerialLine, p: &str, e: &mut Errs) {
     if !positive(&l.response_timeout) {
         e.push(format!("{p}.response_timeout"), "must be greater than zero");
     }
+    if !(1..=100).contains(&l.silent_probe_every) {
+        e.push(
+            format!("{p}.silent_probe_every"),
+            format!(
+                "{} cycles: must be 1-100 (1 asks a silent slave every cycle)",
+                l.silent_probe_every
+            ),
+        );
+    }
 }
 
 /// Checks a `protocol = "modbus_tcp"` device; `point_paths[j]` names
@@ -182,7 +193,7 @@ pub fn check_tcp(
     if d.line.is_some() {
         e.push(format!("{p}.line"), "only for protocol modbus_rtu");
     }
-    let modbus = check_modbus(d, p, point_paths, e)?;
+    let modbus = check_modbus(d, p, point_paths, d.timeout.0, e)?;
     Some(ModbusTcp {
         host,
         // The Modbus TCP port (IANA 502).
@@ -191,14 +202,24 @@ pub fn check_tcp(
     })
 }
 
-/// Checks a `protocol = "modbus_rtu"` device against the known line ids.
+/// Checks a `protocol = "modbus_rtu"` device against the known lines. A
+/// request to the slave waits the line's `response_timeout`, so that is
+/// its timeout, also in its default `stale_after`.
 pub fn check_rtu(
     d: &raw::Device,
     p: &str,
     point_paths: &[String],
-    line_ids: &HashSet<&str>,
+    lines: &HashMap<&str, &SerialLine>,
     e: &mut Errs,
 ) -> Option<ModbusRtu> {
+    if d.unit_id == 0 && d.points.iter().any(|pt| pt.writable) {
+        // Unit 0 is the RTU broadcast: every slave on the line would apply
+        // the write and none answers, so it could never be read back.
+        e.push(
+            format!("{p}.unit_id"),
+            "0 is the broadcast address on a serial line: a device with writable points needs its own unit id (1-247)",
+        );
+    }
     let line = match &d.line {
         None => {
             e.push(
@@ -207,23 +228,34 @@ pub fn check_rtu(
             );
             None
         }
-        Some(l) if !line_ids.contains(l.as_str()) => {
-            e.push(
-                format!("{p}.line"),
-                format!("no serial line `{l}` in [[serial_lines]]"),
-            );
-            None
-        }
-        Some(l) => Some(l.clone()),
+        Some(l) => match lines.get(l.as_str()) {
+            None => {
+                e.push(
+                    format!("{p}.line"),
+                    format!("no serial line `{l}` in [[serial_lines]]"),
+                );
+                None
+            }
+            Some(line) => Some(*line),
+        },
     };
-    let modbus = check_modbus(d, p, point_paths, e);
+    let timeout = line.map_or(d.timeout.0, |l| l.response_timeout.0);
+    let modbus = check_modbus(d, p, point_paths, timeout, e);
     Some(ModbusRtu {
-        line: line?,
+        line: line?.id.clone(),
         modbus: modbus?,
     })
 }
 
-fn check_modbus(d: &raw::Device, p: &str, point_paths: &[String], e: &mut Errs) -> Option<Modbus> {
+/// `timeout`: how long one request may wait (the device's `timeout` on
+/// TCP, the line's `response_timeout` on RTU).
+fn check_modbus(
+    d: &raw::Device,
+    p: &str,
+    point_paths: &[String],
+    timeout: Duration,
+    e: &mut Errs,
+) -> Option<Modbus> {
     let before = e.len();
     if !positive(&d.poll_interval) {
         e.push(format!("{p}.poll_interval"), "must be greater than zero");
@@ -262,7 +294,7 @@ fn check_modbus(d: &raw::Device, p: &str, point_paths: &[String], e: &mut Errs) 
         .points
         .iter()
         .zip(point_paths)
-        .map(|(pt, pp)| check_point(d, pt, pp, e))
+        .map(|(pt, pp)| check_point(d, pt, pp, timeout, e))
         .collect();
     check_overlaps(&points, point_paths, e);
     if e.len() > before {
@@ -271,7 +303,7 @@ fn check_modbus(d: &raw::Device, p: &str, point_paths: &[String], e: &mut Errs) 
     Some(Modbus {
         unit_id: d.unit_id,
         poll_interval: d.poll_interval.0,
-        timeout: d.timeout.0,
+        timeout,
         retries: d.retries,
         byte_order: d.byte_order,
         max_gap: d.max_gap,
@@ -281,7 +313,13 @@ fn check_modbus(d: &raw::Device, p: &str, point_paths: &[String], e: &mut Errs) 
     })
 }
 
-fn check_point(d: &raw::Device, pt: &raw::Point, pp: &str, e: &mut Errs) -> Option<ModbusPoint> {
+fn check_point(
+    d: &raw::Device,
+    pt: &raw::Point,
+    pp: &str,
+    timeout: Duration,
+    e: &mut Errs,
+) -> Option<ModbusPoint> {
     let before = e.len();
     if pt.path.is_some() {
         e.push(format!("{pp}.path"), "only for MQTT points");
@@ -416,7 +454,7 @@ fn check_point(d: &raw::Device, pt: &raw::Point, pp: &str, e: &mut Errs) -> Opti
     }
     // A point is stale after three missed polls of its own group, plus
     // the time one poll may take with its retries.
-    let default_stale = interval * 3 + d.timeout.0 * (d.retries + 1);
+    let default_stale = interval * 3 + timeout * (d.retries + 1);
     Some(ModbusPoint {
         id: pt.id.clone(),
         name: pt.name.clone(),

@@ -71,6 +71,11 @@ pub enum RequestError {
     /// for the reconnect backoff).
     #[error("not connected: {0}")]
     NotConnected(String),
+    /// Not asked: the slave answered nothing for this many poll cycles
+    /// and rests until its next probe (RTU `rest_every`), so it does not
+    /// cost its neighbours on the line a timeout every cycle.
+    #[error("not asked: no answer for {0} poll cycle(s), resting until the next probe")]
+    Resting(u32),
 }
 
 impl RequestError {
@@ -97,7 +102,8 @@ impl RequestError {
     pub fn bad_reason(&self) -> BadReason {
         match self {
             RequestError::Exception(c) => BadReason::Exception(*c),
-            RequestError::Timeout(_) => BadReason::Timeout,
+            // Resting follows a cycle of timeouts: the slave is silent.
+            RequestError::Timeout(_) | RequestError::Resting(_) => BadReason::Timeout,
             RequestError::Transport(_)
             | RequestError::BadFrame(_)
             | RequestError::NotConnected(_) => BadReason::Transport(self.to_string()),
@@ -109,6 +115,7 @@ impl RequestError {
         match self {
             RequestError::Exception(_) => "exception",
             RequestError::Timeout(_) => "timeout",
+            RequestError::Resting(_) => "resting",
             RequestError::Transport(_)
             | RequestError::BadFrame(_)
             | RequestError::NotConnected(_) => "transport",

@@ -8,6 +8,7 @@
 //! add their session handling.
 
 pub mod config;
+pub mod cycle;
 pub mod decode;
 pub mod exchange;
 pub mod plan;

@@ -1,6 +1,7 @@
 //! What polling one Modbus device means, whatever carries its frames: the
 //! schedule of its planned reads, turning an answer (or its absence) into
-//! readings and a health input, the metrics and logs of each poll, and the
+//! readings, judging each poll cycle as a whole into one health input
+//! (`cycle.rs`), the metrics and logs of each poll, and the
 //! write-then-read-back of a point.
 //!
 //! `tcp.rs` and `rtu.rs` only add the session handling of their transport.
@@ -17,6 +18,7 @@ use crate::metrics::metrics;
 use crate::model::{BadReason, Input, Quality, Reading, Value};
 use crate::source::{WriteError, WriteRequest};
 
+use super::cycle::{Cycle, Mode};
 use super::decode::{self, data_type, width};
 use super::exchange::{Data, Op, RequestError, Transport, with_retries};
 use super::plan::{PlannedRead, describe, plan};
@@ -35,8 +37,14 @@ pub struct DevicePoller {
     next_due: Vec<Instant>,
     /// The timestamp of each read's last readings.
     last_at: Vec<Option<chrono::DateTime<Utc>>>,
-    /// The `polls` result label of the last poll, to log changes only.
-    last_result: Option<&'static str>,
+    /// The cycle under way, if any.
+    cycle: Option<Cycle>,
+    /// Consecutive finished cycles in which nothing answered.
+    silent_cycles: u32,
+    /// A silent device is asked only every this many cycles (1: always).
+    rest_every: u32,
+    /// The label of the last cycle's verdict, to log changes only.
+    last_verdict: Option<&'static str>,
 }
 
 impl DevicePoller {
@@ -56,8 +64,18 @@ impl DevicePoller {
             last_at: vec![None; reads.len()],
             reads,
             device,
-            last_result: None,
+            cycle: None,
+            silent_cycles: 0,
+            rest_every: 1,
+            last_verdict: None,
         }
+    }
+
+    /// After a cycle with no answer, ask the device only every `n`th cycle
+    /// (see `cycle.rs`). An RTU line sets it; a TCP device costs no one else.
+    pub fn with_rest_every(mut self, n: u32) -> Self {
+        self.rest_every = n.max(1);
+        self
     }
 
     /// The read due first, and when. Ties go to the lower index, so reads
@@ -78,21 +96,34 @@ impl DevicePoller {
         self.next_due[i] = next.max(now);
     }
 
-    /// Polls read `i` through `transport` (with the device's retries) and
-    /// reports the outcome. Returns `Err(Closed)` when the rule engine is gone.
+    /// The cycle under way; opens one over the reads due now (and `i`).
+    fn cycle(&mut self, i: usize, now: Instant) -> &mut Cycle {
+        let due = (0..self.reads.len()).filter(|&j| j == i || self.next_due[j] <= now);
+        self.cycle
+            .get_or_insert_with(|| Cycle::open(due, self.silent_cycles, self.rest_every))
+    }
+
+    /// Polls read `i` through `transport` (with the device's retries, or
+    /// as the cycle's mode says) and reports the outcome. Returns
+    /// `Err(Closed)` when the rule engine is gone.
     pub async fn poll<T: Transport>(
         &mut self,
         i: usize,
         transport: &mut T,
         tx: &mpsc::Sender<Input>,
     ) -> Result<(), Closed> {
-        let result = with_retries(transport, &Op::read(&self.reads[i]), self.device.retries).await;
+        let op = Op::read(&self.reads[i]);
+        let result = match self.cycle(i, Instant::now()).mode {
+            Mode::Normal => with_retries(transport, &op, self.device.retries).await,
+            Mode::Probe => transport.exchange(&op, false).await,
+            Mode::Rest => Err(RequestError::Resting(self.silent_cycles)),
+        };
         self.reschedule(i, Instant::now());
         self.report(i, result, tx).await
     }
 
-    /// Sends the readings of read `i` and the device's health after a poll,
-    /// and updates the metrics.
+    /// Sends the readings of read `i`, and the device's health when its
+    /// cycle is complete, and updates the metrics.
     pub async fn report(
         &mut self,
         i: usize,
@@ -114,23 +145,43 @@ impl DevicePoller {
             Ok(_) => (true, "ok", String::new()),
             Err(e) => (e.is_answer(), e.metric_label(), e.to_string()),
         };
-        self.log_poll(i, label, &detail);
+        let r = &self.reads[i];
+        tracing::trace!(device = %self.id, result = label, kind = ?r.kind, start = r.start, count = r.count, ok, "modbus poll: {detail}");
         let m = metrics();
         m.polls.with_label_values(&[&*self.id, label]).inc();
         m.readings
             .with_label_values(&[&*self.id])
             .inc_by(readings.len() as u64);
-        m.device_up
-            .with_label_values(&[&*self.id])
-            .set(i64::from(ok));
 
+        let what = format!(
+            "{} {}-{}",
+            format!("{:?}", r.kind).to_lowercase(),
+            r.start,
+            r.end() - 1
+        );
+        let cycle = self.cycle(i, Instant::now());
+        cycle.record(i, &what, result.as_ref().map(|_| ()));
+        let verdict = cycle.verdict();
         tx.send(Input::Readings(readings))
             .await
             .map_err(|_| Closed)?;
+        let Some(verdict) = verdict else {
+            return Ok(());
+        };
+        self.cycle = None;
+        self.silent_cycles = if verdict.answered() {
+            0
+        } else {
+            self.silent_cycles.saturating_add(1)
+        };
+        self.log_cycle(verdict.label(), verdict.detail());
+        m.device_up
+            .with_label_values(&[&*self.id])
+            .set(i64::from(verdict.answered()));
         tx.send(Input::DeviceHealth {
             device: self.id.clone(),
-            ok,
-            detail,
+            ok: verdict.answered(),
+            detail: verdict.detail().to_string(),
             at,
         })
         .await
@@ -191,20 +242,19 @@ impl DevicePoller {
             .collect()
     }
 
-    /// Logs when the kind of result changes (ok → timeout → ok …), so a
+    /// Logs when a cycle's verdict changes (ok → partial → none …), so a
     /// device down for a day logs two lines, not one per poll.
-    fn log_poll(&mut self, i: usize, label: &'static str, detail: &str) {
-        let r = &self.reads[i];
-        let changed = self.last_result.replace(label) != Some(label);
+    fn log_cycle(&mut self, label: &'static str, detail: &str) {
+        let changed = self.last_verdict.replace(label) != Some(label);
         match (changed, label) {
             (true, "ok") => tracing::info!(device = %self.id, "modbus device answering"),
-            (true, _) => tracing::warn!(
-                device = %self.id, result = label, kind = ?r.kind, start = r.start, count = r.count,
-                "modbus poll failed: {detail}"
-            ),
-            (false, "ok") => tracing::trace!(device = %self.id, start = r.start, "modbus poll ok"),
+            (true, "partial") => {
+                tracing::warn!(device = %self.id, "modbus device partly answering: {detail}")
+            }
+            (true, _) => tracing::warn!(device = %self.id, "modbus device not answering: {detail}"),
+            (false, "ok") => tracing::trace!(device = %self.id, "modbus cycle ok"),
             (false, _) => {
-                tracing::debug!(device = %self.id, result = label, start = r.start, "modbus poll failed: {detail}")
+                tracing::debug!(device = %self.id, result = label, "modbus cycle failed: {detail}")
             }
         }
     }

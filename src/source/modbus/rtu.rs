@@ -7,10 +7,20 @@
 //! long as the line has the time. `inter_frame_gap` of silence is kept
 //! between the end of one exchange and the next request.
 //!
-//! After a timeout or a corrupt answer the RTU framing may be out of step
-//! (half a late answer still in the buffer), so the client context is
-//! rebuilt and the input buffer flushed before the next request. The port
+//! After a timeout or a corrupt answer the RTU framing may be out of step:
+//! a slave a little slower than its timeout answers while the next request
+//! is under way, and an answer of the same size (two equal reads at other
+//! addresses) would pass every check and be taken for the wrong registers.
+//! So the line is drained first: bytes are read and dropped until it has
+//! been quiet for a quarter of `response_timeout` (at least 20 ms, at most
+//! one `response_timeout` in all), the OS input buffer is flushed and the
+//! client context rebuilt. tokio-modbus checks the answer's slave id and
+//! function code against the request, `exchange.rs` its length. The port
 //! itself is only re-opened after an I/O error on it.
+//!
+//! A slave that answered nothing in a whole poll cycle rests: it is asked
+//! again only every `silent_probe_every` cycles (`cycle.rs`), so two dead
+//! slaves cannot make their healthy neighbours late.
 
 use std::io;
 use std::pin::Pin;
@@ -21,7 +31,7 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use futures::stream::{BoxStream, SelectAll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_modbus::Slave;
@@ -84,7 +94,7 @@ async fn line_loop(
     let (devices, receivers): (Vec<Device<Modbus>>, Vec<_>) = devices.into_iter().unzip();
     let mut pollers: Vec<DevicePoller> = devices
         .into_iter()
-        .map(|d| DevicePoller::new(Arc::new(d), now))
+        .map(|d| DevicePoller::new(Arc::new(d), now).with_rest_every(cfg.silent_probe_every))
         .collect();
     let mut writes = merge_writes(receivers);
     let mut writes_open = !pollers.is_empty();
@@ -221,17 +231,27 @@ impl Transport for SlaveHandle<'_> {
         ctx.set_slave(Slave(self.device.unit_id));
         port.reset_received();
         let mut result = perform(ctx, op, limit).await;
-        bus.last_end = Instant::now();
-
-        if matches!(result, Err(RequestError::Timeout(_))) && port.received() > 0 {
+        // Bytes within the timeout, before any drain.
+        let received = port.received();
+        if matches!(result, Err(RequestError::Timeout(_))) && received > 0 {
             // Bytes came back but never formed a frame with a valid CRC:
             // tokio-modbus drops such bytes and keeps waiting, so this is
             // the only place a corrupt answer shows.
             result = Err(RequestError::BadFrame(format!(
-                "{} byte(s) received within {limit:?} but no valid frame (CRC error or truncated answer)",
-                port.received()
+                "{received} byte(s) received within {limit:?} but no valid frame (CRC error or truncated answer)"
             )));
         }
+        if matches!(
+            result,
+            Err(RequestError::Timeout(_) | RequestError::BadFrame(_))
+        ) {
+            let dropped = port.drain(drain_quiet(limit), limit).await;
+            if dropped > 0 {
+                tracing::debug!(device = %self.device.id, dropped, "modbus rtu: late bytes drained from the line");
+            }
+        }
+        bus.last_end = Instant::now();
+
         match &result {
             Ok(_) | Err(RequestError::Exception(_)) => bus.backoff.reset(),
             Err(RequestError::BadFrame(detail)) => {
@@ -247,10 +267,16 @@ impl Transport for SlaveHandle<'_> {
                 bus.close_port();
             }
             Err(RequestError::Timeout(_)) => bus.out_of_step = true,
-            Err(RequestError::NotConnected(_)) => {}
+            Err(RequestError::NotConnected(_) | RequestError::Resting(_)) => {}
         }
         result
     }
+}
+
+/// The silence that ends a drain: a quarter of the response timeout, at
+/// least 20 ms (pseudo-terminals and schedulers add jitter).
+fn drain_quiet(limit: Duration) -> Duration {
+    (limit / 4).max(Duration::from_millis(20))
 }
 
 fn open_port(cfg: &SerialLine) -> tokio_serial::Result<SerialStream> {
@@ -307,6 +333,29 @@ impl SharedPort {
 
     fn received(&self) -> u64 {
         self.received.load(Ordering::Relaxed)
+    }
+
+    /// Reads and drops bytes until the line has been quiet for `quiet`,
+    /// for at most `cap` in all (a babbling line must not hold it for
+    /// ever). Returns how many bytes were dropped.
+    async fn drain(&self, quiet: Duration, cap: Duration) -> usize {
+        let until = Instant::now() + cap;
+        let mut port = self.clone();
+        let mut buf = [0u8; 256];
+        let mut dropped = 0;
+        loop {
+            let wait = quiet.min(until.saturating_duration_since(Instant::now()));
+            if wait.is_zero() {
+                break;
+            }
+            match tokio::time::timeout(wait, port.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => dropped += n,
+                // quiet (or the port failed: the next request finds out)
+                _ => break,
+            }
+        }
+        self.discard_input();
+        dropped
     }
 
     /// Drops bytes waiting in the OS input buffer.
