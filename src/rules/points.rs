@@ -40,6 +40,9 @@ pub struct PointInfo {
     pub seen_good: bool,
     /// Any reading at all (good or bad) since start-up.
     pub reported: bool,
+    /// When the first reading arrived: a point never good since then goes
+    /// stale `stale_after` later, like one whose good value got too old.
+    pub first_reading: Option<DateTime<Utc>>,
     pub is_text: bool,
     pub writable: bool,
 }
@@ -58,6 +61,7 @@ impl PointInfo {
             health_level: 2,
             seen_good: false,
             reported: false,
+            first_reading: None,
             is_text: false,
             writable: false,
         }
@@ -114,6 +118,7 @@ impl Points {
         };
         p.quality = r.quality.clone();
         p.reported = true;
+        p.first_reading.get_or_insert(r.at);
         if r.quality.is_good() {
             p.value = r.value.clone();
             p.last_good = Some(r.at);
@@ -137,16 +142,25 @@ impl Points {
         true
     }
 
-    /// Turns a good point stale when its last good value is too old.
-    /// Returns whether the point is stale now (just turned, or still).
+    /// Turns a point stale when its last good value (or, never good, its
+    /// first reading) is too old: good, or bad because its device did not
+    /// answer (timeout, transport). A half-dead device's silent block stays
+    /// `timeout` with the device online, and must raise its stale alarm
+    /// whether or not a rule reads the point. Exceptions and decode errors
+    /// keep their own `fault` alarm. Returns whether the point is stale now
+    /// (just turned, or still).
     pub fn check_stale(&mut self, id: &str, now: DateTime<Utc>) -> bool {
         let Some(p) = self.map.get_mut(id) else {
             return false;
         };
-        let too_old = p.last_good.is_some_and(|t| {
+        let too_old = p.last_good.or(p.first_reading).is_some_and(|t| {
             now - t > chrono::Duration::from_std(p.stale_after).unwrap_or_default()
         });
-        if too_old && p.quality.is_good() {
+        let silent = matches!(
+            p.quality,
+            Quality::Good | Quality::Bad(BadReason::Timeout | BadReason::Transport(_))
+        );
+        if too_old && silent {
             p.quality = Quality::Bad(BadReason::Stale);
         }
         too_old || matches!(p.quality, Quality::Bad(BadReason::Stale))
@@ -176,5 +190,51 @@ impl Points {
         } else {
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod stale_tests {
+    use super::*;
+
+    fn reading(q: Quality, at: DateTime<Utc>) -> Reading {
+        Reading {
+            point: "p".into(),
+            device: "d".into(),
+            value: q.is_good().then_some(Value::Num(1.0)),
+            quality: q,
+            at,
+        }
+    }
+
+    /// Issue 10 item 5: a block that times out while its device answers
+    /// goes stale after `stale_after`, never good or once good.
+    #[test]
+    fn a_point_stuck_at_timeout_goes_stale() {
+        let t0 = Utc::now();
+        let s = chrono::Duration::seconds;
+        for first in [Quality::Bad(BadReason::Timeout), Quality::Good] {
+            let mut pts = Points::default();
+            let info = PointInfo::new("p".into(), None, "d".into(), Duration::from_secs(5));
+            pts.insert("p".into(), info);
+            pts.apply(&reading(first, t0));
+            pts.apply(&reading(Quality::Bad(BadReason::Timeout), t0 + s(1)));
+            assert!(!pts.check_stale("p", t0 + s(4)));
+            assert!(pts.check_stale("p", t0 + s(6)));
+            assert_eq!(
+                pts.get("p").unwrap().quality,
+                Quality::Bad(BadReason::Stale)
+            );
+        }
+        // an exception keeps its own fault alarm
+        let mut pts = Points::default();
+        let info = PointInfo::new("p".into(), None, "d".into(), Duration::from_secs(5));
+        pts.insert("p".into(), info);
+        pts.apply(&reading(Quality::Bad(BadReason::Exception(2)), t0));
+        pts.check_stale("p", t0 + s(6));
+        assert_eq!(
+            pts.get("p").unwrap().quality,
+            Quality::Bad(BadReason::Exception(2))
+        );
     }
 }
