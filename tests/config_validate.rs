@@ -604,3 +604,29 @@ fn every_shipped_profile_is_valid_on_its_protocols() {
         assert!(e.is_empty(), "profile {name}: {e:#?}");
     }
 }
+
+/// Issue 10 items 7 and 11: unit 0 is the RTU broadcast (a write there hits
+/// every slave and is never answered), and `silent_probe_every` is bounded.
+#[test]
+fn rtu_broadcast_unit_with_writable_points_and_probe_bounds_are_refused() {
+    let site = |unit: u8, writable: bool, every: u32| {
+        format!(
+            "{BASE}\n[[serial_lines]]\nid = \"l1\"\npath = \"/dev/ttyS1\"\nsilent_probe_every = {every}\n\
+             [[devices]]\nid = \"r1\"\nprotocol = \"modbus_rtu\"\nline = \"l1\"\nunit_id = {unit}\n\
+             [[devices.points]]\nid = \"r1.valve\"\nregister = \"coil\"\naddress = 0\nwritable = {writable}\n"
+        )
+    };
+    let e = errors_of(&site(0, true, 0));
+    assert!(has(&e, "devices[0].unit_id", "broadcast"), "{e:#?}");
+    assert!(
+        has(&e, "serial_lines[0].silent_probe_every", "1-100"),
+        "{e:#?}"
+    );
+    let ok = errors_of(&site(3, true, 5));
+    assert!(ok.is_empty(), "{ok:#?}");
+    let read_only = errors_of(&site(0, false, 1));
+    assert!(
+        !read_only.iter().any(|x| x.contains("unit_id")),
+        "{read_only:#?}"
+    );
+}

@@ -84,7 +84,7 @@ impl Cycle {
     pub fn open(due: impl IntoIterator<Item = usize>, silent_cycles: u32, rest_every: u32) -> Self {
         let mode = if silent_cycles == 0 || rest_every <= 1 {
             Mode::Normal
-        } else if silent_cycles % rest_every == 0 {
+        } else if silent_cycles.is_multiple_of(rest_every) {
             Mode::Probe
         } else {
             Mode::Rest
