@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::params;
 
-use super::{Drops, QueueId, Store, StoreError, push_in};
+use super::{Drops, Prio, QueueId, Store, StoreError, push_in};
 
 /// A reading for the local history.
 #[derive(Clone, Debug)]
@@ -39,7 +39,7 @@ impl Store {
         queued: &[(QueueId, Vec<String>)],
         now_ms: i64,
     ) -> Result<Drops, StoreError> {
-        let ((), drops) = self.write(|tx, d| {
+        let ((), drops) = self.write(Prio::Bulk, |tx, d| {
             let run = |d: &mut super::Delta| -> rusqlite::Result<()> {
                 for (q, bodies) in queued {
                     push_in(tx, d, *q, bodies, now_ms)?;
@@ -77,15 +77,11 @@ impl Store {
         since: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<HistoryRow>, StoreError> {
-        let g = self.lock();
-        let mut st = g
-            .conn
-            .prepare_cached(
+        self.read(|c| {
+            let mut st = c.prepare_cached(
                 "SELECT point, at_ms, value, quality FROM history_raw WHERE point = ?1 AND at_ms >= ?2 ORDER BY at_ms LIMIT ?3",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map(
+            )?;
+            let rows = st.query_map(
                 params![
                     point,
                     since.timestamp_millis(),
@@ -99,22 +95,18 @@ impl Store {
                         quality: r.get(3)?,
                     })
                 },
-            )
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+            )?;
+            rows.collect()
+        })
     }
 
     /// 5-minute statistics of one point since `since`, oldest first.
     pub fn stats_5m(&self, point: &str, since: DateTime<Utc>) -> Result<Vec<Stat5m>, StoreError> {
-        let g = self.lock();
-        let mut st = g
-            .conn
-            .prepare_cached(
+        self.read(|c| {
+            let mut st = c.prepare_cached(
                 "SELECT bucket_ms, min, max, sum / n, n FROM history_5m WHERE point = ?1 AND bucket_ms >= ?2 ORDER BY bucket_ms",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map(
+            )?;
+            let rows = st.query_map(
                 params![point, since.timestamp_millis() - FIVE_MIN_MS],
                 |r| {
                     Ok(Stat5m {
@@ -125,55 +117,89 @@ impl Store {
                         count: r.get::<_, i64>(4)? as u64,
                     })
                 },
-            )
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+            )?;
+            rows.collect()
+        })
     }
 
     /// Deletes history past its retention, and the oldest raw history beyond
-    /// its size cap. Returns rows deleted.
+    /// its size cap, in steps of [`PRUNE_STEP`] rows, each its own short
+    /// transaction: an alarm commit waits for one step at most, never for
+    /// the whole prune. Returns rows deleted.
     pub fn prune(
         &self,
         now: DateTime<Utc>,
         raw_days: u32,
         stats_days: u32,
     ) -> Result<u64, StoreError> {
-        let g = self.lock();
-        let c = &g.conn;
         let day = 86_400_000i64;
         let now_ms = now.timestamp_millis();
+        let raw_before = now_ms - raw_days as i64 * day;
+        let stats_before = now_ms - stats_days as i64 * day;
         let mut n = 0;
-        n += c
-            .execute(
-                "DELETE FROM history_raw WHERE at_ms < ?1",
-                [now_ms - raw_days as i64 * day],
+        // Each statement finds its rows through an index on the time.
+        n += self.prune_steps(
+            "DELETE FROM history_raw WHERE rowid IN
+               (SELECT rowid FROM history_raw WHERE at_ms < ?1 ORDER BY at_ms LIMIT ?2)",
+            raw_before,
+        )?;
+        n += self.prune_steps(
+            "DELETE FROM history_5m WHERE rowid IN
+               (SELECT rowid FROM history_5m WHERE bucket_ms < ?1 ORDER BY bucket_ms LIMIT ?2)",
+            stats_before,
+        )?;
+        n += self.prune_steps(
+            "DELETE FROM alarm_log WHERE seq IN
+               (SELECT seq FROM alarm_log WHERE at_ms < ?1 ORDER BY at_ms LIMIT ?2)",
+            stats_before,
+        )?;
+        // Size cap of the raw history, ~48 bytes a row with its indexes.
+        // The row count is estimated from the rowid span (two index probes,
+        // not a count over millions of rows); rows are appended, so the span
+        // is the count unless retention left holes, and then it errs on the
+        // side of keeping the file within its cap.
+        let max_rows = (self.limits.history_bytes / 48).min(i64::MAX as u64) as i64;
+        let span: i64 = self.read(|c| {
+            c.query_row(
+                "SELECT COALESCE(MAX(rowid) - MIN(rowid) + 1, 0) FROM history_raw",
+                [],
+                |r| r.get(0),
             )
-            .map_err(|e| self.err(e))?;
-        n += c
-            .execute(
-                "DELETE FROM history_5m WHERE bucket_ms < ?1",
-                [now_ms - stats_days as i64 * day],
-            )
-            .map_err(|e| self.err(e))?;
-        n += c
-            .execute(
-                "DELETE FROM alarm_log WHERE at_ms < ?1",
-                [now_ms - stats_days as i64 * day],
-            )
-            .map_err(|e| self.err(e))?;
-        // Size cap of the raw history: ~48 bytes a row with its indexes.
-        let rows: i64 = c
-            .query_row("SELECT COUNT(*) FROM history_raw", [], |r| r.get(0))
-            .map_err(|e| self.err(e))?;
-        let max_rows = (self.limits.history_bytes / 48) as i64;
-        if rows > max_rows {
-            n += c
-                .execute(
-                    "DELETE FROM history_raw WHERE rowid IN (SELECT rowid FROM history_raw ORDER BY at_ms LIMIT ?1)",
-                    [rows - max_rows],
+        })?;
+        let mut over = span - max_rows;
+        while over > 0 {
+            let step = over.min(PRUNE_STEP);
+            let ((), _) = self.write(Prio::Bulk, |tx, _| {
+                tx.execute(
+                    "DELETE FROM history_raw WHERE rowid IN
+                       (SELECT rowid FROM history_raw ORDER BY at_ms LIMIT ?1)",
+                    [step],
                 )
-                .map_err(|e| self.err(e))?;
+                .map(|_| ())
+                .map_err(|e| self.err(e))
+            })?;
+            n += step as usize;
+            over -= step;
         }
         Ok(n as u64)
     }
+
+    /// Runs `sql` (with `?1` = `before`, `?2` = the step) until it deletes
+    /// less than a step.
+    fn prune_steps(&self, sql: &str, before: i64) -> Result<usize, StoreError> {
+        let mut n = 0;
+        loop {
+            let (k, _) = self.write(Prio::Bulk, |tx, _| {
+                tx.execute(sql, params![before, PRUNE_STEP])
+                    .map_err(|e| self.err(e))
+            })?;
+            n += k;
+            if (k as i64) < PRUNE_STEP {
+                return Ok(n);
+            }
+        }
+    }
 }
+
+/// Rows one pruning transaction deletes at most: a few ms of work.
+pub const PRUNE_STEP: i64 = 2_000;

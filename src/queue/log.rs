@@ -11,7 +11,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{QueueId, Store, StoreError, push_in};
+use super::{Prio, QueueId, Store, StoreError, push_in};
 
 /// One event as encoded by the caller for its `seq`.
 #[derive(Clone, Debug, PartialEq)]
@@ -48,7 +48,7 @@ impl Store {
                 }
             })
             .collect();
-        let (seqs, _) = self.write(|tx, d| {
+        let (seqs, _) = self.write(Prio::Alarm, |tx, d| {
             let mut run = |d: &mut super::Delta| -> rusqlite::Result<Vec<u64>> {
                 let mut seq = read_seq(tx)?;
                 let mut seqs = Vec::with_capacity(events.len());
@@ -74,23 +74,22 @@ impl Store {
             };
             run(d).map_err(|e| self.err(e))
         })?;
+        if let Some(last) = seqs.last() {
+            super::epoch::note(&self.path, self.epoch, *last);
+        }
         Ok(seqs)
     }
 
     /// The alarms that were active when the gateway last stopped, in the
     /// caller's own persisted form. Unreadable rows are logged and skipped.
     pub fn load_active<A: DeserializeOwned>(&self) -> Result<Vec<A>, StoreError> {
-        let g = self.lock();
-        let mut st = g
-            .conn
-            .prepare("SELECT json FROM alarms_active ORDER BY key")
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(|e| self.err(e))?;
+        let texts: Vec<String> = self.read(|c| {
+            let mut st = c.prepare("SELECT json FROM alarms_active ORDER BY key")?;
+            let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+            rows.collect()
+        })?;
         let mut out = Vec::new();
-        for r in rows {
-            let text = r.map_err(|e| self.err(e))?;
+        for text in texts {
             match serde_json::from_str::<A>(&text) {
                 Ok(i) => out.push(i),
                 Err(e) => {
@@ -103,8 +102,7 @@ impl Store {
 
     /// The last `seq` given (0 before the first event).
     pub fn last_seq(&self) -> Result<u64, StoreError> {
-        let g = self.lock();
-        read_seq(&g.conn).map_err(|e| self.err(e))
+        self.read(read_seq)
     }
 
     /// Logged events since `since`, oldest first, as the JSON they were
@@ -114,27 +112,23 @@ impl Store {
         since: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<serde_json::Value>, StoreError> {
-        let g = self.lock();
-        let mut st = g
-            .conn
-            .prepare_cached("SELECT json FROM alarm_log WHERE at_ms >= ?1 ORDER BY seq LIMIT ?2")
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map(
+        let texts: Vec<String> = self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT json FROM alarm_log WHERE at_ms >= ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = st.query_map(
                 params![
                     since.timestamp_millis(),
                     limit.min(i64::MAX as usize) as i64
                 ],
                 |r| r.get::<_, String>(0),
-            )
-            .map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for r in rows {
-            if let Ok(v) = serde_json::from_str(&r.map_err(|e| self.err(e))?) {
-                out.push(v);
-            }
-        }
-        Ok(out)
+            )?;
+            rows.collect()
+        })?;
+        Ok(texts
+            .iter()
+            .filter_map(|t| serde_json::from_str(t).ok())
+            .collect())
     }
 }
 

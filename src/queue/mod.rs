@@ -23,18 +23,21 @@
 //! likewise; readings (`history.rs`) are committed in batches,
 //! one fsync per batch, together with their local history.
 
+mod epoch;
+mod gate;
 mod history;
 mod log;
 mod schema;
 mod telemetry;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use tokio::sync::Notify;
 
+use gate::Gate;
+pub use gate::Prio;
 pub use history::{HistoryRow, Stat5m};
 pub use log::LoggedEvent;
 
@@ -84,6 +87,15 @@ impl QueueId {
             QueueId::Alarms => "uplink",
             QueueId::Readings => "influx",
             QueueId::Telemetry => "telemetry",
+        }
+    }
+
+    /// Whose turn first at the write connection: alarm events never wait
+    /// behind a readings write.
+    pub fn prio(self) -> Prio {
+        match self {
+            QueueId::Alarms => Prio::Alarm,
+            QueueId::Readings | QueueId::Telemetry => Prio::Bulk,
         }
     }
 
@@ -158,20 +170,22 @@ struct Counter {
     bytes: u64,
 }
 
-struct Inner {
-    conn: Connection,
-    counters: [Counter; QueueId::ALL.len()],
-}
-
 pub struct Store {
-    inner: Mutex<Inner>,
-    /// Each queue's depth, mirrored from the counters after every commit so
-    /// sinks can read it without waiting for the lock (a commit holds it
-    /// through its fsync).
-    depths: [AtomicU64; QueueId::ALL.len()],
+    /// The one write connection, alarm writers first (`gate.rs`).
+    writer: Gate<Connection>,
+    /// Running totals of the queues, changed only after a commit, while
+    /// the write connection is held. Their own lock is never held across
+    /// an fsync, so sinks and the API read depths without waiting for a
+    /// commit.
+    counters: Mutex<[Counter; QueueId::ALL.len()]>,
+    /// Read connections (sinks' peeks, API, history, stats): a WAL reader
+    /// never waits for the writer and the writer never waits for it.
+    readers: Mutex<Vec<Connection>>,
     path: PathBuf,
     limits: Limits,
     wakers: [Arc<Notify>; QueueId::ALL.len()],
+    /// This store's epoch, part of every `event_id` (`epoch.rs`).
+    epoch: u32,
 }
 
 /// Rows each queue dropped (oldest first) to stay within its cap in one
@@ -193,6 +207,9 @@ pub(crate) struct Delta {
     dropped: [u64; QueueId::ALL.len()],
     pushed: [bool; QueueId::ALL.len()],
 }
+
+/// Read connections kept open for reuse; more are opened when busy.
+const READERS_KEPT: usize = 4;
 
 impl Store {
     /// Opens (or creates) `dir/riskgate.db` with the readings queue capped at
@@ -228,9 +245,18 @@ impl Store {
         // FULL: a committed alarm survives a power cut, not only a crash.
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(wrap)?;
+        // Only this process writes, and writers queue in the gate; the
+        // timeout covers a checkpoint or an outside reader (`riskgate
+        // history` on the same file).
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(wrap)?;
+        // No checkpoint inside a commit: an alarm commit must not pay for
+        // copying the readings' WAL pages. Housekeeping checkpoints from a
+        // read connection instead (`checkpoint`).
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(wrap)?;
         schema::create(&mut conn).map_err(wrap)?;
+        let epoch = epoch::settle(&conn, &path).map_err(wrap)?;
         // The only full pass over the queues: the running totals start here.
         let mut counters = [Counter::default(); QueueId::ALL.len()];
         for q in QueueId::ALL {
@@ -250,16 +276,25 @@ impl Store {
             };
         }
         Ok(Store {
-            depths: std::array::from_fn(|i| AtomicU64::new(counters[i].depth)),
-            inner: Mutex::new(Inner { conn, counters }),
+            writer: Gate::new(conn),
+            counters: Mutex::new(counters),
+            readers: Mutex::new(Vec::new()),
             path,
             limits,
             wakers: std::array::from_fn(|_| Arc::new(Notify::new())),
+            epoch,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The store's epoch: random, made with the store (and again when the
+    /// store was restored from an older copy), so `event_id`s stay unique
+    /// when the store is lost and `seq` starts again.
+    pub fn epoch(&self) -> u32 {
+        self.epoch
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
@@ -269,39 +304,76 @@ impl Store {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave SQLite inconsistent
-        // (transactions roll back, counters change only after a commit), so
-        // a poisoned lock is still usable.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn counters(&self) -> MutexGuard<'_, [Counter; QueueId::ALL.len()]> {
+        // Plain numbers, changed in one assignment: usable after a panic.
+        self.counters.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `f` in one write transaction; on commit, applies its queue
-    /// changes to the counters, counts and logs drops, and wakes the sinks
-    /// of the queues that got rows.
+    /// Runs `f` on a read connection (taken from the pool, or opened).
+    pub(crate) fn read<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<R>,
+    ) -> Result<R, StoreError> {
+        let pooled = self
+            .readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(|e| self.err(e))?;
+                c.busy_timeout(std::time::Duration::from_secs(5))
+                    .map_err(|e| self.err(e))?;
+                // Reads only: a slip here cannot take the write lock.
+                c.pragma_update(None, "query_only", true)
+                    .map_err(|e| self.err(e))?;
+                c
+            }
+        };
+        let r = f(&conn).map_err(|e| self.err(e));
+        let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < READERS_KEPT {
+            pool.push(conn);
+        }
+        r
+    }
+
+    /// Runs `f` in one write transaction (`BEGIN IMMEDIATE`: the write lock
+    /// is taken at the start, so a transaction never fails half-way for a
+    /// lock); on commit, applies its queue changes to the counters, counts
+    /// and logs drops, and wakes the sinks of the queues that got rows.
     pub(crate) fn write<R>(
         &self,
+        prio: Prio,
         f: impl FnOnce(&Transaction<'_>, &mut Delta) -> Result<R, StoreError>,
     ) -> Result<(R, Drops), StoreError> {
         let mut delta = Delta::default();
         let r = {
-            let mut g = self.lock();
-            let inner = &mut *g;
-            let tx = inner.conn.transaction().map_err(|e| self.err(e))?;
+            let mut conn = self.writer.lock(prio);
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| self.err(e))?;
             let r = f(&tx, &mut delta)?;
+            let before = *self.counters();
             for q in QueueId::ALL {
                 if delta.pushed[q.index()] {
-                    let cur = apply(inner.counters[q.index()], delta.changes[q.index()]);
+                    let cur = apply(before[q.index()], delta.changes[q.index()]);
                     delta.dropped[q.index()] = self
                         .enforce_cap(&tx, q, cur, &mut delta)
                         .map_err(|e| self.err(e))?;
                 }
             }
             tx.commit().map_err(|e| self.err(e))?;
+            let mut counters = self.counters();
             for q in QueueId::ALL {
-                let c = &mut inner.counters[q.index()];
+                let c = &mut counters[q.index()];
                 *c = apply(*c, delta.changes[q.index()]);
-                self.depths[q.index()].store(c.depth, Ordering::Release);
             }
             r
         };
@@ -323,6 +395,37 @@ impl Store {
             }
         }
         Ok((r, Drops(delta.dropped)))
+    }
+
+    /// Copies committed WAL pages into the database file. PASSIVE: it never
+    /// waits for, nor blocks, a writer. Commits do not checkpoint
+    /// themselves (`wal_autocheckpoint = 0`, so an alarm commit never pays
+    /// for the readings' pages); housekeeping calls this every few seconds.
+    /// Runs on a read connection, not the write gate.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.read(|c| {
+            c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        })
+    }
+
+    /// Fault injection for tests: caps the database file at its present
+    /// size plus `extra_pages` (SQLite `max_page_count`), so writes that
+    /// need more room fail as on a full disk; `None` lifts the cap. Not for
+    /// production use.
+    #[doc(hidden)]
+    pub fn cap_pages(&self, extra_pages: Option<u32>) -> Result<(), StoreError> {
+        let conn = self.writer.lock(Prio::Alarm);
+        let n: i64 = match extra_pages {
+            Some(extra) => {
+                let now: i64 = conn
+                    .query_row("PRAGMA page_count", [], |r| r.get(0))
+                    .map_err(|e| self.err(e))?;
+                now + extra as i64
+            }
+            None => u32::MAX as i64 - 1,
+        };
+        conn.query_row(&format!("PRAGMA max_page_count = {n}"), [], |_| Ok(()))
+            .map_err(|e| self.err(e))
     }
 
     /// Drops the oldest rows of `q` until it fits its cap. Reads only the
@@ -378,30 +481,27 @@ impl Store {
     /// Appends bodies to `q` in one transaction. Returns how many old rows
     /// were dropped to keep the queue within its cap.
     pub fn push(&self, q: QueueId, bodies: &[String], now_ms: i64) -> Result<u64, StoreError> {
-        let ((), drops) =
-            self.write(|tx, d| push_in(tx, d, q, bodies, now_ms).map_err(|e| self.err(e)))?;
+        let ((), drops) = self.write(q.prio(), |tx, d| {
+            push_in(tx, d, q, bodies, now_ms).map_err(|e| self.err(e))
+        })?;
         Ok(drops.get(q))
     }
 
     /// Up to `max` rows of `q` with an id greater than `after`, oldest first.
     pub fn peek(&self, q: QueueId, after: i64, max: usize) -> Result<Vec<Row>, StoreError> {
-        let g = self.lock();
-        let mut st = g
-            .conn
-            .prepare_cached(&format!(
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
                 "SELECT id, body FROM {} WHERE id > ?1 ORDER BY id LIMIT ?2",
                 q.table()
-            ))
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map(params![after, max.min(i64::MAX as usize) as i64], |r| {
+            ))?;
+            let rows = st.query_map(params![after, max.min(i64::MAX as usize) as i64], |r| {
                 Ok(Row {
                     id: r.get(0)?,
                     body: r.get(1)?,
                 })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+            })?;
+            rows.collect()
+        })
     }
 
     /// The sink delivered these rows: they leave the queue. Ids no longer
@@ -410,7 +510,9 @@ impl Store {
         if ids.is_empty() {
             return Ok(());
         }
-        let (n, _) = self.write(|tx, d| delete_in(tx, d, q, ids).map_err(|e| self.err(e)))?;
+        let (n, _) = self.write(q.prio(), |tx, d| {
+            delete_in(tx, d, q, ids).map_err(|e| self.err(e))
+        })?;
         crate::metrics::metrics()
             .delivered
             .with_label_values(&[q.label()])
@@ -427,7 +529,7 @@ impl Store {
         reason: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let (n, _) = self.write(|tx, d| {
+        let (n, _) = self.write(q.prio(), |tx, d| {
             let set_aside = || -> rusqlite::Result<()> {
                 let mut ins = tx.prepare_cached(&format!(
                     "INSERT INTO rejected (queue, payload, reason, at_ms) SELECT ?1, body, ?2, ?3 FROM {} WHERE id = ?4",
@@ -452,38 +554,33 @@ impl Store {
     /// Drops rejected rows past [`REJECTED_RETENTION_MS`] (hourly, with the
     /// history's retention).
     pub fn prune_rejected(&self, now_ms: i64) -> Result<u64, StoreError> {
-        let (p, _) = self.write(|tx, _| prune_rejected(tx, now_ms).map_err(|e| self.err(e)))?;
+        let (p, _) = self.write(Prio::Bulk, |tx, _| prune_rejected(tx, now_ms).map_err(|e| self.err(e)))?;
         count_pruned(p);
         Ok(p.0 + p.1)
     }
 
     /// Rows set aside as rejected, all queues.
     pub fn rejected_count(&self) -> Result<u64, StoreError> {
-        let g = self.lock();
-        let n: i64 = g
-            .conn
-            .query_row("SELECT COUNT(*) FROM rejected", [], |r| r.get(0))
-            .map_err(|e| self.err(e))?;
+        let n: i64 = self.read(|c| c.query_row("SELECT COUNT(*) FROM rejected", [], |r| r.get(0)))?;
         Ok(n as u64)
     }
 
     /// Depth and bytes from the running counters; the age of the head row
     /// by one primary-key lookup.
     pub fn stats(&self, q: QueueId) -> Result<QueueStats, StoreError> {
-        let g = self.lock();
-        let c = g.counters[q.index()];
+        let c = self.counters()[q.index()];
         let oldest_ms = if c.depth == 0 {
             None
         } else {
             use rusqlite::OptionalExtension;
-            g.conn
-                .query_row(
+            self.read(|conn| {
+                conn.query_row(
                     &format!("SELECT at_ms FROM {} ORDER BY id LIMIT 1", q.table()),
                     [],
                     |r| r.get(0),
                 )
                 .optional()
-                .map_err(|e| self.err(e))?
+            })?
         };
         Ok(QueueStats {
             depth: c.depth,
@@ -494,12 +591,12 @@ impl Store {
 
     /// Rows waiting in `q`, from the running counter.
     pub fn depth(&self, q: QueueId) -> u64 {
-        self.depths[q.index()].load(Ordering::Acquire)
+        self.counters()[q.index()].depth
     }
 
     /// Rows waiting in every queue.
     pub fn total_depth(&self) -> u64 {
-        self.depths.iter().map(|d| d.load(Ordering::Acquire)).sum()
+        self.counters().iter().map(|c| c.depth).sum()
     }
 }
 

@@ -10,7 +10,7 @@
 
 use rusqlite::OptionalExtension;
 
-use super::{QueueId, Store, StoreError, push_in};
+use super::{Prio, QueueId, Store, StoreError, push_in};
 
 impl Store {
     /// Gives each message the next `tseq`, encodes it with
@@ -23,7 +23,7 @@ impl Store {
         mut encode: impl FnMut(u64, &M) -> String,
         now_ms: i64,
     ) -> Result<(Vec<u64>, u64), StoreError> {
-        let (tseqs, drops) = self.write(|tx, d| {
+        let (tseqs, drops) = self.write(Prio::Bulk, |tx, d| {
             let mut run = |d: &mut super::Delta| -> rusqlite::Result<Vec<u64>> {
                 let mut tseq = read_tseq(tx)?;
                 let mut bodies = Vec::with_capacity(msgs.len());
@@ -47,8 +47,7 @@ impl Store {
 
     /// The last `tseq` given (0 before the first message).
     pub fn last_tseq(&self) -> Result<u64, StoreError> {
-        let g = self.lock();
-        read_tseq(&g.conn).map_err(|e| self.err(e))
+        self.read(read_tseq)
     }
 }
 

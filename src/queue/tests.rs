@@ -13,9 +13,8 @@ fn bodies(n: usize, len: usize) -> Vec<String> {
 }
 
 fn scanned(s: &Store, q: QueueId) -> (u64, u64) {
-    let g = s.lock();
-    g.conn
-        .query_row(
+    s.read(|c| {
+        c.query_row(
             &format!(
                 "SELECT COUNT(*), COALESCE(SUM(LENGTH(CAST(body AS BLOB))), 0) FROM {}",
                 q.table()
@@ -23,7 +22,8 @@ fn scanned(s: &Store, q: QueueId) -> (u64, u64) {
             [],
             |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
         )
-        .unwrap()
+    })
+    .unwrap()
 }
 
 #[test]
@@ -170,4 +170,34 @@ fn rejected_rows_have_a_cap_and_a_retention() {
         REJECTED_MAX_ROWS as u64
     );
     assert_eq!(s.rejected_count().unwrap(), 0);
+}
+
+#[test]
+fn prune_works_in_steps_and_checkpoint_runs_beside_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    // Room for 3,000 rows of raw history (48 bytes a row).
+    let s = Store::open(dir.path(), u64::MAX, 48 * 3_000).unwrap();
+    let day = 86_400_000i64;
+    let now = chrono::DateTime::from_timestamp_millis(30 * day).unwrap();
+    let rows = |from: i64, n: i64| -> Vec<HistoryRow> {
+        (0..n)
+            .map(|i| HistoryRow {
+                point: "p".into(),
+                at_ms: from + i,
+                value: Some(1.0),
+                quality: 0,
+            })
+            .collect()
+    };
+    // 5,000 rows past a 7-day retention, 4,000 within it.
+    s.append_readings(&rows(day, 5_000), &[], 0).unwrap();
+    s.append_readings(&rows(29 * day, 4_000), &[], 0).unwrap();
+    s.checkpoint().unwrap();
+    let n = s.prune(now, 7, 366).unwrap();
+    assert_eq!(n, 5_000 + 1_000, "retention (3 steps), then the size cap");
+    let since = chrono::DateTime::from_timestamp_millis(0).unwrap();
+    let left = s.history("p", since, 10_000).unwrap();
+    assert_eq!(left.len(), 3_000);
+    assert_eq!(left[0].at_ms, 29 * day + 1_000, "the oldest went first");
+    s.checkpoint().unwrap();
 }

@@ -1,5 +1,6 @@
-//! Periodic chores: the queue gauges every 2 s and the retention of the
-//! local history every hour.
+//! Periodic chores: the queue gauges and a WAL checkpoint every 2 s, and
+//! the retention of the local history every hour (in small steps, see
+//! `Store::prune`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,12 @@ pub(super) async fn run(store: Arc<Store>, cfg: Arc<Config>, stop: CancellationT
                         m.queue_depth.with_label_values(&[q.label()]).set(s.depth as i64);
                         m.queue_oldest_age.with_label_values(&[q.label()]).set(s.oldest_ms.map(|o| (now - o) / 1000).unwrap_or(0));
                     }
+                }
+                // Commits do not checkpoint (an alarm commit must not copy
+                // the readings' pages), so the WAL is folded back here.
+                let s = store.clone();
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.checkpoint()).await {
+                    tracing::warn!(error = %e, "WAL checkpoint failed");
                 }
             }
             _ = prune.tick() => {

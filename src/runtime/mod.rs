@@ -90,7 +90,7 @@ pub async fn start(cfg: Config) -> Result<Running, RunError> {
             telemetry_queue_bytes: cfg.telemetry.as_ref().map(|t| t.queue_bytes),
         },
     )?);
-    let id = Identity::from_config(&cfg);
+    let id = Identity::from_config(&cfg).with_epoch(store.epoch());
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
 

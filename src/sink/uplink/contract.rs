@@ -21,6 +21,8 @@ pub struct Identity {
     pub region_code: Option<String>,
     pub prefix: String,
     pub tz: chrono_tz::Tz,
+    /// The store's epoch (`queue::Store::epoch`), carried in `event_id`.
+    pub epoch: Option<u32>,
 }
 
 impl Identity {
@@ -36,7 +38,14 @@ impl Identity {
                 .map(|u| u.topic_prefix.clone())
                 .unwrap_or_else(|| "riskgate/v1".into()),
             tz: cfg.tz(),
+            epoch: None,
         }
+    }
+
+    /// The identity whose `event_id`s carry the store's epoch.
+    pub fn with_epoch(mut self, epoch: u32) -> Identity {
+        self.epoch = Some(epoch);
+        self
     }
 
     pub fn alarm_topic(&self) -> String {
@@ -58,10 +67,16 @@ impl Identity {
             .to_rfc3339_opts(SecondsFormat::Millis, false)
     }
 
-    /// `event_id` is the gateway id and the zero-padded `seq`: unique per
-    /// gateway for ever, because `seq` is persisted and never reused.
+    /// `event_id` is the gateway id, the store's epoch and the zero-padded
+    /// `seq`: unique per gateway for ever, because `seq` is persisted and
+    /// never reused within an epoch, and a store made afresh (disk lost) or
+    /// restored from an older copy gets a new epoch. At most 64 + 1 + 8 + 1
+    /// + 20 characters, within the contract's 128.
     pub fn event_id(&self, seq: u64) -> String {
-        format!("{}:{seq:012}", self.gateway_id)
+        match self.epoch {
+            Some(e) => format!("{}:{e:08x}:{seq:012}", self.gateway_id),
+            None => format!("{}:{seq:012}", self.gateway_id),
+        }
     }
 
     /// The event as queued for the uplink and kept in the alarm log, once

@@ -16,6 +16,7 @@ fn id() -> Identity {
         region_code: Some("140581".into()),
         prefix: "riskgate/v1".into(),
         tz: chrono_tz::Asia::Shanghai,
+        epoch: None,
     }
 }
 
