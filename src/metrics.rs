@@ -36,6 +36,12 @@ pub struct Metrics {
     pub device_online_ratio: GaugeVec,
     /// Telemetry messages queued for the county, by kind.
     pub telemetry_messages: IntCounterVec,
+    /// Readings and alarm events held in memory because the store refused
+    /// them (disk full, I/O error), by `what` (`readings`, `events`).
+    pub unstored: IntGaugeVec,
+    /// Readings dropped because the store refused them for longer than the
+    /// memory buffer holds (oldest first).
+    pub unstored_dropped: IntCounterVec,
 }
 
 pub fn metrics() -> &'static Metrics {
@@ -135,6 +141,16 @@ pub fn metrics() -> &'static Metrics {
                 "riskgate_telemetry_messages_total",
                 "Telemetry messages queued for the county",
                 &["kind"],
+            ),
+            unstored: gv(
+                "riskgate_unstored",
+                "Held in memory while the store refuses writes",
+                &["what"],
+            ),
+            unstored_dropped: cv(
+                "riskgate_unstored_dropped_total",
+                "Readings dropped beyond the memory buffer while the store refused writes",
+                &["what"],
             ),
             registry,
         }

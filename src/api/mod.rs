@@ -10,7 +10,7 @@
 //! | `GET /api/events?since=24h` | alarm events from the local log |
 //! | `GET /api/online` | per device, the share of polls answered over the last hour and day |
 //! | `GET /metrics` | Prometheus |
-//! | `GET /health` | 200 while the gateway runs |
+//! | `GET /health` | 200 `ok` while the gateway runs and keeps its promises; 503 `degraded: FAULTS` while a fault of the gateway itself is active (e.g. `store.write`) |
 
 use std::sync::Arc;
 
@@ -33,7 +33,7 @@ pub use state::{AckCmd, PointView, Shared};
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/", get(page))
-        .route("/health", get(|| async { "ok" }))
+        .route("/health", get(health))
         .route("/metrics", get(|| async { crate::metrics::render() }))
         .route("/api/state", get(state))
         .route("/api/points", get(points))
@@ -48,6 +48,22 @@ pub fn router(shared: Arc<Shared>) -> Router {
 /// An error answer: `{"error": "..."}` with `status`.
 fn error(status: StatusCode, message: impl ToString) -> Response {
     (status, Json(json!({"error": message.to_string()}))).into_response()
+}
+
+/// 503 while a fault of the gateway itself is active: a monitor sees that
+/// the gateway runs but cannot keep every promise (e.g. the store refuses
+/// writes and alarms wait in memory).
+async fn health(State(sh): State<Arc<Shared>>) -> Response {
+    let faults = sh.faults();
+    if faults.is_empty() {
+        "ok".into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("degraded: {}", faults.join(", ")),
+        )
+            .into_response()
+    }
 }
 
 async fn page() -> Html<&'static str> {
@@ -84,6 +100,7 @@ async fn state(State(sh): State<Arc<Shared>>) -> Json<serde_json::Value> {
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
+    let faults = sh.faults();
     let queues: serde_json::Map<String, serde_json::Value> = QueueId::ALL
         .iter()
         .map(|q| (q.label().to_string(), json!(sh.store.depth(*q))))
@@ -98,6 +115,8 @@ async fn state(State(sh): State<Arc<Shared>>) -> Json<serde_json::Value> {
             "id": d.id, "name": d.name, "online": devices.get(&d.id).copied(),
         })).collect::<Vec<_>>(),
         "queues": queues,
+        "health": if faults.is_empty() { "ok" } else { "degraded" },
+        "faults": faults,
     }))
 }
 

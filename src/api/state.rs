@@ -44,4 +44,18 @@ pub struct Shared {
     pub online: Mutex<crate::telemetry::OnlineRate>,
     pub counts: Arc<Mutex<StatusCounts>>,
     pub acks: mpsc::Sender<AckCmd>,
+    /// Notified when the gateway's faults change, so the uplink publishes
+    /// its status at once.
+    pub status_wake: Arc<tokio::sync::Notify>,
+}
+
+impl Shared {
+    /// The gateway's own active fault alarms (`StatusCounts::faults`).
+    pub fn faults(&self) -> Vec<String> {
+        self.counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .faults
+            .clone()
+    }
 }

@@ -314,11 +314,7 @@ impl Store {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<R>,
     ) -> Result<R, StoreError> {
-        let pooled = self
-            .readers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop();
+        let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match pooled {
             Some(c) => c,
             None => {
@@ -403,9 +399,7 @@ impl Store {
     /// for the readings' pages); housekeeping calls this every few seconds.
     /// Runs on a read connection, not the write gate.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
-        self.read(|c| {
-            c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-        })
+        self.read(|c| c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())))
     }
 
     /// Fault injection for tests: caps the database file at its present
@@ -554,14 +548,17 @@ impl Store {
     /// Drops rejected rows past [`REJECTED_RETENTION_MS`] (hourly, with the
     /// history's retention).
     pub fn prune_rejected(&self, now_ms: i64) -> Result<u64, StoreError> {
-        let (p, _) = self.write(Prio::Bulk, |tx, _| prune_rejected(tx, now_ms).map_err(|e| self.err(e)))?;
+        let (p, _) = self.write(Prio::Bulk, |tx, _| {
+            prune_rejected(tx, now_ms).map_err(|e| self.err(e))
+        })?;
         count_pruned(p);
         Ok(p.0 + p.1)
     }
 
     /// Rows set aside as rejected, all queues.
     pub fn rejected_count(&self) -> Result<u64, StoreError> {
-        let n: i64 = self.read(|c| c.query_row("SELECT COUNT(*) FROM rejected", [], |r| r.get(0)))?;
+        let n: i64 =
+            self.read(|c| c.query_row("SELECT COUNT(*) FROM rejected", [], |r| r.get(0)))?;
         Ok(n as u64)
     }
 

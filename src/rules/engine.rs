@@ -151,6 +151,12 @@ impl Engine {
         health::gateway_fault(&mut self.alarms, &self.points, fault, failure, now)
     }
 
+    /// The store refuses writes (`Some(why)`: raises `store.write`) or
+    /// works again (`None`: clears it).
+    pub fn store_write(&mut self, failure: Option<&str>, now: DateTime<Utc>) -> Output {
+        health::store_write(&mut self.alarms, &self.points, failure, now)
+    }
+
     /// Acknowledges an active alarm. A latching alarm whose condition is gone
     /// clears right after its acknowledgement.
     pub fn acknowledge(

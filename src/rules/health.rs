@@ -14,6 +14,12 @@
 //!   someone acts (e.g. InfluxDB refuses the token); reported by the sink
 //!   through the runtime, raised on the first failure and cleared by the
 //!   first success.
+//! - `store.write`: the store refuses writes (disk full, I/O error); the
+//!   runtime keeps readings and events in memory, bounded, and retries.
+//!
+//! The gateway's own faults (as opposed to a device's or a point's) are the
+//! keys [`is_gateway_fault`] names; while one is active the status says
+//! `health: "degraded"` and `/health` answers 503.
 
 use std::collections::HashMap;
 
@@ -26,6 +32,27 @@ use crate::model::{AlarmKind, BadReason, Quality};
 
 /// The key of the readings-queue overflow alarm.
 pub const QUEUE_OVERFLOW_KEY: &str = "queue.readings.overflow";
+/// The key of the store fault alarm.
+pub const STORE_WRITE_KEY: &str = "store.write";
+/// Level of the store fault: red, alarms may not reach the county.
+const STORE_WRITE_LEVEL: u8 = 1;
+
+/// Namespaces of the gateway's own fault alarms: the store, its queues and
+/// the sinks. Device and point alarms are named after a device or point id
+/// followed by `.offline`, `.stale`, `.fault` or `.action`.
+const GATEWAY_FAULT_PREFIXES: [&str; 5] = ["store.", "queue.", "influx.", "uplink.", "task."];
+
+/// Whether `rule_id` is a fault of the gateway itself (store, queue, sink,
+/// task), which makes the gateway's health `degraded`.
+pub fn is_gateway_fault(rule_id: &str) -> bool {
+    GATEWAY_FAULT_PREFIXES
+        .iter()
+        .any(|p| rule_id.starts_with(p))
+        && ![".offline", ".stale", ".fault", ".action"]
+            .iter()
+            .any(|s| rule_id.ends_with(s))
+}
+
 /// Level of the queue overflow alarm: yellow, data is lost but no alarm.
 const QUEUE_OVERFLOW_LEVEL: u8 = 3;
 /// Level of a failed action: orange, a safety output may not have moved.
@@ -234,6 +261,31 @@ pub fn gateway_fault(
         AlarmKind::Fault,
         fault.level(),
         fault.name(),
+        at,
+        msg,
+    );
+    alarms.set(failure.is_some(), r, points, &mut out);
+    out
+}
+
+/// The store refuses writes (`Some(why)`: raises `store.write`) or works
+/// again (`None`: clears it).
+pub fn store_write(
+    alarms: &mut Alarms,
+    points: &Points,
+    failure: Option<&str>,
+    at: DateTime<Utc>,
+) -> Output {
+    let mut out = Output::default();
+    let msg = match failure {
+        Some(why) => text::store_write_failed(why),
+        None => text::STORE_WRITE_RECOVERED.to_string(),
+    };
+    let r = Raise::plain(
+        STORE_WRITE_KEY,
+        AlarmKind::Fault,
+        STORE_WRITE_LEVEL,
+        text::STORE_WRITE_NAME,
         at,
         msg,
     );

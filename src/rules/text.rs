@@ -133,3 +133,11 @@ pub fn gateway_fault(name: &str, why: &str) -> String {
 pub fn gateway_recovered(name: &str) -> String {
     format!("{name} 已恢复")
 }
+
+pub const STORE_WRITE_NAME: &str = "网关存储写入失败";
+
+pub fn store_write_failed(why: &str) -> String {
+    format!("网关存储写入失败 (磁盘满或读写错误), 读数暂存内存并重试: {why}")
+}
+
+pub const STORE_WRITE_RECOVERED: &str = "网关存储写入恢复";

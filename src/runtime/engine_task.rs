@@ -3,6 +3,13 @@
 //! one commit every `store.commit_interval`, hands alarm events to the
 //! outbox (starting their actions first), and publishes the views the API
 //! reads.
+//!
+//! When the store refuses a readings commit (disk full, I/O error) the
+//! batch stays in memory and is retried with backoff; at most
+//! [`UNSTORED_MAX`] readings are held, beyond that the oldest are dropped
+//! and counted (`riskgate_unstored_dropped_total`). The failure, from a
+//! readings commit or from the outbox, raises `store.write`; it clears once
+//! the store has taken every write for [`STORE_CLEAR_AFTER`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::telemetry::TelemetryFeed;
 use super::{actions, outbox};
 use crate::api::{AckCmd, PointView, Shared};
+use crate::backoff::Backoff;
 use crate::model::{AlarmState, Input, Quality, Reading};
 use crate::queue::{HistoryRow, QueueId};
 use crate::rules::engine::{ActionRequest, Engine, Instance, Output};
@@ -40,6 +48,21 @@ impl Feed {
     }
 }
 
+/// Readings held in memory at most while the store refuses them: about a
+/// minute of a large site (1,000 readings/s), a few MB.
+pub const UNSTORED_MAX: usize = 50_000;
+
+/// How long the store must take every write before `store.write` clears:
+/// a store that fails every other commit (nearly full) does not flap.
+pub const STORE_CLEAR_AFTER: Duration = Duration::from_secs(5);
+
+/// The store's health as the engine task sees it.
+#[derive(Default)]
+struct StoreHealth {
+    /// The last refused write, while `store.write` is raised.
+    failed_at: Option<tokio::time::Instant>,
+}
+
 pub(super) struct EngineTask {
     engine: Engine,
     shared: Arc<Shared>,
@@ -58,12 +81,23 @@ pub(super) struct EngineTask {
     /// Faults the sinks report (a token refused, a bucket missing), raised
     /// and cleared as gateway fault alarms.
     gateway_faults: mpsc::UnboundedReceiver<(GatewayFault, Option<String>)>,
+    /// The outbox's store results: `Some(why)` a refused commit, `None` a
+    /// commit that worked.
+    store_rx: mpsc::UnboundedReceiver<Option<String>>,
+    store_tx: mpsc::UnboundedSender<Option<String>>,
+    store_health: StoreHealth,
+    /// No readings commit before this (backoff after a refused one).
+    retry_at: Option<tokio::time::Instant>,
+    commit_backoff: Backoff,
+    /// The gateway faults last published, to wake the status on a change.
+    faults: Vec<String>,
 }
 
 impl EngineTask {
     pub fn new(engine: Engine, shared: Arc<Shared>, writers: Writers, feeds: Vec<Feed>) -> Self {
         let (outbox, outbox_rx) = mpsc::unbounded_channel();
         let (failed_tx, failed_rx) = mpsc::unbounded_channel();
+        let (store_tx, store_rx) = mpsc::unbounded_channel();
         EngineTask {
             engine,
             shared,
@@ -77,6 +111,12 @@ impl EngineTask {
             failed_tx,
             telemetry: None,
             gateway_faults: mpsc::unbounded_channel().1,
+            store_rx,
+            store_tx,
+            store_health: StoreHealth::default(),
+            retry_at: None,
+            commit_backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(5)),
+            faults: Vec::new(),
         }
     }
 
@@ -99,7 +139,12 @@ impl EngineTask {
     ) {
         // The outbox keeps events in engine order while actions complete.
         let outbox_rx = self.outbox_rx.take().expect("outbox receiver");
-        let outbox = tokio::spawn(outbox::run(outbox_rx, self.shared.clone()));
+        let outbox = tokio::spawn(outbox::run(
+            outbox_rx,
+            self.shared.clone(),
+            self.store_tx.clone(),
+            stop.clone(),
+        ));
         self.publish_views();
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -124,6 +169,7 @@ impl EngineTask {
                         Err(e) => tracing::warn!(alarm_id = %ack.alarm_id, error = %e, "remote acknowledgement not applied"),
                     }
                 }
+                Some(r) = self.store_rx.recv() => self.store_result(r.as_deref()),
                 Some((point, why)) = self.failed_rx.recv() => {
                     let out = self.engine.action_outcome(&point, why.as_deref(), Utc::now());
                     self.emit(out);
@@ -162,6 +208,18 @@ impl EngineTask {
             }
         }
         self.commit().await;
+        if !self.history.is_empty() {
+            // The store still refuses them and the drain time is the
+            // process's, not ours to extend: said loudly and counted.
+            tracing::error!(
+                readings = self.history.len(),
+                "stopping while the store refuses writes: readings held in memory are lost"
+            );
+            crate::metrics::metrics()
+                .unstored_dropped
+                .with_label_values(&["readings"])
+                .inc_by(self.history.len() as u64);
+        }
         self.publish_views();
         drop(std::mem::replace(
             &mut self.outbox,
@@ -197,7 +255,65 @@ impl EngineTask {
     }
 
     fn batch_due(&self, every: Duration) -> bool {
+        if self
+            .retry_at
+            .is_some_and(|t| tokio::time::Instant::now() < t)
+        {
+            return false;
+        }
         self.history.len() >= 5000 || self.batch_started.is_some_and(|t| t.elapsed() >= every)
+    }
+
+    /// A store write worked (`None`) or was refused (`Some(why)`): raises
+    /// `store.write` at the first refusal, clears it once writes have
+    /// worked for [`STORE_CLEAR_AFTER`].
+    fn store_result(&mut self, failure: Option<&str>) {
+        let now = tokio::time::Instant::now();
+        let out = match (failure, self.store_health.failed_at) {
+            (Some(why), last) => {
+                self.store_health.failed_at = Some(now);
+                if last.is_some() {
+                    return;
+                }
+                self.engine.store_write(Some(why), Utc::now())
+            }
+            (None, Some(t)) if now.duration_since(t) >= STORE_CLEAR_AFTER => {
+                self.store_health.failed_at = None;
+                self.engine.store_write(None, Utc::now())
+            }
+            (None, _) => return,
+        };
+        self.emit(out);
+    }
+
+    /// Keeps a refused batch for the next attempt, within [`UNSTORED_MAX`].
+    fn keep_unstored(&mut self, history: Vec<HistoryRow>, queued: Vec<(QueueId, Vec<String>)>) {
+        // Nothing was batched while the commit ran (it is awaited in the
+        // loop), so the kept batch is all there is.
+        self.history = history;
+        for (f, (_, bodies)) in self.feeds.iter_mut().zip(queued) {
+            f.pending = bodies;
+        }
+        let over = self.history.len().saturating_sub(UNSTORED_MAX);
+        if over > 0 {
+            // One history row and one body per feed for each reading, in
+            // the same order: dropping the first `over` of each drops the
+            // same oldest readings everywhere.
+            self.history.drain(..over);
+            for f in &mut self.feeds {
+                f.pending.drain(..over.min(f.pending.len()));
+            }
+            crate::metrics::metrics()
+                .unstored_dropped
+                .with_label_values(&["readings"])
+                .inc_by(over as u64);
+        }
+        crate::metrics::metrics()
+            .unstored
+            .with_label_values(&["readings"])
+            .set(self.history.len() as i64);
+        self.batch_started = Some(tokio::time::Instant::now());
+        self.retry_at = Some(tokio::time::Instant::now() + self.commit_backoff.fail());
     }
 
     /// Commits the pending readings, history and queues, in one transaction.
@@ -214,18 +330,39 @@ impl EngineTask {
         self.batch_started = None;
         let store = self.shared.store.clone();
         let now = Utc::now().timestamp_millis();
-        let r = tokio::task::spawn_blocking(move || store.append_readings(&history, &queued, now))
-            .await;
+        let r = tokio::task::spawn_blocking(move || {
+            let r = store.append_readings(&history, &queued, now);
+            (r, history, queued)
+        })
+        .await;
         match r {
-            Ok(Ok(drops)) => {
+            Ok((Ok(drops), _, _)) => {
+                if self.retry_at.take().is_some() {
+                    tracing::info!("the store takes readings again");
+                    crate::metrics::metrics()
+                        .unstored
+                        .with_label_values(&["readings"])
+                        .set(0);
+                }
+                self.commit_backoff.reset();
                 // Raised while readings are being dropped, cleared by the
                 // first commit that drops none (the queue has room again).
                 let dropped = drops.get(QueueId::Readings);
                 let out = self.engine.readings_dropped(dropped, Utc::now());
                 self.emit(out);
+                self.store_result(None);
             }
-            Ok(Err(e)) => tracing::error!(error = %e, "committing readings failed"),
-            Err(e) => tracing::error!(error = %e, "committing readings panicked"),
+            Ok((Err(e), history, queued)) => {
+                let n = history.len();
+                self.keep_unstored(history, queued);
+                tracing::error!(error = %e, readings = n, held = self.history.len(), retry_in = ?self.retry_at.map(|t| t - tokio::time::Instant::now()), "committing readings failed: kept in memory, retrying");
+                self.store_result(Some(&e.to_string()));
+            }
+            // The batch is gone with the panicked thread; counted as lost.
+            Err(e) => {
+                tracing::error!(error = %e, "committing readings panicked");
+                self.store_result(Some("commit panicked"));
+            }
         }
     }
 
@@ -275,7 +412,7 @@ impl EngineTask {
         self.writers.get(dev).cloned()
     }
 
-    fn publish_views(&self) {
+    fn publish_views(&mut self) {
         let cfg = &self.shared.cfg;
         let views: Vec<PointView> = self
             .engine
@@ -309,10 +446,23 @@ impl EngineTask {
             .values()
             .filter(|v| **v)
             .count();
+        let mut faults: Vec<String> = alarms
+            .iter()
+            .filter(|a| crate::rules::health::is_gateway_fault(&a.rule_id))
+            .map(|a| a.rule_id.clone())
+            .collect();
+        faults.sort();
         {
             let mut c = self.shared.counts.lock().unwrap_or_else(|p| p.into_inner());
             c.active_alarms = alarms.len() as u64;
             c.devices_online = online as u64;
+            c.faults = faults.clone();
+        }
+        if faults != self.faults {
+            // The retained status carries the gateway's health: sent now,
+            // not at the next status interval (it needs no store).
+            self.faults = faults;
+            self.shared.status_wake.notify_one();
         }
         *self
             .shared

@@ -112,6 +112,7 @@ pub async fn start(cfg: Config) -> Result<Running, RunError> {
         online: Mutex::new(Default::default()),
         counts: counts.clone(),
         acks: ack_tx,
+        status_wake: Arc::new(tokio::sync::Notify::new()),
     });
 
     // Sinks first, so nothing waits on them. Each is one queue, one sink,
@@ -121,6 +122,7 @@ pub async fn start(cfg: Config) -> Result<Running, RunError> {
     let mut feeds: Vec<Feed> = Vec::new();
     let (fault_tx, fault_rx) = mpsc::unbounded_channel();
     if let Some(up) = UplinkSink::new(&cfg, store.clone(), counts.clone(), remote_tx)? {
+        let up = up.with_status_wake(shared.status_wake.clone());
         // Alarms first: a telemetry backlog never holds an alarm back.
         let lanes = [QueueId::Alarms, QueueId::Telemetry];
         let run = sinks::drive(store.clone(), lanes, up, sink_stop.clone(), drain);

@@ -166,13 +166,28 @@ impl Identity {
             if let Some(t) = extra.telemetry_queue_depth {
                 o.insert("telemetry_queue_depth".into(), json!(t));
             }
+            // Contract 1.1: degraded while a fault of the gateway itself
+            // (store, sink, task) is active; the schema caps the list at 32.
+            let health = if extra.faults.is_empty() {
+                "ok"
+            } else {
+                "degraded"
+            };
+            o.insert("health".into(), json!(health));
+            let faults: Vec<String> = extra
+                .faults
+                .iter()
+                .take(32)
+                .map(|f| truncate(f, 128))
+                .collect();
+            o.insert("faults".into(), json!(faults));
         }
         v
     }
 }
 
 /// Numbers for the retained status.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct StatusCounts {
     pub active_alarms: u64,
     pub devices_online: u64,
@@ -180,6 +195,9 @@ pub struct StatusCounts {
     pub queue_depth: u64,
     /// With `[telemetry]` only (status 1.1).
     pub telemetry_queue_depth: Option<u64>,
+    /// Rule ids of the gateway's own active fault alarms
+    /// (`rules::health::is_gateway_fault`).
+    pub faults: Vec<String>,
 }
 
 fn truncate(s: &str, max_chars: usize) -> String {

@@ -63,6 +63,9 @@ pub struct UplinkSink {
     offline_sent: bool,
     /// With `[telemetry]`: the pace of telemetry publishes.
     pace: Option<Pace>,
+    /// Notified when the gateway's health changes: the status goes out at
+    /// once, not at the next interval.
+    status_wake: Arc<tokio::sync::Notify>,
 }
 
 /// A token bucket: at most `rate` telemetry publishes a second, bursts of
@@ -164,7 +167,15 @@ impl UplinkSink {
                 tokens: f64::from(t.replay_rate),
                 at: tokio::time::Instant::now(),
             }),
+            status_wake: Arc::new(tokio::sync::Notify::new()),
         }))
+    }
+
+    /// Publishes the status whenever `wake` is notified (the gateway's
+    /// faults changed), besides every `status_interval`.
+    pub fn with_status_wake(mut self, wake: Arc<tokio::sync::Notify>) -> Self {
+        self.status_wake = wake;
+        self
     }
 
     fn connected(&self) -> bool {
@@ -176,7 +187,11 @@ impl UplinkSink {
         let Some(link) = self.link.as_mut() else {
             return;
         };
-        let mut counts = *self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let telemetry = self.store.depth(QueueId::Telemetry);
         // `queue_depth` keeps its 1.0 meaning (alarm events and readings);
         // telemetry has its own field since 1.1.
@@ -227,6 +242,7 @@ impl UplinkSink {
         let ev = tokio::select! {
             ev = link.events.recv() => Some(ev),
             _ = link.status_tick.tick(), if status_due => None,
+            _ = self.status_wake.notified(), if status_due => None,
         };
         let Some(ev) = ev else {
             self.publish_status(true);
