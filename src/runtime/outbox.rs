@@ -62,13 +62,12 @@ pub(super) async fn run(
     reports: StoreReports,
     stop: CancellationToken,
 ) {
-    let out = Committer {
+    let out = &Committer {
         shared,
         reports,
         stop,
         deadline: std::sync::Mutex::new(None),
     };
-    let shared = &out;
     while let Some((p, active)) = rx.recv().await {
         let mut batch = vec![p.settle().await];
         // Take what else is ready without actions, to commit together.
@@ -76,13 +75,13 @@ pub(super) async fn run(
         while let Ok((next, act)) = rx.try_recv() {
             if !next.actions.is_empty() {
                 // Commit what we have, then handle this one in order.
-                commit(&shared, &batch, &latest_active).await;
+                commit(out, &batch, &latest_active).await;
                 batch.clear();
             }
             batch.push(next.settle().await);
             latest_active = act;
         }
-        commit(&shared, &batch, &latest_active).await;
+        commit(out, &batch, &latest_active).await;
     }
 }
 
