@@ -304,6 +304,7 @@ async fn main() {
         region_code: Some("140581".into()),
         prefix: "riskgate/v1".into(),
         tz: chrono_tz::Asia::Shanghai,
+        epoch: None,
     };
     let bl = backlog(&bl_id, Utc::now());
     let bl_snap = bl
