@@ -66,9 +66,10 @@ fn main() {
     let mut n = 0usize;
     let mut events = 0usize;
     let start = Instant::now();
+    let clock = riskgate::time::Clock::new();
     while start.elapsed() < Duration::from_secs(3) {
         for b in &batches {
-            let out = engine.on_readings(b, Utc::now());
+            let out = engine.on_readings(b, clock.now());
             events += out.transitions.len();
             n += per_batch;
         }

@@ -18,6 +18,9 @@ pub struct Metrics {
     pub readings: IntCounterVec,
     /// Alarm transitions by kind and state.
     pub alarm_events: IntCounterVec,
+    /// Clears held back because the instance was younger than the
+    /// engine's minimum alarm life (a flapping rule, no event storm).
+    pub alarm_clears_held: IntCounterVec,
     /// Rows waiting in each durable queue.
     pub queue_depth: IntGaugeVec,
     /// Age in seconds of the oldest row in each durable queue.
@@ -87,6 +90,11 @@ pub fn metrics() -> &'static Metrics {
                 "riskgate_alarm_events_total",
                 "Alarm transitions",
                 &["kind", "state"],
+            ),
+            alarm_clears_held: cv(
+                "riskgate_alarm_clears_held_total",
+                "Alarm clears held back by the minimum alarm life",
+                &[],
             ),
             queue_depth: gv(
                 "riskgate_queue_depth",

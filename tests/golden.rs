@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use riskgate::model::{AlarmState, BadReason, Input, Quality, Reading, Value};
-use riskgate::rules::Engine;
+use riskgate::rules::{Engine, Mono, Now};
 
 #[derive(serde::Deserialize)]
 struct Inputs {
@@ -142,6 +142,10 @@ fn run_case(dir: &Path) -> Vec<Event> {
     let mut next = 0usize;
     while now_ms <= end {
         let now = t0() + Duration::from_millis(now_ms);
+        let clock = Now {
+            wall: now,
+            mono: Mono::from_millis(now_ms),
+        };
         while next < steps.len() && steps[next].0 <= now_ms {
             let s = steps[next].1;
             if s.restart {
@@ -177,7 +181,7 @@ fn run_case(dir: &Path) -> Vec<Event> {
                 });
             }
             if !readings.is_empty() {
-                let out = engine.handle(&Input::Readings(readings), now);
+                let out = engine.handle(&Input::Readings(readings), clock);
                 record(out, now_ms, &mut ids);
             }
             let mut health: Vec<_> = s.health.iter().collect();
@@ -190,7 +194,7 @@ fn run_case(dir: &Path) -> Vec<Event> {
                         detail: "scripted".into(),
                         at: now,
                     },
-                    now,
+                    clock,
                 );
                 record(out, now_ms, &mut ids);
             }
@@ -205,7 +209,7 @@ fn run_case(dir: &Path) -> Vec<Event> {
             }
             next += 1;
         }
-        let out = engine.tick(now);
+        let out = engine.tick(clock);
         record(out, now_ms, &mut ids);
         now_ms += 100;
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use riskgate::model::{AlarmKind, AlarmState, BadReason, Input, Quality, Reading, Value};
-use riskgate::rules::{Engine, Output};
+use riskgate::rules::{Engine, Mono, Now, Output};
 
 const HEAD: &str = r#"
 [site]
@@ -30,6 +30,19 @@ fn config(body: &str) -> riskgate::config::Config {
 
 fn t(ms: u64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 24, 2, 0, 0).unwrap() + Duration::from_millis(ms)
+}
+
+/// The engine's clock at `ms` after the test's start: wall and monotonic.
+fn clock(ms: u64) -> Now {
+    Now {
+        wall: t(ms),
+        mono: Mono::from_millis(ms),
+    }
+}
+
+/// The engine's clock at wall time `wall` (the clock never stepped).
+fn now(wall: DateTime<Utc>) -> Now {
+    clock((wall - t(0)).num_milliseconds() as u64)
 }
 
 fn reading(
@@ -119,12 +132,12 @@ bind = {{ working = "face_1301.working", cam_online = "video_1301.online", cam_b
     // Nothing reported yet: no judgement, however long.
     let out = e.handle(
         &good("face_1301.working", "face-plc", Value::Bool(true), t(0)),
-        t(0),
+        clock(0),
     );
     assert!(out.transitions.is_empty());
     for s in 1..=40 {
         assert!(
-            e.tick(t(s * 1000)).transitions.is_empty(),
+            e.tick(clock(s * 1000)).transitions.is_empty(),
             "nothing before the box's first report ({s} s)"
         );
     }
@@ -144,7 +157,7 @@ bind = {{ working = "face_1301.working", cam_online = "video_1301.online", cam_b
             at,
         });
     }
-    let out = e.handle(&Input::Readings(rs), at);
+    let out = e.handle(&Input::Readings(rs), now(at));
     assert_eq!(
         events(&out),
         vec![("crowd".to_string(), AlarmState::Raised)],
@@ -154,8 +167,8 @@ bind = {{ working = "face_1301.working", cam_online = "video_1301.online", cam_b
     assert_eq!(raised.value, None, "no value for a bad reading");
     assert!(raised.message.contains("数据无效"), "{}", raised.message);
     // The interlock waits its 30 s hold, then raises: no video counts as no video.
-    assert!(e.tick(t(70_000)).transitions.is_empty());
-    let out = e.tick(t(70_500));
+    assert!(e.tick(clock(70_000)).transitions.is_empty());
+    let out = e.tick(clock(70_500));
     assert_eq!(
         events(&out),
         vec![("1301-no-video".to_string(), AlarmState::Raised)]
@@ -185,11 +198,11 @@ level = 2
     let mut e = Engine::new(&cfg);
     e.handle(
         &good("face_1301.working", "face-plc", Value::Bool(true), t(0)),
-        t(0),
+        clock(0),
     );
     for ms in (200..=3000).step_by(200) {
         assert!(
-            e.tick(t(ms)).transitions.is_empty(),
+            e.tick(clock(ms)).transitions.is_empty(),
             "no alarm while the camera has not reported ({ms} ms)"
         );
     }
@@ -210,18 +223,18 @@ level = 2
         },
     ];
     assert!(
-        e.handle(&Input::Readings(rs), t(3100))
+        e.handle(&Input::Readings(rs), clock(3100))
             .transitions
             .is_empty()
     );
     // From now on the rule judges: offline camera, 1 s hold, raised.
     e.handle(
         &good("video_1301.online", "vb-1301", Value::Bool(false), t(4000)),
-        t(4000),
+        clock(4000),
     );
-    assert!(e.tick(t(4800)).transitions.is_empty());
+    assert!(e.tick(clock(4800)).transitions.is_empty());
     assert_eq!(
-        events(&e.tick(t(5000))),
+        events(&e.tick(clock(5000))),
         vec![("1301-no-video".to_string(), AlarmState::Raised)]
     );
 }
@@ -261,7 +274,7 @@ fn actions_go_with_the_transition_and_never_on_unknown_inputs() {
     let cfg = config(DETECTOR);
     let mut e = Engine::new(&cfg);
     // Bad from the very first poll: raised (fail safe) but no action.
-    let out = e.handle(&bad("ch4", "gd1", BadReason::Timeout, t(0)), t(0));
+    let out = e.handle(&bad("ch4", "gd1", BadReason::Timeout, t(0)), clock(0));
     assert_eq!(
         events(&out),
         vec![("ch4-lamp".to_string(), AlarmState::Raised)]
@@ -272,13 +285,13 @@ fn actions_go_with_the_transition_and_never_on_unknown_inputs() {
         out.actions
     );
     // Good and low: cleared.
-    let out = e.handle(&good("ch4", "gd1", Value::Num(0.3), t(1000)), t(1000));
+    let out = e.handle(&good("ch4", "gd1", Value::Num(0.3), t(1000)), clock(1000));
     assert_eq!(
         events(&out),
         vec![("ch4-lamp".to_string(), AlarmState::Cleared)]
     );
     // Over the limit with a known input: the write goes with the raise.
-    let out = e.handle(&good("ch4", "gd1", Value::Num(1.2), t(2000)), t(2000));
+    let out = e.handle(&good("ch4", "gd1", Value::Num(1.2), t(2000)), clock(2000));
     assert_eq!(
         events(&out),
         vec![("ch4-lamp".to_string(), AlarmState::Raised)]
@@ -290,7 +303,7 @@ fn actions_go_with_the_transition_and_never_on_unknown_inputs() {
     assert_eq!(a.confirm_within, Duration::from_secs(2));
     assert_eq!(a.alarm_id, out.transitions[0].alarm_id);
     // Back below: on_clear is written with the clear.
-    let out = e.handle(&good("ch4", "gd1", Value::Num(0.5), t(3000)), t(3000));
+    let out = e.handle(&good("ch4", "gd1", Value::Num(0.5), t(3000)), clock(3000));
     assert_eq!(
         events(&out),
         vec![("ch4-lamp".to_string(), AlarmState::Cleared)]
@@ -303,7 +316,7 @@ fn actions_go_with_the_transition_and_never_on_unknown_inputs() {
     // Once seen good, a later bad reading is the alarm side *with* the action.
     let out = e.handle(
         &bad("ch4", "gd1", BadReason::Exception(4), t(4000)),
-        t(4000),
+        clock(4000),
     );
     let raised: Vec<_> = out
         .transitions
@@ -380,8 +393,8 @@ level = 3
                 .collect(),
         )
     };
-    assert!(e.handle(&both(5.0, t(0)), t(0)).transitions.is_empty());
-    let out = e.handle(&both(11.0, t(1000)), t(1000));
+    assert!(e.handle(&both(5.0, t(0)), clock(0)).transitions.is_empty());
+    let out = e.handle(&both(11.0, t(1000)), clock(1000));
     let ev = events(&out);
     assert_eq!(
         ev,
@@ -394,7 +407,7 @@ level = 3
         "the outer rule follows in the same step"
     );
     assert_eq!(out.transitions[3].level, 1);
-    let out = e.handle(&both(5.0, t(2000)), t(2000));
+    let out = e.handle(&both(5.0, t(2000)), clock(2000));
     assert_eq!(
         events(&out),
         vec![
@@ -437,7 +450,7 @@ level = 3
 "#,
     );
     let mut e = Engine::new(&cfg);
-    let out = e.handle(&good("a1", "dam", Value::Num(11.0), t(0)), t(0));
+    let out = e.handle(&good("a1", "dam", Value::Num(11.0), t(0)), clock(0));
     let kinds: Vec<(&str, AlarmKind)> = out
         .transitions
         .iter()
@@ -481,13 +494,13 @@ latching = true
 "#,
     );
     let mut e = Engine::new(&cfg);
-    e.handle(&good("ch4", "gd1", Value::Num(0.3), t(0)), t(0));
-    let out = e.handle(&good("ch4", "gd1", Value::Num(1.2), t(1000)), t(1000));
+    e.handle(&good("ch4", "gd1", Value::Num(0.3), t(0)), clock(0));
+    let out = e.handle(&good("ch4", "gd1", Value::Num(1.2), t(1000)), clock(1000));
     let id = out.transitions[0].alarm_id.clone();
     assert!(id.starts_with("ch4-latched@"), "{id}");
     // Condition gone: latched, still active.
     assert!(
-        e.handle(&good("ch4", "gd1", Value::Num(0.3), t(2000)), t(2000))
+        e.handle(&good("ch4", "gd1", Value::Num(0.3), t(2000)), clock(2000))
             .transitions
             .is_empty()
     );

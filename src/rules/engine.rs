@@ -3,7 +3,10 @@
 //! current time; alarm transitions and action requests come out. No I/O,
 //! no clock and no metrics of its own: tests drive it with scripted times
 //! and get the same events every run, and the caller counts what it is
-//! handed (`Output::transitions`).
+//! handed (`Output::transitions`, `Output::clears_held`).
+//!
+//! Readings and ticks are given `Now`: its wall time stamps events, its
+//! monotonic time measures every duration (see `crate::time`).
 
 use chrono::{DateTime, Utc};
 
@@ -13,6 +16,7 @@ use super::kind::{KindSpec, View};
 use super::points::{PointState, Points};
 use crate::config::Config;
 use crate::model::{Input, Reading};
+use crate::time::Now;
 
 use super::lifecycle::Alarms;
 pub use super::lifecycle::{AckError, ActionRequest, Instance, Output};
@@ -57,12 +61,14 @@ impl Engine {
         self.points.states()
     }
 
-    pub fn handle(&mut self, input: &Input, now: DateTime<Utc>) -> Output {
+    pub fn handle(&mut self, input: &Input, now: Now) -> Output {
         match input {
-            // A threshold crossing happens at the reading's time, not when
-            // the engine got round to it (the contract's `ts`).
+            // A threshold crossing is stamped with the reading's time, not
+            // when the engine got round to it (the contract's `ts`); its
+            // delays still run on the monotonic clock.
             Input::Readings(rs) => {
-                self.on_readings(rs, rs.iter().map(|r| r.at).max().unwrap_or(now))
+                let wall = rs.iter().map(|r| r.at).max().unwrap_or(now.wall);
+                self.on_readings(rs, Now { wall, ..now })
             }
             Input::DeviceHealth {
                 device,
@@ -81,11 +87,11 @@ impl Engine {
         }
     }
 
-    pub fn on_readings(&mut self, readings: &[Reading], now: DateTime<Utc>) -> Output {
+    pub fn on_readings(&mut self, readings: &[Reading], now: Now) -> Output {
         let mut out = Output::default();
         let mut touched = std::collections::HashSet::new();
         for r in readings {
-            if !self.points.apply(r) {
+            if !self.points.apply(r, now.mono) {
                 continue;
             }
             touched.insert(&*r.point);
@@ -102,16 +108,16 @@ impl Engine {
                 self.evaluate(i, now, &mut out);
             }
         }
-        self.evaluate_escalations(now, &mut out);
+        self.evaluate_escalations(now.wall, &mut out);
         out
     }
 
     /// Time passes: on-delays, holds, off-delays and staleness are checked.
-    pub fn tick(&mut self, now: DateTime<Utc>) -> Output {
+    pub fn tick(&mut self, now: Now) -> Output {
         let mut out = Output::default();
         for id in self.points.ids() {
-            if self.points.check_stale(&id, now) {
-                health::point_quality(&mut self.alarms, &self.points, &id, now, &mut out);
+            if self.points.check_stale(&id, now.mono) {
+                health::point_quality(&mut self.alarms, &self.points, &id, now.wall, &mut out);
             }
         }
         for i in 0..self.rules.len() {
@@ -119,7 +125,7 @@ impl Engine {
                 self.evaluate(i, now, &mut out);
             }
         }
-        self.evaluate_escalations(now, &mut out);
+        self.evaluate_escalations(now.wall, &mut out);
         out
     }
 
@@ -180,13 +186,13 @@ impl Engine {
     }
 
     /// Judges rule `i` at `now` and runs its verdict through the lifecycle.
-    fn evaluate(&mut self, i: usize, now: DateTime<Utc>, out: &mut Output) {
+    fn evaluate(&mut self, i: usize, now: Now, out: &mut Output) {
         let rule = &mut self.rules[i];
         let view = View {
             points: &self.points,
             alarms: &self.alarms,
         };
-        let Some(v) = rule.spec.kind.judge(&rule.spec.name, &view, now) else {
+        let Some(v) = rule.spec.kind.judge(&rule.spec.name, &view, now.wall) else {
             return;
         };
         self.alarms

@@ -10,7 +10,14 @@
 //! - a latching alarm clears only once acknowledged *and* its condition is
 //!   gone, whichever comes last;
 //! - actions are requested only for rules whose inputs were all seen good
-//!   since start-up (never on "not polled yet").
+//!   since start-up (never on "not polled yet");
+//! - a condition rule's instance lives at least `MIN_ACTIVE` before it
+//!   clears, so one flapping rule sends at most two events per `MIN_ACTIVE`
+//!   (no event storm). Raising is never delayed: the alarm side wins, and
+//!   each held clear is counted (`Output::clears_held`).
+//!
+//! Every delay is measured on the monotonic clock (`Now::mono`); wall time
+//! (`Now::wall`) only stamps the events.
 
 use std::time::Duration;
 
@@ -21,6 +28,12 @@ use super::kind::{RuleSpec, Verdict};
 use super::points::Points;
 use super::text;
 use crate::model::{AlarmKind, AlarmState, AlarmTransition};
+use crate::time::{Mono, Now};
+
+/// The shortest life of a condition rule's alarm instance: a condition that
+/// comes and goes faster than this keeps its alarm raised instead of
+/// sending a raise and a clear each time.
+pub const MIN_ACTIVE: Duration = Duration::from_millis(500);
 
 /// An action to run because an alarm was raised or cleared.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,6 +51,9 @@ pub struct Output {
     pub transitions: Vec<AlarmTransition>,
     /// Actions to run before the transition at the same index is sent.
     pub actions: Vec<(usize, ActionRequest)>,
+    /// Instances whose clear was held back by `MIN_ACTIVE` (each counted
+    /// once): a rule flapping faster than that.
+    pub clears_held: u64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -90,13 +106,18 @@ impl<'a> Raise<'a> {
     }
 }
 
-/// Delay bookkeeping of one condition rule.
+/// Delay bookkeeping of one condition rule, on the monotonic clock.
 #[derive(Clone, Debug, Default)]
 pub struct Timing {
     /// When the condition started to hold (raise after on_delay / hold).
-    on_since: Option<DateTime<Utc>>,
+    on_since: Option<Mono>,
     /// When the clear condition started to hold (clear after off_delay).
-    off_since: Option<DateTime<Utc>>,
+    off_since: Option<Mono>,
+    /// When this engine raised the active instance (`None` for one restored
+    /// after a restart: its life began before).
+    raised: Option<Mono>,
+    /// The instance's clear was held back once already (counted).
+    held: bool,
 }
 
 impl Alarms {
@@ -201,7 +222,7 @@ impl Alarms {
         timing: &mut Timing,
         v: Verdict,
         points: &Points,
-        now: DateTime<Utc>,
+        now: Now,
         out: &mut Output,
     ) {
         let key = rule.id.as_str();
@@ -210,11 +231,14 @@ impl Alarms {
                 timing.on_since = None;
                 return;
             }
-            let since = *timing.on_since.get_or_insert(now);
-            if now - since < chrono::Duration::from_std(rule.on_delay).unwrap_or_default() {
+            let since = *timing.on_since.get_or_insert(now.mono);
+            if now.mono.since(since) < rule.on_delay {
                 return;
             }
-            *timing = Timing::default();
+            *timing = Timing {
+                raised: Some(now.mono),
+                ..Timing::default()
+            };
             let inputs = rule.kind.inputs();
             let point = inputs.first().filter(|_| inputs.len() == 1);
             // Never act on a rule whose inputs have not been seen good since
@@ -232,7 +256,7 @@ impl Alarms {
                     point: point.map(String::as_str),
                     value: v.value,
                     threshold: v.threshold,
-                    at: now,
+                    at: now.wall,
                     message: v.detail,
                     latching: rule.latching,
                 },
@@ -263,8 +287,20 @@ impl Alarms {
             }
             return;
         }
-        let since = *timing.off_since.get_or_insert(now);
-        if now - since < chrono::Duration::from_std(rule.off_delay).unwrap_or_default() {
+        let since = *timing.off_since.get_or_insert(now.mono);
+        if now.mono.since(since) < rule.off_delay {
+            return;
+        }
+        // Too young to clear: stays raised (the alarm side) until MIN_ACTIVE
+        // has passed; a later tick clears it if the condition is still gone.
+        if timing
+            .raised
+            .is_some_and(|r| now.mono.since(r) < MIN_ACTIVE)
+        {
+            if !timing.held {
+                timing.held = true;
+                out.clears_held += 1;
+            }
             return;
         }
         *timing = Timing::default();
@@ -276,7 +312,7 @@ impl Alarms {
         let idx = out.transitions.len();
         let alarm_id = inst.alarm_id.clone();
         let msg = text::recovered(&rule.name, &v.detail);
-        self.clear(key, now, v.value, msg, points, out);
+        self.clear(key, now.wall, v.value, msg, points, out);
         for a in rule.actions.iter() {
             let Some(value) = a.on_clear else { continue };
             out.actions.push((

@@ -21,6 +21,7 @@ pub mod lifecycle;
 pub mod points;
 pub mod text;
 
+pub use crate::time::{Mono, Now};
 pub use engine::{AckError, ActionRequest, Engine, Instance, Output};
 pub use kind::{KindSpec, RuleSpec};
 pub use points::PointState;

@@ -6,6 +6,10 @@
 //! rule reading the point judges (an unpolled point is not an alarm at every
 //! restart). Rate rules read their window of good values from here, one
 //! history per (point, window), pruned as each value arrives.
+//!
+//! Ages are measured on the monotonic clock: `last_good` (wall time) is
+//! only shown; staleness and rate windows use the monotonic moment the
+//! engine took the reading in, so a wall-clock step changes neither.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -13,6 +17,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::model::{BadReason, Quality, Reading, Value};
+use crate::time::Mono;
 
 /// What the engine knows of a point now, for the operator page.
 #[derive(Clone, Debug, PartialEq)]
@@ -32,6 +37,9 @@ pub struct PointInfo {
     pub value: Option<Value>,
     pub quality: Quality,
     pub last_good: Option<DateTime<Utc>>,
+    /// When the engine took the last good reading in (monotonic): the
+    /// point's age for staleness.
+    pub last_good_mono: Option<Mono>,
     /// No good reading for this long turns the quality `Stale`.
     pub stale_after: Duration,
     /// Level of the point's stale and fault alarms.
@@ -43,6 +51,8 @@ pub struct PointInfo {
     /// When the first reading arrived: a point never good since then goes
     /// stale `stale_after` later, like one whose good value got too old.
     pub first_reading: Option<DateTime<Utc>>,
+    /// The same moment on the monotonic clock, for its age.
+    pub first_reading_mono: Option<Mono>,
     pub is_text: bool,
     pub writable: bool,
 }
@@ -57,19 +67,22 @@ impl PointInfo {
             value: None,
             quality: Quality::Bad(BadReason::NoData),
             last_good: None,
+            last_good_mono: None,
             stale_after,
             health_level: 2,
             seen_good: false,
             reported: false,
             first_reading: None,
+            first_reading_mono: None,
             is_text: false,
             writable: false,
         }
     }
 }
 
-/// Good values of one point over one rate window, oldest first.
-pub type History = VecDeque<(DateTime<Utc>, f64)>;
+/// Good values of one point over one rate window, oldest first, each with
+/// the monotonic moment it was taken in.
+pub type History = VecDeque<(Mono, f64)>;
 
 #[derive(Debug, Default)]
 pub struct Points {
@@ -111,17 +124,20 @@ impl Points {
             .map(|(_, h)| h)
     }
 
-    /// Takes one reading in. Returns false for a point not in the table.
-    pub fn apply(&mut self, r: &Reading) -> bool {
+    /// Takes one reading in, taken in at `mono`. Returns false for a point
+    /// not in the table.
+    pub fn apply(&mut self, r: &Reading, mono: Mono) -> bool {
         let Some(p) = self.map.get_mut(&*r.point) else {
             return false;
         };
         p.quality = r.quality.clone();
         p.reported = true;
         p.first_reading.get_or_insert(r.at);
+        p.first_reading_mono.get_or_insert(mono);
         if r.quality.is_good() {
             p.value = r.value.clone();
             p.last_good = Some(r.at);
+            p.last_good_mono = Some(mono);
             p.seen_good = true;
         }
         if let (true, Some(v), Some(hs)) = (
@@ -130,11 +146,10 @@ impl Points {
             self.histories.get_mut(&*r.point),
         ) {
             for (window, h) in hs {
-                h.push_back((r.at, v));
+                h.push_back((mono, v));
                 // Keep the newest value at or before the window's start, so
                 // the change is measured over the whole window.
-                let start = r.at - chrono::Duration::from_std(*window).unwrap_or_default();
-                while h.len() > 2 && h[1].0 <= start {
+                while h.len() > 2 && mono.since(h[1].0) >= *window {
                     h.pop_front();
                 }
             }
@@ -149,13 +164,14 @@ impl Points {
     /// whether or not a rule reads the point. Exceptions and decode errors
     /// keep their own `fault` alarm. Returns whether the point is stale now
     /// (just turned, or still).
-    pub fn check_stale(&mut self, id: &str, now: DateTime<Utc>) -> bool {
+    pub fn check_stale(&mut self, id: &str, now: Mono) -> bool {
         let Some(p) = self.map.get_mut(id) else {
             return false;
         };
-        let too_old = p.last_good.or(p.first_reading).is_some_and(|t| {
-            now - t > chrono::Duration::from_std(p.stale_after).unwrap_or_default()
-        });
+        let too_old = p
+            .last_good_mono
+            .or(p.first_reading_mono)
+            .is_some_and(|t| now.since(t) > p.stale_after);
         let silent = matches!(
             p.quality,
             Quality::Good | Quality::Bad(BadReason::Timeout | BadReason::Transport(_))

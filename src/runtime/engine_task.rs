@@ -29,6 +29,7 @@ use crate::rules::engine::{ActionRequest, Engine, Instance, Output};
 use crate::rules::health::GatewayFault;
 use crate::sink::uplink::contract::RemoteAck;
 use crate::source::{WriteRequest, Writers};
+use crate::time::Clock;
 
 /// A queued output fed with readings: its queue and its sink's encoding,
 /// with the bodies encoded since the last commit.
@@ -65,6 +66,8 @@ struct StoreHealth {
 
 pub(super) struct EngineTask {
     engine: Engine,
+    /// Wall time for stamps, monotonic time for the engine's durations.
+    clock: Clock,
     shared: Arc<Shared>,
     writers: Writers,
     feeds: Vec<Feed>,
@@ -100,6 +103,7 @@ impl EngineTask {
         let (store_tx, store_rx) = mpsc::unbounded_channel();
         EngineTask {
             engine,
+            clock: Clock::new(),
             shared,
             writers,
             feeds,
@@ -180,7 +184,7 @@ impl EngineTask {
                 }
                 input = inputs.recv(), if inputs_open => match input {
                     Some(input) => {
-                        let now = Utc::now();
+                        let now = self.clock.now();
                         if let Input::Readings(rs) = &input {
                             self.batch(rs);
                         }
@@ -195,7 +199,7 @@ impl EngineTask {
                     None => inputs_open = false,
                 },
                 _ = tick.tick() => {
-                    let out = self.engine.tick(Utc::now());
+                    let out = self.engine.tick(self.clock.now());
                     self.emit(out);
                     if let Some(t) = &mut self.telemetry {
                         t.tick(self.engine.active(), Utc::now()).await;
@@ -368,6 +372,12 @@ impl EngineTask {
 
     /// Sends the engine's output to the outbox, starting actions first.
     fn emit(&mut self, out: Output) {
+        if out.clears_held > 0 {
+            crate::metrics::metrics()
+                .alarm_clears_held
+                .with_label_values(&[] as &[&str])
+                .inc_by(out.clears_held);
+        }
         if out.transitions.is_empty() {
             return;
         }
