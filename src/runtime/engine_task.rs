@@ -19,6 +19,7 @@ use chrono::Utc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::supervise::Watchdog;
 use super::telemetry::TelemetryFeed;
 use super::{actions, outbox};
 use crate::api::{AckCmd, PointView, Shared};
@@ -68,6 +69,8 @@ pub(super) struct EngineTask {
     engine: Engine,
     /// Wall time for stamps, monotonic time for the engine's durations.
     clock: Clock,
+    /// systemd's watchdog, fed by every tick the engine makes.
+    watchdog: Watchdog,
     shared: Arc<Shared>,
     writers: Writers,
     feeds: Vec<Feed>,
@@ -104,6 +107,7 @@ impl EngineTask {
         EngineTask {
             engine,
             clock: Clock::new(),
+            watchdog: Watchdog::new(),
             shared,
             writers,
             feeds,
@@ -199,6 +203,7 @@ impl EngineTask {
                     None => inputs_open = false,
                 },
                 _ = tick.tick() => {
+                    self.watchdog.fed();
                     let out = self.engine.tick(self.clock.now());
                     self.emit(out);
                     if let Some(t) = &mut self.telemetry {

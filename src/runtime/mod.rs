@@ -1,7 +1,11 @@
 //! Wiring: sources → bounded channel → engine task → durable queues →
 //! sinks, plus housekeeping and the operator API. Everything is started here
 //! and stopped by one cancellation token; the parts live in their own files
-//! (`engine_task`, `actions`, `outbox`, `housekeeping`).
+//! (`engine_task`, `actions`, `outbox`, `housekeeping`, `supervise`).
+//!
+//! Every task is supervised (`supervise`): one that ends or panics while
+//! the gateway runs stops the whole gateway with an error, so `run` returns
+//! `RunError::TaskDied` and the process exits non-zero.
 //!
 //! A queued output is wired with one line: `drive(store, QueueId::X, sink,
 //! ..)` (or a list of lanes in priority order when outputs share one
@@ -12,6 +16,7 @@ mod actions;
 mod engine_task;
 mod housekeeping;
 mod outbox;
+mod supervise;
 mod telemetry;
 
 use std::collections::HashMap;
@@ -21,7 +26,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{AckCmd, Shared};
@@ -36,6 +40,8 @@ use crate::sink::{self as sinks};
 use crate::source;
 
 use engine_task::{EngineTask, Feed};
+pub use supervise::TaskDied;
+use supervise::Tasks;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -45,6 +51,8 @@ pub enum RunError {
     Uplink(#[from] crate::sink::uplink::UplinkError),
     #[error(transparent)]
     Influx(#[from] crate::sink::influx::InfluxError),
+    #[error(transparent)]
+    TaskDied(#[from] TaskDied),
     #[error("HTTP listener {addr}: {source}")]
     Listen {
         addr: String,
@@ -57,7 +65,7 @@ pub struct Running {
     pub http_addr: Option<SocketAddr>,
     pub shared: Arc<Shared>,
     shutdown: CancellationToken,
-    tasks: JoinSet<()>,
+    tasks: Tasks,
 }
 
 impl Running {
@@ -66,17 +74,31 @@ impl Running {
     /// `offline` status.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
-        while self.tasks.join_next().await.is_some() {}
+        self.tasks.join_all().await;
+    }
+
+    /// Completes when a task ends or panics while the gateway should run.
+    pub async fn first_death(&mut self) -> TaskDied {
+        self.tasks.first_death().await
     }
 }
 
-/// Runs the gateway until `shutdown` completes.
+/// Runs the gateway until `shutdown` completes (`Ok`) or one of its tasks
+/// ends or panics (`Err(TaskDied)`, after a clean stop of the rest).
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
-    let running = start(cfg).await?;
-    shutdown.await;
-    tracing::info!("stopping");
+    let mut running = start(cfg).await?;
+    supervise::notify_ready();
+    let died = tokio::select! {
+        _ = shutdown => None,
+        d = running.first_death() => Some(d),
+    };
+    supervise::notify_stopping();
+    match &died {
+        None => tracing::info!("stopping"),
+        Some(d) => tracing::error!(error = %d, "stopping: the gateway cannot run half-dead"),
+    }
     running.stop().await;
-    Ok(())
+    died.map_or(Ok(()), |d| Err(d.into()))
 }
 
 /// Starts every task and returns once the HTTP listener is bound.
@@ -92,7 +114,7 @@ pub async fn start(cfg: Config) -> Result<Running, RunError> {
     )?);
     let id = Identity::from_config(&cfg).with_epoch(store.epoch());
     let shutdown = CancellationToken::new();
-    let mut tasks = JoinSet::new();
+    let mut tasks = Tasks::default();
 
     let (input_tx, input_rx) = mpsc::channel::<Input>(4096);
     let (ack_tx, ack_rx) = mpsc::channel::<AckCmd>(64);
@@ -126,7 +148,7 @@ pub async fn start(cfg: Config) -> Result<Running, RunError> {
         // Alarms first: a telemetry backlog never holds an alarm back.
         let lanes = [QueueId::Alarms, QueueId::Telemetry];
         let run = sinks::drive(store.clone(), lanes, up, sink_stop.clone(), drain);
-        tasks.spawn(run);
+        tasks.spawn("sink:uplink", run);
     }
     if let Some(icfg) = &cfg.influxdb {
         let sink = InfluxSink::new(icfg, influx::token(icfg)?)
@@ -143,7 +165,7 @@ pub async fn start(cfg: Config) -> Result<Running, RunError> {
             sink_stop.clone(),
             drain,
         );
-        tasks.spawn(run);
+        tasks.spawn("sink:influxdb", run);
     } else {
         // Without InfluxDB the readings queue would only grow: readings go
         // to the local history alone.
@@ -153,16 +175,20 @@ pub async fn start(cfg: Config) -> Result<Running, RunError> {
     // Sources.
     let (sources, writers) = source::build(&cfg);
     let source_stop = shutdown.child_token();
-    let mut source_tasks = JoinSet::new();
     for s in sources {
-        tracing::info!(source = %s.name(), "starting source");
+        let name = s.name();
+        tracing::info!(source = %name, "starting source");
         let (tx, stop) = (input_tx.clone(), source_stop.clone());
-        source_tasks.spawn(s.run(tx, stop));
+        let run = s.run(tx, stop);
+        #[cfg(debug_assertions)]
+        let run = supervise::inject::source(&name, run);
+        tasks.spawn(name, run);
     }
     drop(input_tx);
 
-    // The engine: its task ends when every source has ended, after the
-    // last readings are committed; then the sinks are told to drain.
+    // The engine: its task ends when every source has ended (their senders
+    // dropped), after the last readings are committed; then the sinks are
+    // told to drain.
     let mut engine = Engine::new(&cfg);
     let restored: Vec<Instance> = store.load_active()?;
     if !restored.is_empty() {
@@ -176,22 +202,26 @@ pub async fn start(cfg: Config) -> Result<Running, RunError> {
         let sh = shared.clone();
         let stop_sinks = sink_stop.clone();
         let engine_stop = shutdown.clone();
-        tasks.spawn(async move {
+        tasks.spawn("engine", async move {
+            // Also when the engine panics: the sinks still drain and stop,
+            // so the gateway can stop and exit.
+            let _drain_sinks = stop_sinks.drop_guard();
             let telemetry = telemetry::TelemetryFeed::new(sh.clone(), chrono::Utc::now());
             let mut et = EngineTask::new(engine, sh, writers, feeds).with_telemetry(telemetry);
             et.gateway_faults(fault_rx);
             et.run(input_rx, ack_rx, remote_rx, engine_stop).await;
-            while source_tasks.join_next().await.is_some() {}
-            stop_sinks.cancel();
         });
     }
 
-    tasks.spawn(telemetry::online_gauges(shared.clone(), shutdown.clone()));
+    tasks.spawn(
+        "online-gauges",
+        telemetry::online_gauges(shared.clone(), shutdown.clone()),
+    );
 
     // Housekeeping: retention and queue gauges.
     {
         let (s, c, stop) = (store.clone(), cfg.clone(), shutdown.clone());
-        tasks.spawn(housekeeping::run(s, c, stop));
+        tasks.spawn("housekeeping", housekeeping::run(s, c, stop));
     }
 
     // Operator API.
@@ -207,10 +237,13 @@ pub async fn start(cfg: Config) -> Result<Running, RunError> {
         let app = crate::api::router(shared.clone());
         let stop = shutdown.clone();
         tracing::info!(addr = ?http_addr, "operator page and API listening");
-        tasks.spawn(async move {
-            let _ = axum::serve(listener, app)
+        tasks.spawn("api", async move {
+            if let Err(e) = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
+                .await
+            {
+                tracing::error!(error = %e, "operator API failed");
+            }
         });
     }
 
