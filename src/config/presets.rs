@@ -172,6 +172,18 @@ pub fn expand(
                 missing = true;
             }
         }
+        for (k, v) in &u.bind {
+            if !bind_value_ok(v) {
+                errors.push(err(
+                    format!("{path}.bind.{k}"),
+                    "a binding is a point or rule id, a number, a comparison \
+                     (\">=\", \">\", \"<=\", \"<\") or a list of ids; \
+                     quotes, brackets and line breaks are refused"
+                        .to_string(),
+                ));
+                missing = true;
+            }
+        }
         if missing {
             continue;
         }
@@ -306,5 +318,26 @@ fn looser(preset: &Rule, site: &Rule) -> Option<String> {
         None
     } else {
         Some(why.join("; "))
+    }
+}
+
+/// A bound value is pasted into the preset's TOML text, so only values
+/// that cannot change its structure are taken: ids, finite numbers, the
+/// comparison operators, and lists of those.
+fn bind_value_ok(v: &toml::Value) -> bool {
+    match v {
+        toml::Value::String(s) => {
+            matches!(s.as_str(), ">=" | ">" | "<=" | "<")
+                || (!s.is_empty()
+                    && s.len() <= 128
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)))
+        }
+        toml::Value::Integer(_) => true,
+        toml::Value::Float(f) => f.is_finite(),
+        toml::Value::Array(a) => {
+            a.len() <= 1024 && a.iter().all(|x| !x.is_array() && bind_value_ok(x))
+        }
+        _ => false,
     }
 }

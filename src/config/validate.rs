@@ -53,6 +53,9 @@ fn id_ok(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
 }
 
+/// The longest wait for an action's read-back.
+pub const MAX_CONFIRM_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Point ids must be usable in rule expressions: a letter or `_` first,
 /// then letters, digits, `_`, `.` and `-`.
 fn point_id_ok(s: &str) -> bool {
@@ -215,6 +218,16 @@ pub fn validate(
             }
             if !positive(&a.confirm_within) {
                 e.push(format!("{ap}.confirm_within"), "must be greater than zero");
+            } else if a.confirm_within.0 > MAX_CONFIRM_WITHIN {
+                // The read-back is awaited while the event waits; a long
+                // wait is a unit mistake and would hold the event back.
+                e.push(
+                    format!("{ap}.confirm_within"),
+                    format!(
+                        "at most {}: a read-back slower than that is a failed action",
+                        humantime::format_duration(MAX_CONFIRM_WITHIN)
+                    ),
+                );
             }
         }
     }

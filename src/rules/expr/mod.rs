@@ -84,13 +84,17 @@ pub enum ParseError {
     EndsEarly { col: usize },
     #[error("unexpected text at column {col}")]
     Trailing { col: usize },
+    #[error("nested deeper than {max} levels at column {col}")]
+    TooDeep { col: usize, max: usize },
+    #[error("longer than {max} words and signs")]
+    TooLong { max: usize },
 }
 
 impl ParseError {
     /// Where in the condition the problem is (1-based), if anywhere.
     pub fn column(&self) -> Option<usize> {
         match self {
-            ParseError::Empty => None,
+            ParseError::Empty | ParseError::TooLong { .. } => None,
             ParseError::BadNumber { col, .. }
             | ParseError::UnexpectedChar { col, .. }
             | ParseError::Unclosed { col }
@@ -98,7 +102,8 @@ impl ParseError {
             | ParseError::UnclosedCall { col, .. }
             | ParseError::UnexpectedToken { col, .. }
             | ParseError::EndsEarly { col }
-            | ParseError::Trailing { col } => Some(*col),
+            | ParseError::Trailing { col }
+            | ParseError::TooDeep { col, .. } => Some(*col),
         }
     }
 }

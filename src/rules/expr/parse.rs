@@ -102,10 +102,19 @@ fn lex(s: &str) -> Result<Vec<(usize, Tok)>, ParseError> {
     Ok(out)
 }
 
+/// The deepest nesting of parentheses and `!` a condition may have: the
+/// parser and the evaluator recurse once per level, and a config must not
+/// be able to overflow the stack.
+pub const MAX_DEPTH: usize = 32;
+/// The most tokens a condition may have.
+pub const MAX_TOKENS: usize = 1024;
+
 struct Parser {
     toks: Vec<(usize, Tok)>,
     pos: usize,
     len: usize,
+    /// Current nesting of parentheses and `!`.
+    depth: usize,
 }
 
 impl Parser {
@@ -139,10 +148,23 @@ impl Parser {
         }
         Ok(l)
     }
+    fn deeper(&mut self) -> Result<(), ParseError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(ParseError::TooDeep {
+                col: self.col(),
+                max: MAX_DEPTH,
+            });
+        }
+        Ok(())
+    }
     fn unary(&mut self) -> Result<Expr, ParseError> {
         if self.peek() == Some(&Tok::Not) {
             self.pos += 1;
-            return Ok(Expr::Not(Box::new(self.unary()?)));
+            self.deeper()?;
+            let e = Expr::Not(Box::new(self.unary()?));
+            self.depth -= 1;
+            return Ok(e);
         }
         self.cmp()
     }
@@ -160,7 +182,9 @@ impl Parser {
         match self.next() {
             Some(Tok::Num(v)) => Ok(Expr::Num(v)),
             Some(Tok::LParen) => {
+                self.deeper()?;
                 let e = self.or()?;
+                self.depth -= 1;
                 match self.next() {
                     Some(Tok::RParen) => Ok(e),
                     _ => Err(ParseError::Unclosed { col }),
@@ -200,10 +224,15 @@ pub fn parse(src: &str) -> Result<Expr, ParseError> {
     if toks.is_empty() {
         return Err(ParseError::Empty);
     }
+    // A chain of `&&` is as deep a tree as it is long: bounded too.
+    if toks.len() > MAX_TOKENS {
+        return Err(ParseError::TooLong { max: MAX_TOKENS });
+    }
     let mut p = Parser {
         toks,
         pos: 0,
         len: src.len(),
+        depth: 0,
     };
     let e = p.or()?;
     if p.pos < p.toks.len() {

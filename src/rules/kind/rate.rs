@@ -16,6 +16,9 @@ use crate::config::check::Errs;
 use crate::rules::points::Points;
 use crate::rules::text;
 
+/// The longest rate window.
+pub const MAX_WINDOW: Duration = Duration::from_secs(86_400);
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rate {
     pub point: String,
@@ -52,6 +55,18 @@ pub fn check(r: &Rule, p: &str, ctx: &CheckCtx<'_>, e: &mut Errs) -> Option<Rate
         }
         Some(w) if w.0.is_zero() => {
             e.push(format!("{p}.window"), "must be greater than zero");
+            None
+        }
+        // The engine keeps the point's good values over the window in
+        // memory: a window of weeks at a fast poll is a memory leak.
+        Some(w) if w.0 > MAX_WINDOW => {
+            e.push(
+                format!("{p}.window"),
+                format!(
+                    "at most {}: a longer trend belongs in the history, not in memory",
+                    humantime::format_duration(MAX_WINDOW)
+                ),
+            );
             None
         }
         Some(w) => Some(w.0),
