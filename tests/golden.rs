@@ -11,11 +11,20 @@
 //! at = "1s"
 //! values = { "ch4.face" = 1.2, "video.ok" = true }
 //! bad = ["cam.online"]              # bad quality (timeout)
+//! # or with the reason: bad = { "ch4" = "exception" }  (timeout, exception,
+//! # decode, transport, stale, no_data)
 //! health = { "gd1" = false }        # a failed poll of device gd1
 //! ack = { rule = "r1", by = "张三" }  # acknowledge the active alarm of rule r1
-//! restart = true                    # persist active alarms, start a new engine
+//! restart = true                    # a new engine with the active alarms
+//!                                   # the store (src/queue) kept
 //! ```
-//! `expected.toml`: `[[event]] at = "1s", rule = "r1", state = "raised", level = 2`.
+//! `expected.toml`: `[[event]] at = "1s", rule = "r1", state = "raised", level = 2`,
+//! optionally with `kind = "fault"`, `value = 1.7` and `acked_by = "张三"`
+//! (compared when given). Both files refuse unknown keys.
+//!
+//! Every event goes through the store as the gateway commits it (its `seq`
+//! and the active alarms in one transaction), and a restart reads the
+//! active alarms back from there, not from memory.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -23,10 +32,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use riskgate::model::{AlarmState, BadReason, Input, Quality, Reading, Value};
-use riskgate::rules::{Engine, Mono, Now};
+use riskgate::model::{AlarmState, AlarmTransition, BadReason, Input, Quality, Reading, Value};
+use riskgate::queue::{LoggedEvent, QueueId, Store};
+use riskgate::rules::{Engine, Instance, Mono, Now};
 
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Inputs {
     end: String,
     #[serde(default)]
@@ -40,7 +51,7 @@ struct Step {
     #[serde(default)]
     values: toml::Table,
     #[serde(default)]
-    bad: Vec<String>,
+    bad: Bad,
     #[serde(default)]
     health: HashMap<String, bool>,
     #[serde(default)]
@@ -49,13 +60,49 @@ struct Step {
     restart: bool,
 }
 
+/// Points with bad quality: a list (timeout) or each with its reason.
+#[derive(serde::Deserialize, Default)]
+#[serde(untagged)]
+enum Bad {
+    #[default]
+    None,
+    Timeout(Vec<String>),
+    Why(std::collections::BTreeMap<String, String>),
+}
+
+impl Bad {
+    fn points(&self) -> Vec<(String, BadReason)> {
+        match self {
+            Bad::None => Vec::new(),
+            Bad::Timeout(v) => v.iter().map(|p| (p.clone(), BadReason::Timeout)).collect(),
+            Bad::Why(m) => m
+                .iter()
+                .map(|(p, why)| {
+                    let r = match why.as_str() {
+                        "timeout" => BadReason::Timeout,
+                        "exception" => BadReason::Exception(2),
+                        "decode" => BadReason::Decode("scripted".into()),
+                        "transport" => BadReason::Transport("scripted".into()),
+                        "stale" => BadReason::Stale,
+                        "no_data" => BadReason::NoData,
+                        other => panic!("bad reason `{other}` for {p}"),
+                    };
+                    (p.clone(), r)
+                })
+                .collect(),
+        }
+    }
+}
+
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Ack {
     rule: String,
     by: String,
 }
 
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Expected {
     #[serde(default)]
     event: Vec<Event>,
@@ -68,6 +115,57 @@ struct Event {
     rule: String,
     state: String,
     level: u8,
+    /// Compared only when the expected file gives it.
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    value: Option<toml::Value>,
+    #[serde(default)]
+    acked_by: Option<String>,
+}
+
+impl Event {
+    /// Whether the event `got` is what this expected event says: time,
+    /// rule, state and level always; kind, value and acked_by when given.
+    fn matches(&self, got: &Event) -> bool {
+        let num = |v: &toml::Value| match v {
+            toml::Value::Integer(i) => Some(*i as f64),
+            toml::Value::Float(f) => Some(*f),
+            toml::Value::Boolean(b) => Some(f64::from(u8::from(*b))),
+            _ => None,
+        };
+        (&self.at, &self.rule, &self.state, self.level)
+            == (&got.at, &got.rule, &got.state, got.level)
+            && self
+                .kind
+                .as_ref()
+                .is_none_or(|k| got.kind.as_ref() == Some(k))
+            && self
+                .acked_by
+                .as_ref()
+                .is_none_or(|a| got.acked_by.as_ref() == Some(a))
+            && self.value.as_ref().is_none_or(|v| {
+                got.value
+                    .as_ref()
+                    .and_then(num)
+                    .zip(num(v))
+                    .is_some_and(|(g, e)| (g - e).abs() < 1e-9)
+            })
+    }
+
+    fn show(&self) -> String {
+        let mut s = format!("  {} {} {} L{}", self.at, self.rule, self.state, self.level);
+        if let Some(k) = &self.kind {
+            s += &format!(" kind={k}");
+        }
+        if let Some(v) = &self.value {
+            s += &format!(" value={v}");
+        }
+        if let Some(a) = &self.acked_by {
+            s += &format!(" acked_by={a}");
+        }
+        s
+    }
 }
 
 fn ms(s: &str) -> u64 {
@@ -99,8 +197,8 @@ fn fmt_ms(ms: u64) -> String {
 fn run_case(dir: &Path) -> Vec<Event> {
     let cfg = riskgate::config::load(&dir.join("config.toml"))
         .unwrap_or_else(|e| panic!("{}: {e:?}", dir.display()));
-    let inputs: Inputs =
-        toml::from_str(&std::fs::read_to_string(dir.join("inputs.toml")).unwrap()).unwrap();
+    let inputs: Inputs = toml::from_str(&std::fs::read_to_string(dir.join("inputs.toml")).unwrap())
+        .unwrap_or_else(|e| panic!("{}/inputs.toml: {e}", dir.display()));
     let devices: HashMap<String, String> = cfg
         .devices
         .iter()
@@ -110,6 +208,10 @@ fn run_case(dir: &Path) -> Vec<Event> {
                 .map(move |p| (p.id.to_string(), d.id.clone()))
         })
         .collect();
+    // The gateway's store: events are committed as the runtime commits
+    // them, and a restart reads the active alarms back from it.
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::open(data.path(), u64::MAX, u64::MAX).unwrap();
     let mut engine = Engine::new(&cfg);
     let mut steps: Vec<(u64, &Step)> = inputs.step.iter().map(|s| (ms(&s.at), s)).collect();
     steps.sort_by_key(|s| s.0);
@@ -117,27 +219,37 @@ fn run_case(dir: &Path) -> Vec<Event> {
     let mut events = Vec::new();
     // alarm ids seen per rule, to check that a restart does not re-raise
     let mut ids: HashMap<String, String> = HashMap::new();
-    let mut record =
-        |out: riskgate::rules::Output, now_ms: u64, ids: &mut HashMap<String, String>| {
-            for t in out.transitions {
-                if t.state == AlarmState::Raised {
-                    ids.insert(t.rule_id.clone(), t.alarm_id.clone());
-                } else {
-                    assert_eq!(
-                        ids.get(&t.rule_id),
-                        Some(&t.alarm_id),
-                        "{}: one alarm_id per instance",
-                        dir.display()
-                    );
-                }
-                events.push(Event {
-                    at: fmt_ms(now_ms),
-                    rule: t.rule_id,
-                    state: state(t.state).into(),
-                    level: t.level,
-                });
+    let mut record = |out: riskgate::rules::Output,
+                      engine: &Engine,
+                      now_ms: u64,
+                      ids: &mut HashMap<String, String>| {
+        commit(&store, &out.transitions, engine);
+        for t in out.transitions {
+            if t.state == AlarmState::Raised {
+                ids.insert(t.rule_id.clone(), t.alarm_id.clone());
+            } else {
+                assert_eq!(
+                    ids.get(&t.rule_id),
+                    Some(&t.alarm_id),
+                    "{}: one alarm_id per instance",
+                    dir.display()
+                );
             }
-        };
+            events.push(Event {
+                at: fmt_ms(now_ms),
+                rule: t.rule_id,
+                state: state(t.state).into(),
+                level: t.level,
+                kind: Some(t.kind.as_str().to_string()),
+                value: t.value.as_ref().and_then(|v| match v {
+                    serde_json::Value::Number(n) => n.as_f64().map(toml::Value::Float),
+                    serde_json::Value::Bool(b) => Some(toml::Value::Boolean(*b)),
+                    _ => None,
+                }),
+                acked_by: t.acked_by,
+            });
+        }
+    };
     let mut now_ms = 0u64;
     let mut next = 0usize;
     while now_ms <= end {
@@ -149,7 +261,15 @@ fn run_case(dir: &Path) -> Vec<Event> {
         while next < steps.len() && steps[next].0 <= now_ms {
             let s = steps[next].1;
             if s.restart {
-                let saved: Vec<_> = engine.active().cloned().collect();
+                // What the store kept, as `runtime::start` reads it.
+                let saved: Vec<Instance> = store.load_active().unwrap();
+                let before: Vec<Instance> = engine.active().cloned().collect();
+                assert_eq!(
+                    saved.len(),
+                    before.len(),
+                    "{}: the store kept every active alarm",
+                    dir.display()
+                );
                 engine = Engine::new(&cfg);
                 engine.restore(saved);
             }
@@ -170,19 +290,19 @@ fn run_case(dir: &Path) -> Vec<Event> {
                     at: now,
                 });
             }
-            for k in &s.bad {
-                let dev = devices.get(k).unwrap_or_else(|| panic!("no point {k}"));
+            for (k, why) in s.bad.points() {
+                let dev = devices.get(&k).unwrap_or_else(|| panic!("no point {k}"));
                 readings.push(Reading {
                     point: Arc::from(k.as_str()),
                     device: Arc::from(dev.as_str()),
                     value: None,
-                    quality: Quality::Bad(BadReason::Timeout),
+                    quality: Quality::Bad(why),
                     at: now,
                 });
             }
             if !readings.is_empty() {
                 let out = engine.handle(&Input::Readings(readings), clock);
-                record(out, now_ms, &mut ids);
+                record(out, &engine, now_ms, &mut ids);
             }
             let mut health: Vec<_> = s.health.iter().collect();
             health.sort();
@@ -196,7 +316,7 @@ fn run_case(dir: &Path) -> Vec<Event> {
                     },
                     clock,
                 );
-                record(out, now_ms, &mut ids);
+                record(out, &engine, now_ms, &mut ids);
             }
             if let Some(a) = &s.ack {
                 let id = engine
@@ -205,15 +325,41 @@ fn run_case(dir: &Path) -> Vec<Event> {
                     .map(|i| i.alarm_id.clone())
                     .unwrap_or_else(|| panic!("no active alarm of {}", a.rule));
                 let out = engine.acknowledge(&id, &a.by, now).unwrap();
-                record(out, now_ms, &mut ids);
+                record(out, &engine, now_ms, &mut ids);
             }
             next += 1;
         }
         let out = engine.tick(clock);
-        record(out, now_ms, &mut ids);
+        record(out, &engine, now_ms, &mut ids);
         now_ms += 100;
     }
+    assert_eq!(
+        store.last_seq().unwrap(),
+        events.len() as u64,
+        "{}: one seq per event in the store",
+        dir.display()
+    );
     events
+}
+
+/// Commits one step's events and the active alarms, as the outbox does.
+fn commit(store: &Store, events: &[AlarmTransition], engine: &Engine) {
+    if events.is_empty() {
+        return;
+    }
+    store
+        .append_events(
+            QueueId::Alarms,
+            events,
+            |seq, t| LoggedEvent {
+                event_id: format!("golden-{seq}"),
+                alarm_id: t.alarm_id.clone(),
+                at_ms: t.ts.timestamp_millis(),
+                body: serde_json::to_string(t).unwrap(),
+            },
+            &engine.active_keyed(),
+        )
+        .unwrap();
 }
 
 #[test]
@@ -234,14 +380,12 @@ fn golden_rule_scenarios() {
     for dir in &dirs {
         let got = run_case(dir);
         let expected: Expected =
-            toml::from_str(&std::fs::read_to_string(dir.join("expected.toml")).unwrap()).unwrap();
-        if got != expected.event {
-            let show = |v: &[Event]| {
-                v.iter()
-                    .map(|e| format!("  {} {} {} L{}", e.at, e.rule, e.state, e.level))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            };
+            toml::from_str(&std::fs::read_to_string(dir.join("expected.toml")).unwrap())
+                .unwrap_or_else(|e| panic!("{}/expected.toml: {e}", dir.display()));
+        let same = got.len() == expected.event.len()
+            && expected.event.iter().zip(&got).all(|(e, g)| e.matches(g));
+        if !same {
+            let show = |v: &[Event]| v.iter().map(Event::show).collect::<Vec<_>>().join("\n");
             failures.push(format!(
                 "{}:\nexpected:\n{}\ngot:\n{}",
                 dir.file_name().unwrap().to_string_lossy(),

@@ -36,6 +36,11 @@ pub struct Alarms {
     /// Alarm ids carry the site's local time, as the county reads them.
     pub(super) tz: chrono_tz::Tz,
     pub(super) active: BTreeMap<String, Instance>,
+    /// Per key, the time written into its last `alarm_id`. A new instance
+    /// of the key gets a later one (at least 1 ms), so ids stay unique when
+    /// a key is raised, cleared and raised in one millisecond, or after the
+    /// wall clock stepped back.
+    pub(super) last_id_at: std::collections::HashMap<String, DateTime<Utc>>,
 }
 
 impl Alarms {
@@ -43,6 +48,7 @@ impl Alarms {
         Alarms {
             tz,
             active: BTreeMap::new(),
+            last_id_at: std::collections::HashMap::new(),
         }
     }
 
@@ -68,7 +74,14 @@ impl Alarms {
     /// Puts back instances that were active when the gateway stopped: they
     /// continue with their old `alarm_id`, no new event.
     pub fn restore(&mut self, instances: Vec<Instance>) {
-        for i in instances {
+        for mut i in instances {
+            // The stored `condition` may be older than the last judgement
+            // (no event, no commit): assume it still holds until the rule
+            // judges again, so an acknowledgement cannot clear a latching
+            // alarm whose input went bad meanwhile (fail safe).
+            i.condition = true;
+            // The restored id's time is at least its raise time.
+            self.last_id_at.insert(i.rule_id.clone(), i.raised_at);
             self.active.insert(i.rule_id.clone(), i);
         }
     }

@@ -123,9 +123,16 @@ pub struct Timing {
 impl Alarms {
     /// Raises a new instance; returns its `alarm_id`.
     pub fn raise(&mut self, r: Raise<'_>, points: &Points, out: &mut Output) -> String {
-        let ts =
-            r.at.with_timezone(&self.tz)
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, false);
+        let mut id_at = r.at;
+        if let Some(prev) = self.last_id_at.get(r.key)
+            && id_at.timestamp_millis() <= prev.timestamp_millis()
+        {
+            id_at = *prev + chrono::Duration::milliseconds(1);
+        }
+        self.last_id_at.insert(r.key.to_string(), id_at);
+        let ts = id_at
+            .with_timezone(&self.tz)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, false);
         let inst = Instance {
             alarm_id: format!("{}@{ts}", r.key),
             rule_id: r.key.to_string(),
