@@ -158,3 +158,51 @@ fn the_engine_tick_feeds_the_watchdog_and_a_stalled_engine_stops_it() {
         "watchdog still fed by a stalled engine: {after:?}"
     );
 }
+
+/// A client that sends headers promising a body and then nothing gets
+/// an error (the JSON extractor answers `400`: the body could not be
+/// read) after the body timeout instead of holding a connection and a
+/// handler for ever (issue 10 item 11; `api::BODY_TIMEOUT`).
+#[test]
+fn a_request_body_that_never_arrives_times_out() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("riskgate.log");
+    let port = common::free_port();
+    let cfg = config(dir.path());
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "[http]\nenabled = false",
+        &format!("[http]\nlisten = \"127.0.0.1:{port}\""),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let _child = Kill(spawn(&cfg, &log, &[]));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut conn = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(c) => break c,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "API never listened: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    conn.write_all(
+        b"POST /api/alarms/ack HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 512];
+    let n = conn.read(&mut buf).expect("an answer before 30 s");
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(
+        head.starts_with("HTTP/1.1 400") || head.starts_with("HTTP/1.1 408"),
+        "{head}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}

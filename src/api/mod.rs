@@ -13,6 +13,7 @@
 //! | `GET /health` | 200 `ok` while the gateway runs and keeps its promises; 503 `degraded: FAULTS` while a fault of the gateway itself is active (e.g. `store.write`) |
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -30,7 +31,34 @@ use crate::queue::QueueId;
 use crate::time::since;
 pub use state::{AckCmd, PointView, Shared};
 
+/// The most requests served at once; more wait their turn, so a client
+/// that opens many cannot starve the gateway of threads or store reads.
+pub const MAX_IN_FLIGHT: usize = 32;
+/// A request (headers read) must be answered within this.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// A request body must arrive within this (no slow-drip bodies).
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest request body (an acknowledgement is a few hundred bytes).
+pub const MAX_BODY: usize = 16 * 1024;
+
 pub fn router(shared: Arc<Shared>) -> Router {
+    routes(shared).layer(
+        tower::ServiceBuilder::new()
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                MAX_IN_FLIGHT,
+            ))
+            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                REQUEST_TIMEOUT,
+            ))
+            .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+                BODY_TIMEOUT,
+            ))
+            .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY)),
+    )
+}
+
+fn routes(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/health", get(health))
