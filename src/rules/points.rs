@@ -229,14 +229,16 @@ mod stale_tests {
     fn a_point_stuck_at_timeout_goes_stale() {
         let t0 = Utc::now();
         let s = chrono::Duration::seconds;
+        // Ages run on the monotonic clock, here in step with the wall.
+        let m = |secs: u64| Mono::from_millis(secs * 1000);
         for first in [Quality::Bad(BadReason::Timeout), Quality::Good] {
             let mut pts = Points::default();
             let info = PointInfo::new("p".into(), None, "d".into(), Duration::from_secs(5));
             pts.insert("p".into(), info);
-            pts.apply(&reading(first, t0));
-            pts.apply(&reading(Quality::Bad(BadReason::Timeout), t0 + s(1)));
-            assert!(!pts.check_stale("p", t0 + s(4)));
-            assert!(pts.check_stale("p", t0 + s(6)));
+            pts.apply(&reading(first, t0), m(0));
+            pts.apply(&reading(Quality::Bad(BadReason::Timeout), t0 + s(1)), m(1));
+            assert!(!pts.check_stale("p", m(4)));
+            assert!(pts.check_stale("p", m(6)));
             assert_eq!(
                 pts.get("p").unwrap().quality,
                 Quality::Bad(BadReason::Stale)
@@ -246,8 +248,8 @@ mod stale_tests {
         let mut pts = Points::default();
         let info = PointInfo::new("p".into(), None, "d".into(), Duration::from_secs(5));
         pts.insert("p".into(), info);
-        pts.apply(&reading(Quality::Bad(BadReason::Exception(2)), t0));
-        pts.check_stale("p", t0 + s(6));
+        pts.apply(&reading(Quality::Bad(BadReason::Exception(2)), t0), m(0));
+        pts.check_stale("p", m(6));
         assert_eq!(
             pts.get("p").unwrap().quality,
             Quality::Bad(BadReason::Exception(2))
