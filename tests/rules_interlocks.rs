@@ -10,8 +10,11 @@
 //!   within 1 s raises nothing.
 //! - Acknowledgement of a latching alarm by the `riskgate ack` CLI and by the
 //!   county on `{prefix}/{site}/ack`.
-//! - Actions: a confirmed write, a failed write and its `fault` alarm, and no
-//!   write at all from a rule whose input was never good.
+//! - Actions: the event goes out at once with its write `pending`; a
+//!   confirmed write (set in the device, `confirmed` in the local log, no
+//!   failure alarm), a failed write and its own `fault` alarm naming the
+//!   target and why, and no write at all from a rule whose input was never
+//!   good.
 //!
 //! No test waits a fixed time: every wait is for an event, a state in the
 //! API, or an `on_delay` marker that must come after what must not happen.
@@ -104,6 +107,36 @@ async fn wait_alarm(sub: &mut Subscriber, seen: &mut Seen, rule: &str, state: &s
         .await;
     assert_schema_valid("alarm-event.schema.json", &v);
     v
+}
+
+/// The event `seq` as the local alarm log (`/api/events`) has it once its
+/// actions have ended; the county got it with them `pending`.
+async fn logged_outcome(api: &str, seq: &J) -> J {
+    let url = format!("{api}/api/events?since=1h");
+    wait_for_async(
+        &format!("the action outcome of event {seq} in the log"),
+        LIMIT,
+        || {
+            let url = url.clone();
+            async move {
+                let v = get_json(&url).await;
+                v.as_array()?
+                    .iter()
+                    .find(|e| e["seq"] == *seq && e["actions"][0]["result"] != "pending")
+                    .cloned()
+            }
+        },
+    )
+    .await
+}
+
+/// The highest `seq` of the alarm events seen so far.
+fn seq_now(seen: &Seen) -> u64 {
+    seen.iter()
+        .filter(|(t, _, _)| t.ends_with("/alarm"))
+        .filter_map(|(_, v, _)| v["seq"].as_u64())
+        .max()
+        .unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------
@@ -762,14 +795,21 @@ actions = [{{ write = "lamp.1302", value = 1, on_clear = 0, confirm_within = "2s
         "no write multiple coils was even sent"
     );
 
-    // A confirmed write with the raise, written before the event goes out.
+    // A confirmed write with the raise. The event does not wait for it: it
+    // goes out at once with the write `pending`; the write reaches the
+    // device, is read back, and the local log notes it `confirmed`.
     points_good(&api, &["ch4.1301", "lamp.1301"]).await;
     assert!(!gd.bank().coil(0));
     gd.set_signal("ch4", 1.2);
     let raised = wait_alarm(&mut sub, &mut seen, "ch4-lamp-1301", "raised").await;
     let act = &raised["actions"][0];
-    assert_eq!(act["result"], "confirmed", "{raised}");
+    assert_eq!(act["result"], "pending", "{raised}");
     assert_eq!(act["kind"], "modbus_write");
+    assert_eq!(act["target"], "lamp.1301");
+    assert_eq!(act["value"], 1.0);
+    let logged = logged_outcome(&api, &raised["seq"]).await;
+    let act = &logged["actions"][0];
+    assert_eq!(act["result"], "confirmed", "{logged}");
     assert_eq!(act["target"], "lamp.1301");
     assert_eq!(act["value"], 1.0);
     assert!(gd.bank().coil(0), "the lamp coil is set in the device");
@@ -777,36 +817,60 @@ actions = [{{ write = "lamp.1302", value = 1, on_clear = 0, confirm_within = "2s
     // on_clear with the clear.
     gd.set_signal("ch4", 0.3);
     let cleared = wait_alarm(&mut sub, &mut seen, "ch4-lamp-1301", "cleared").await;
-    assert_eq!(cleared["actions"][0]["result"], "confirmed", "{cleared}");
+    assert_eq!(cleared["actions"][0]["result"], "pending", "{cleared}");
     assert_eq!(cleared["actions"][0]["value"], 0.0);
+    let logged = logged_outcome(&api, &cleared["seq"]).await;
+    assert_eq!(logged["actions"][0]["result"], "confirmed", "{logged}");
+    assert_eq!(logged["actions"][0]["value"], 0.0);
     assert!(!gd.bank().coil(0), "the lamp coil is reset");
+    // Both writes confirmed: no failure alarm was sent for either.
+    let before_fault = seq_now(&seen);
 
     // The device answers everything with exception 4: the reading is bad, the
     // alarm is raised (fail safe; the input was seen good, so the write is
-    // tried), the write fails, and the failure is its own `fault` alarm.
+    // tried), the write fails, and the failure is its own `fault` alarm,
+    // naming the target and why.
     gd.faults().set(Fault::Exception(4));
     let failed = wait_alarm(&mut sub, &mut seen, "ch4-lamp-1301", "raised").await;
-    let act = &failed["actions"][0];
-    assert_eq!(act["result"], "failed", "{failed}");
-    assert!(
-        act["detail"].as_str().is_some_and(|d| !d.is_empty()),
-        "{failed}"
-    );
-    assert!(!gd.bank().coil(0), "exception 4: nothing written");
+    assert_eq!(failed["actions"][0]["result"], "pending", "{failed}");
     let fault = wait_alarm(&mut sub, &mut seen, "lamp.1301.action", "raised").await;
     assert_eq!(fault["kind"], "fault");
     assert_eq!(fault["level"], 2);
+    let msg = fault["message"].as_str().unwrap();
+    assert!(msg.contains("联动输出失败"), "{fault}");
+    assert!(msg.starts_with("lamp.1301 "), "names the target: {fault}");
+    let why = msg.split_once(": ").map(|(_, w)| w).unwrap_or("");
+    assert!(!why.is_empty(), "says why: {fault}");
     assert!(
-        fault["message"].as_str().unwrap().contains("联动输出失败"),
-        "{fault}"
+        fault["seq"].as_u64() > failed["seq"].as_u64(),
+        "the outcome follows the event: {fault}"
     );
+    let logged = logged_outcome(&api, &failed["seq"]).await;
+    let act = &logged["actions"][0];
+    assert_eq!(act["result"], "failed", "{logged}");
+    assert!(
+        act["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "{logged}"
+    );
+    assert!(!gd.bank().coil(0), "exception 4: nothing written");
 
     // The device recovers: the alarm clears with a confirmed on_clear write,
     // which ends the failure alarm.
     gd.faults().set(Fault::None);
     let cleared = wait_alarm(&mut sub, &mut seen, "ch4-lamp-1301", "cleared").await;
-    assert_eq!(cleared["actions"][0]["result"], "confirmed", "{cleared}");
+    assert_eq!(cleared["actions"][0]["result"], "pending", "{cleared}");
     wait_alarm(&mut sub, &mut seen, "lamp.1301.action", "cleared").await;
+    let logged = logged_outcome(&api, &cleared["seq"]).await;
+    assert_eq!(logged["actions"][0]["result"], "confirmed", "{logged}");
+
+    // The one failure alarm is the exception's: none before it.
+    let faults: Vec<u64> = seen
+        .iter()
+        .filter(|(t, v, _)| alarm("lamp.1301.action", "raised")(t, v))
+        .filter_map(|(_, v, _)| v["seq"].as_u64())
+        .collect();
+    assert_eq!(faults.len(), 1, "one failure alarm: {faults:?}");
+    assert!(faults[0] > before_fault, "{faults:?} after {before_fault}");
 
     // Every alarm event seen was schema-valid.
     for (t, v, _) in &seen {

@@ -100,6 +100,46 @@ impl Store {
         Ok(out)
     }
 
+    /// Sets the top-level field `key` of the logged event `seq` to
+    /// `value`, in the log only (the queued copy, already on its way, is
+    /// not touched). Used to record an action's outcome, known after the
+    /// event was committed. Returns whether the event was still logged.
+    pub fn amend_logged(
+        &self,
+        seq: u64,
+        key: &str,
+        value: serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        // Bulk: a note for the operator page must not hold an alarm back.
+        let (found, _) = self.write(Prio::Bulk, |tx, _| {
+            let run = || -> rusqlite::Result<bool> {
+                let text: Option<String> = tx
+                    .query_row(
+                        "SELECT json FROM alarm_log WHERE seq = ?1",
+                        [seq as i64],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let Some(mut v) =
+                    text.and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                else {
+                    return Ok(false);
+                };
+                let Some(o) = v.as_object_mut() else {
+                    return Ok(false);
+                };
+                o.insert(key.to_string(), value);
+                tx.execute(
+                    "UPDATE alarm_log SET json = ?2 WHERE seq = ?1",
+                    params![seq as i64, v.to_string()],
+                )?;
+                Ok(true)
+            };
+            run().map_err(|e| self.err(e))
+        })?;
+        Ok(found)
+    }
+
     /// The last `seq` given (0 before the first event).
     pub fn last_seq(&self) -> Result<u64, StoreError> {
         self.read(read_seq)

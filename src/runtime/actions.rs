@@ -1,5 +1,12 @@
 //! Actions (writes to a device) that an alarm asks for, checked by reading
 //! the value back within the action's `confirm_within`.
+//!
+//! The event that asks for an action does not wait for it: it is committed
+//! at once with the action listed as `pending` (see `outbox`). The outcome
+//! follows as events of its own: a failed or unconfirmed write raises the
+//! target's `{point}.action` fault alarm (level 2, its message naming the
+//! target and why), a confirmed one clears it. An action runs for at most
+//! its `confirm_within` (validation caps it at 60 s).
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -25,14 +32,22 @@ pub(super) fn spawn(
     })
 }
 
-/// Writes the action's value and checks the read-back within its time.
-async fn run(writer: Option<mpsc::Sender<WriteRequest>>, a: &ActionRequest) -> ActionResult {
-    let mut result = ActionResult {
+/// How `a` is listed in the event that asks for it, before its outcome.
+pub(super) fn pending(a: &ActionRequest) -> ActionResult {
+    ActionResult {
         kind: "modbus_write".into(),
         target: a.point.clone(),
         value: Some(serde_json::json!(a.value)),
-        result: "failed".into(),
+        result: "pending".into(),
         detail: None,
+    }
+}
+
+/// Writes the action's value and checks the read-back within its time.
+async fn run(writer: Option<mpsc::Sender<WriteRequest>>, a: &ActionRequest) -> ActionResult {
+    let mut result = ActionResult {
+        result: "failed".into(),
+        ..pending(a)
     };
     let Some(w) = writer else {
         result.detail = Some("no writer for this point's device".into());

@@ -1,8 +1,8 @@
 //! The engine task: the one owner of the rule engine. It feeds readings,
 //! health, acknowledgements and ticks to the engine, batches readings for
 //! one commit every `store.commit_interval`, hands alarm events to the
-//! outbox (starting their actions first), and publishes the views the API
-//! reads.
+//! outbox (starting their actions, listed `pending`, which it does not wait
+//! for), and publishes the views the API reads.
 //!
 //! When the store refuses a readings commit (disk full, I/O error) the
 //! batch stays in memory and is retried with backoff; at most
@@ -145,7 +145,7 @@ impl EngineTask {
         mut remote: mpsc::UnboundedReceiver<RemoteAck>,
         stop: CancellationToken,
     ) {
-        // The outbox keeps events in engine order while actions complete.
+        // The outbox commits events in engine order; actions run beside it.
         let outbox_rx = self.outbox_rx.take().expect("outbox receiver");
         let outbox = tokio::spawn(outbox::run(
             outbox_rx,
@@ -403,11 +403,13 @@ impl EngineTask {
         for (i, a) in out.actions {
             actions.entry(i).or_default().push(a);
         }
-        for (i, t) in out.transitions.into_iter().enumerate() {
+        for (i, mut t) in out.transitions.into_iter().enumerate() {
             tracing::info!(alarm_id = %t.alarm_id, state = ?t.state, level = t.level, message = %t.message, "alarm");
-            let handles = actions
-                .remove(&i)
-                .unwrap_or_default()
+            let requests = actions.remove(&i).unwrap_or_default();
+            // Listed as pending and committed at once: the outcome follows
+            // as its own event (see `actions`), so nothing waits for it.
+            t.actions.extend(requests.iter().map(actions::pending));
+            let handles = requests
                 .into_iter()
                 .map(|a| actions::spawn(self.writer_for(&a.point), a, self.failed_tx.clone()))
                 .collect();

@@ -1,8 +1,14 @@
 //! The outbox: alarm events from the engine, queued durably in engine
-//! order. An event whose actions are still running waits for them (at most
-//! their confirmation time), so that its `actions` say `confirmed` or
-//! `failed`; events without actions behind it are committed together.
+//! order. Nothing waits here for an action: an event that asks for one is
+//! committed (and gets its `seq`) at once, with the action listed as
+//! `pending`; the action's outcome follows as an event of its own (the
+//! target's `{point}.action` fault alarm when it fails or is not confirmed,
+//! see `actions`). Once an action has ended, its final result (`confirmed`
+//! or `failed`, with why) is written into the local alarm log only, for
+//! the operator page and `/api/events`; the queued copy the county gets
+//! keeps `pending`, since it may already be on its way.
 //!
+//! Everything ready in the channel is committed together, in order.
 //! While the store refuses the commit (disk full, I/O error) the events
 //! stay here, in memory, in order, and the commit is retried with backoff
 //! (100 ms to 5 s); each refusal and the first success after it are
@@ -20,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::Shared;
@@ -31,22 +38,15 @@ use crate::rules::engine::Instance;
 /// An event for the outbox, with the engine's active alarms after it.
 pub(super) type Item = (Pending, Vec<(String, Instance)>);
 
-/// One event waiting to be queued, with the actions it waits for.
+/// One event to queue, its actions already listed as `pending`, with the
+/// running actions whose outcome goes into the log once known.
 pub(super) struct Pending {
     pub transition: AlarmTransition,
-    pub actions: Vec<tokio::task::JoinHandle<ActionResult>>,
+    pub actions: Vec<JoinHandle<ActionResult>>,
 }
 
-impl Pending {
-    async fn settle(mut self) -> AlarmTransition {
-        for h in self.actions.drain(..) {
-            if let Ok(r) = h.await {
-                self.transition.actions.push(r);
-            }
-        }
-        self.transition
-    }
-}
+/// At most this many events in one commit, so one commit stays short.
+const BATCH_MAX: usize = 256;
 
 /// How long refused commits are retried once shutdown is asked for.
 /// The whole stop (this, then the sinks' 5 s) stays well within the
@@ -68,20 +68,53 @@ pub(super) async fn run(
         stop,
         deadline: std::sync::Mutex::new(None),
     };
-    while let Some((p, active)) = rx.recv().await {
-        let mut batch = vec![p.settle().await];
-        // Take what else is ready without actions, to commit together.
-        let mut latest_active = active;
-        while let Ok((next, act)) = rx.try_recv() {
-            if !next.actions.is_empty() {
-                // Commit what we have, then handle this one in order.
-                commit(out, &batch, &latest_active).await;
-                batch.clear();
-            }
-            batch.push(next.settle().await);
-            latest_active = act;
+    // Actions still running for committed events, each waiting to note its
+    // outcome in the log. Dropped (aborted) when the outbox ends: the log
+    // then keeps `pending` for them, which stays true of what was sent.
+    let mut outcomes = JoinSet::new();
+    while let Some((first, mut active)) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH_MAX {
+            let Ok((next, act)) = rx.try_recv() else {
+                break;
+            };
+            batch.push(next);
+            active = act;
         }
-        commit(out, &batch, &latest_active).await;
+        let transitions: Vec<AlarmTransition> =
+            batch.iter().map(|p| p.transition.clone()).collect();
+        let Some(seqs) = commit(out, &transitions, &active).await else {
+            continue;
+        };
+        for (seq, p) in seqs.into_iter().zip(batch) {
+            if !p.actions.is_empty() {
+                outcomes.spawn(note_outcome(out.shared.clone(), seq, p.actions));
+            }
+        }
+        // Reap the finished ones so the set does not grow.
+        while outcomes.try_join_next().is_some() {}
+    }
+}
+
+/// Waits for an event's actions (each ends within its `confirm_within`)
+/// and writes their results into the event's log entry.
+async fn note_outcome(shared: Arc<Shared>, seq: u64, actions: Vec<JoinHandle<ActionResult>>) {
+    let mut results = Vec::with_capacity(actions.len());
+    for h in actions {
+        if let Ok(r) = h.await {
+            results.push(r);
+        }
+    }
+    let Ok(value) = serde_json::to_value(&results) else {
+        return;
+    };
+    let store = shared.store.clone();
+    match tokio::task::spawn_blocking(move || store.amend_logged(seq, "actions", value)).await {
+        Ok(Ok(_)) => {}
+        // Only the log's note is missing: the outcome itself went out as
+        // its own event (or its absence, for a confirmed write).
+        Ok(Err(e)) => tracing::warn!(seq, error = %e, "action outcome not noted in the alarm log"),
+        Err(e) => tracing::warn!(seq, error = %e, "noting an action outcome panicked"),
     }
 }
 
@@ -95,10 +128,15 @@ struct Committer {
 }
 
 /// Gives the events their `seq` and queues them, retrying until stored:
-/// committing an alarm must not fail silently.
-async fn commit(out: &Committer, batch: &[AlarmTransition], active: &[(String, Instance)]) {
+/// committing an alarm must not fail silently. Returns the seqs given, or
+/// `None` when the events were given up at shutdown.
+async fn commit(
+    out: &Committer,
+    batch: &[AlarmTransition],
+    active: &[(String, Instance)],
+) -> Option<Vec<u64>> {
     if batch.is_empty() {
-        return;
+        return Some(Vec::new());
     }
     let shared = &out.shared;
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
@@ -117,10 +155,10 @@ async fn commit(out: &Committer, batch: &[AlarmTransition], active: &[(String, I
             .unstored
             .with_label_values(&["events"]);
         let (wait, why) = match r {
-            Ok(Ok(_)) => {
+            Ok(Ok(seqs)) => {
                 held.set(0);
                 let _ = out.reports.send(None);
-                return;
+                return Some(seqs);
             }
             Ok(Err(e)) => {
                 let wait = backoff.fail();
@@ -148,7 +186,7 @@ async fn commit(out: &Committer, batch: &[AlarmTransition], active: &[(String, I
                     "stopping while the store refuses writes: alarm events held in memory are lost \
                      (raised again after the restart if their condition still holds)"
                 );
-                return;
+                return None;
             }
         }
         tokio::select! {
