@@ -96,6 +96,15 @@ pub fn decode(point: &Point, device_order: ByteOrder, words: &[u16]) -> Result<V
         }
         DataType::Ascii => Ok(Value::Text(ascii_from_words(words, order))),
         ty => {
+            // `width` trusts validation to give bit registers the type
+            // `bool`; a number type there would be one word short, so the
+            // type's own width is checked too (an error, never a panic).
+            if words.len() != usize::from(ty.words()) {
+                return Err(DecodeError::Length {
+                    expected: usize::from(ty.words()),
+                    got: words.len(),
+                });
+            }
             let raw = raw_number(ty, &value_bytes(words, order));
             if !raw.is_finite() {
                 return Err(DecodeError::NotFinite(raw));
