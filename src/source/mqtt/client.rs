@@ -131,6 +131,79 @@ fn kind(v: &serde_json::Value) -> &'static str {
     }
 }
 
+/// Why a payload is dropped as a whole (counted as malformed; not a
+/// sign of life).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+enum Malformed {
+    #[error("{0} bytes (over {MAX_PAYLOAD}) dropped")]
+    TooLarge(usize),
+    #[error("not JSON ({len} bytes): {why}")]
+    NotJson { len: usize, why: String },
+}
+
+/// A payload's readings, one per point: good with a value, or bad
+/// (`Decode`) with none.
+#[derive(Debug)]
+struct Decoded {
+    readings: Vec<Reading>,
+    /// How many points are bad.
+    bad: usize,
+    /// The first bad point and why, for the log.
+    first_failure: Option<String>,
+}
+
+/// Maps one payload to the device's points. Pure (no I/O, no clock), so
+/// any bytes a box or a stranger on the broker sends can be tried on it.
+fn decode_payload(
+    points: &[Mapped],
+    device: &Arc<str>,
+    payload: &[u8],
+    now: chrono::DateTime<Utc>,
+) -> Result<Decoded, Malformed> {
+    if payload.len() > MAX_PAYLOAD {
+        return Err(Malformed::TooLarge(payload.len()));
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(payload).map_err(|e| Malformed::NotJson {
+            len: payload.len(),
+            why: e.to_string(),
+        })?;
+    let mut first_failure: Option<String> = None;
+    let mut bad = 0usize;
+    let readings = points
+        .iter()
+        .map(|pt| {
+            let res = match pt.path.get(&json) {
+                None => Err(format!("`{}` not in the payload", pt.path)),
+                Some(v) => json_to_value(v, pt.data_type, pt.scale, pt.offset)
+                    .map_err(|e| format!("`{}`: {e}", pt.path)),
+            };
+            let (value, quality) = match res {
+                Ok(v) => (Some(v), Quality::Good),
+                Err(e) => {
+                    bad += 1;
+                    if first_failure.is_none() {
+                        first_failure = Some(format!("point {}: {e}", pt.id));
+                    }
+                    (None, Quality::Bad(BadReason::Decode(e)))
+                }
+            };
+            Reading {
+                point: pt.id.clone(),
+                device: device.clone(),
+                value,
+                quality,
+                at: now,
+            }
+        })
+        .collect();
+    Ok(Decoded {
+        readings,
+        bad,
+        first_failure,
+    })
+}
+
 /// One point of the device.
 struct Mapped {
     id: Arc<str>,
@@ -336,75 +409,29 @@ impl Src {
             tracing::debug!(device = %self.device, topic = %p.topic, "ignoring a retained message (not live)");
             return true;
         }
-        if p.payload.len() > MAX_PAYLOAD {
-            self.count_malformed(format_args!(
-                "payload of {} bytes on {} (over {MAX_PAYLOAD}) dropped",
-                p.payload.len(),
-                p.topic
-            ));
-            metrics()
-                .polls
-                .with_label_values(&[&*self.device, "decode"])
-                .inc();
-            return true;
-        }
-        let json: serde_json::Value = match serde_json::from_slice(&p.payload) {
-            Ok(j) => j,
-            Err(e) => {
-                self.count_malformed(format_args!(
-                    "payload on {} is not JSON ({} bytes): {e}",
-                    p.topic,
-                    p.payload.len()
-                ));
-                metrics()
-                    .polls
-                    .with_label_values(&[&*self.device, "decode"])
-                    .inc();
+        let now = Utc::now();
+        let m = metrics();
+        let decoded = match decode_payload(&self.points, &self.device, &p.payload, now) {
+            Ok(d) => d,
+            Err(why) => {
+                self.count_malformed(format_args!("payload on {}: {why}", p.topic));
+                m.polls.with_label_values(&[&*self.device, "decode"]).inc();
                 return true;
             }
         };
-        let now = Utc::now();
-        let mut failed: Option<String> = None;
-        let mut bad = 0usize;
-        let readings: Vec<Reading> = self
-            .points
-            .iter()
-            .map(|pt| {
-                let res = match pt.path.get(&json) {
-                    None => Err(format!("`{}` not in the payload", pt.path)),
-                    Some(v) => json_to_value(v, pt.data_type, pt.scale, pt.offset)
-                        .map_err(|e| format!("`{}`: {e}", pt.path)),
-                };
-                let (value, quality) = match res {
-                    Ok(v) => (Some(v), Quality::Good),
-                    Err(e) => {
-                        bad += 1;
-                        if failed.is_none() {
-                            failed = Some(format!("point {}: {e}", pt.id));
-                        }
-                        (None, Quality::Bad(BadReason::Decode(e)))
-                    }
-                };
-                Reading {
-                    point: pt.id.clone(),
-                    device: self.device.clone(),
-                    value,
-                    quality,
-                    at: now,
-                }
-            })
-            .collect();
-        let m = metrics();
-        let detail = match &failed {
+        let readings = decoded.readings;
+        let detail = match &decoded.first_failure {
             Some(first) => {
                 self.count_malformed(format_args!(
-                    "payload on {}: {bad} of {} points not decodable, first {first}",
+                    "payload on {}: {} of {} points not decodable, first {first}",
                     p.topic,
+                    decoded.bad,
                     readings.len()
                 ));
                 m.polls.with_label_values(&[&*self.device, "decode"]).inc();
                 format!(
-                    "message received; {bad} of {} points not decodable",
+                    "message received; {} of {} points not decodable",
+                    decoded.bad,
                     readings.len()
                 )
             }
@@ -463,5 +490,105 @@ impl Src {
                 true
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn points() -> Vec<Mapped> {
+        let p = |id: &str, path: &str, data_type, scale| Mapped {
+            id: Arc::from(id),
+            path: JsonPath::parse(path).unwrap(),
+            data_type,
+            scale,
+            offset: 0.0,
+        };
+        vec![
+            p("online", "cameras[0].online", Some(DataType::Bool), 1.0),
+            p("ch4", "data.ch4", Some(DataType::F32), 0.01),
+            p("tag", "id", Some(DataType::Ascii), 1.0),
+            p("any", "[1]", None, 1e300),
+        ]
+    }
+
+    /// Payloads a broker could hand over: random bytes, JSON with random
+    /// values where the points look, and JSON cut or spliced at random.
+    fn payload() -> impl Strategy<Value = Vec<u8>> {
+        let json_value = prop_oneof![
+            Just("null".to_string()),
+            Just("1e308".to_string()),
+            Just("-0".to_string()),
+            Just("18446744073709551616".to_string()),
+            any::<f64>().prop_map(|v| v.to_string()),
+            any::<i64>().prop_map(|v| v.to_string()),
+            any::<bool>().prop_map(|v| v.to_string()),
+            "\\PC{0,8}".prop_map(|s| serde_json::Value::String(s).to_string()),
+            Just("[]".to_string()),
+            Just("{}".to_string()),
+        ];
+        let doc = (
+            json_value.clone(),
+            json_value.clone(),
+            json_value.clone(),
+            json_value,
+        )
+            .prop_map(|(a, b, c, d)| {
+                format!(r#"{{"cameras":[{{"online":{a}}}],"data":{{"ch4":{b}}},"id":{c},"x":{d}}}"#)
+            });
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..512),
+            doc.clone().prop_map(String::into_bytes),
+            (
+                doc,
+                any::<prop::sample::Index>(),
+                prop::collection::vec(any::<u8>(), 0..8)
+            )
+                .prop_map(|(d, at, junk)| {
+                    let mut b = d.into_bytes();
+                    let i = at.index(b.len() + 1);
+                    b.splice(i..i, junk);
+                    b
+                }),
+            "\\[.{0,40}\\]".prop_map(String::into_bytes),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Whatever the payload, the source answers with one reading per
+        /// point or drops it as malformed, never a panic; a good reading
+        /// has a value (finite if a number), a bad one none.
+        #[test]
+        fn any_payload_never_panics(bytes in payload()) {
+            let pts = points();
+            let device: Arc<str> = Arc::from("vb");
+            if let Ok(d) = decode_payload(&pts, &device, &bytes, Utc::now()) {
+                prop_assert_eq!(d.readings.len(), pts.len());
+                let bad = d.readings.iter().filter(|r| !r.quality.is_good()).count();
+                prop_assert_eq!(bad, d.bad);
+                prop_assert_eq!(d.first_failure.is_some(), bad > 0);
+                for r in &d.readings {
+                    match (&r.quality, &r.value) {
+                        (Quality::Good, Some(Value::Num(v))) => prop_assert!(v.is_finite()),
+                        (Quality::Good, Some(_)) => {}
+                        (Quality::Bad(BadReason::Decode(_)), None) => {}
+                        other => prop_assert!(false, "{other:?}"),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn oversized_payloads_are_malformed() {
+        let big = vec![b' '; MAX_PAYLOAD + 1];
+        assert!(matches!(
+            decode_payload(&points(), &Arc::from("vb"), &big, Utc::now()),
+            Err(Malformed::TooLarge(_))
+        ));
     }
 }
