@@ -119,9 +119,13 @@ async fn no_alarm_dropped_at_the_readings_cap_while_the_broker_is_down() {
         "every event since the broker stopped is queued: {alarms:?}, seqs {}..={last}",
         delivered_before + 1
     );
-    assert!(alarms.depth >= queued.len() as u64 + 1);
+    // the methane events and the overflow raise, at least
+    assert!(alarms.depth > queued.len() as u64);
     let readings = store.stats(QueueId::Readings).unwrap();
-    assert!(readings.bytes <= CAP, "the readings cap holds: {readings:?}");
+    assert!(
+        readings.bytes <= CAP,
+        "the readings cap holds: {readings:?}"
+    );
 
     // The broker comes back: every alarm event arrives, in seq order (first
     // arrivals), gap-free, as logged.

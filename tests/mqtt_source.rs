@@ -249,19 +249,27 @@ async fn quiet_box_turns_points_bad_and_back() {
     let topic = "site/vb/quiet";
     let hb = Duration::from_millis(500);
     let margin = Duration::from_millis(700);
-    let started = Instant::now();
+    // Timing by the readings' own stamps (the source's clock when it made
+    // them), not by when this test got round to reading the channel: a
+    // slow test thread on a loaded machine changes neither bound.
+    let since = |later: chrono::DateTime<chrono::Utc>, earlier: chrono::DateTime<chrono::Utc>| {
+        (later - earlier).to_std().unwrap()
+    };
+    let started = chrono::Utc::now();
     let mut src = Running::start(device(id, topic, "500ms"), broker.port);
 
     // Nothing ever arrived: NoData, within the heartbeat.
-    let (_, _) = src
-        .readings_until("no-data readings", hb + margin, |r| {
+    let (r, _) = src
+        .readings_until("no-data readings", LIMIT, |r| {
             all_bad(r, &BadReason::NoData)
         })
         .await;
+    let first = since(r[0].at, started);
     assert!(
-        started.elapsed() >= hb - Duration::from_millis(50),
-        "not before the heartbeat"
+        first >= hb - Duration::from_millis(50),
+        "not before the heartbeat: {first:?}"
     );
+    assert!(first <= hb + margin, "no-data only after {first:?}");
     match src.next(Duration::from_secs(1)).await {
         Some(Input::DeviceHealth {
             ok: false, detail, ..
@@ -270,32 +278,33 @@ async fn quiet_box_turns_points_bad_and_back() {
     }
 
     let pubr = publisher(broker.port);
-    src.publish_until(&pubr, topic, GOOD, "good readings", all_good)
+    let (g, _) = src
+        .publish_until(&pubr, topic, GOOD, "good readings", all_good)
         .await;
 
     // Quiet: the points turn bad (Timeout) within heartbeat + margin of the
     // last good message (publish_until may have left one more in flight).
-    let mut last_good = Instant::now();
+    let mut last_good = g[0].at;
     let end = Instant::now() + LIMIT;
-    loop {
+    let timed_out = loop {
         match src
             .next(end.saturating_duration_since(Instant::now()))
             .await
         {
-            Some(Input::Readings(r)) if all_good(&r) => last_good = Instant::now(),
+            Some(Input::Readings(r)) if all_good(&r) => last_good = r[0].at,
             Some(Input::Readings(r)) if all_bad(&r, &BadReason::Timeout) => {
-                let quiet = last_good.elapsed();
+                let quiet = since(r[0].at, last_good);
                 assert!(
                     quiet >= hb - Duration::from_millis(50),
                     "bad after only {quiet:?}"
                 );
                 assert!(quiet <= hb + margin, "bad only after {quiet:?}");
-                break;
+                break r[0].at;
             }
             Some(Input::DeviceHealth { ok: true, .. }) => {}
             other => panic!("unexpected {other:?}"),
         }
-    }
+    };
     match src.next(Duration::from_secs(1)).await {
         Some(Input::DeviceHealth {
             ok: false, detail, ..
@@ -304,12 +313,17 @@ async fn quiet_box_turns_points_bad_and_back() {
     }
 
     // Still quiet: re-sent every heartbeat.
-    let t = Instant::now();
-    src.readings_until("repeated timeout readings", hb + margin, |r| {
-        all_bad(r, &BadReason::Timeout)
-    })
-    .await;
-    assert!(t.elapsed() >= hb - Duration::from_millis(100));
+    let (r, _) = src
+        .readings_until("repeated timeout readings", LIMIT, |r| {
+            all_bad(r, &BadReason::Timeout)
+        })
+        .await;
+    let again = since(r[0].at, timed_out);
+    assert!(
+        again >= hb - Duration::from_millis(100),
+        "re-sent after only {again:?}"
+    );
+    assert!(again <= hb + margin, "re-sent only after {again:?}");
 
     // Back: good again.
     let (r, _) = src
@@ -526,19 +540,25 @@ async fn unreachable_broker_means_no_data_and_health_not_ok() {
     let (health, _) = src
         .input_until("a connection error", Duration::from_secs(5), |i| matches!(i, Input::DeviceHealth { ok: false, detail, .. } if detail.contains("mqtt broker")))
         .await;
-    let Input::DeviceHealth { device, .. } = health else {
+    let Input::DeviceHealth { device, at, .. } = health else {
         unreachable!()
     };
     assert_eq!(&*device, id);
     // Fail safe: the points go bad (never received anything: NoData), and
     // stay bad, re-sent every heartbeat, while the source keeps retrying.
+    // (Spacing by the readings' own stamps: a slow test thread neither
+    // shortens nor stretches it.)
+    let mut prev = at;
     for _ in 0..3 {
         let (r, _) = src
-            .readings_until("no-data readings", hb * 3, |r| {
+            .readings_until("no-data readings", LIMIT, |r| {
                 all_bad(r, &BadReason::NoData)
             })
             .await;
         assert_eq!(r.len(), 4);
+        let gap = (r[0].at - prev).to_std().unwrap_or_default();
+        assert!(gap <= hb * 3, "no-data only {gap:?} after the last");
+        prev = r[0].at;
     }
     src.stop().await;
 }
