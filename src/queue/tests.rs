@@ -201,3 +201,30 @@ fn prune_works_in_steps_and_checkpoint_runs_beside_the_writer() {
     assert_eq!(left[0].at_ms, 29 * day + 1_000, "the oldest went first");
     s.checkpoint().unwrap();
 }
+
+#[test]
+fn an_amended_log_entry_changes_in_the_log_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let enc = |seq: u64, name: &&str| LoggedEvent {
+        event_id: format!("gw:{seq:012}"),
+        alarm_id: name.to_string(),
+        at_ms: 1_000,
+        body: format!("{{\"seq\":{seq},\"actions\":[{{\"result\":\"pending\"}}]}}"),
+    };
+    let s = open(dir.path(), u64::MAX);
+    let none: &[(String, serde_json::Value)] = &[];
+    s.append_events(QueueId::Alarms, &["a"], enc, none).unwrap();
+    let outcome = serde_json::json!([{"result": "confirmed"}]);
+    assert!(s.amend_logged(1, "actions", outcome.clone()).unwrap());
+    assert!(!s.amend_logged(9, "actions", outcome.clone()).unwrap());
+    let since = chrono::DateTime::from_timestamp_millis(0).unwrap();
+    let log = s.alarm_log(since, 10).unwrap();
+    assert_eq!(log[0]["actions"], outcome);
+    assert_eq!(log[0]["seq"], 1);
+    // What is queued for the county keeps what was committed.
+    let queued = s.peek(QueueId::Alarms, 0, 10).unwrap();
+    assert_eq!(
+        queued[0].body,
+        r#"{"seq":1,"actions":[{"result":"pending"}]}"#
+    );
+}
