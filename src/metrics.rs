@@ -14,6 +14,8 @@ pub struct Metrics {
     pub bad_frames: IntCounterVec,
     /// MQTT source payloads that were not valid JSON or lacked a mapped field.
     pub malformed_payloads: IntCounterVec,
+    /// Messages dropped because their device sent over its `max_rate`.
+    pub flood_dropped: IntCounterVec,
     /// Readings handed to the rule engine, by device.
     pub readings: IntCounterVec,
     /// Alarm transitions by kind and state.
@@ -79,6 +81,11 @@ pub fn metrics() -> &'static Metrics {
             malformed_payloads: cv(
                 "riskgate_malformed_payloads_total",
                 "Malformed MQTT source payloads",
+                &["device"],
+            ),
+            flood_dropped: cv(
+                "riskgate_flood_dropped_total",
+                "Messages dropped because their device sent more than its max_rate a second",
                 &["device"],
             ),
             readings: cv(

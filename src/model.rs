@@ -148,6 +148,16 @@ pub enum Input {
         detail: String,
         at: DateTime<Utc>,
     },
+    /// A device that pushes its data sends more than its `max_rate`
+    /// (`flooding`, once at the start), or has been calm again for
+    /// `source::flood::CALM_AFTER` (once at the end); `dropped` messages
+    /// so far in this flood.
+    Flood {
+        device: Arc<str>,
+        flooding: bool,
+        dropped: u64,
+        at: DateTime<Utc>,
+    },
 }
 
 /// Alarm severity: 1 red (most severe) … 4 blue, as in the Emergency Response

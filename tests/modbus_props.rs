@@ -30,7 +30,7 @@ const ORDERS: [ByteOrder; 4] = [
 /// Each register goes on the wire high byte first, so a word is the
 /// big-endian pair of the two wire bytes at its place.
 fn layout(be: &[u8], order: ByteOrder) -> Vec<u16> {
-    assert!(be.len() % 2 == 0);
+    assert!(be.len().is_multiple_of(2));
     let wire: Vec<u8> = match order {
         ByteOrder::ABCD => be.to_vec(),
         ByteOrder::DCBA => be.iter().rev().copied().collect(),

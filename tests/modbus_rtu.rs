@@ -364,6 +364,7 @@ async fn late_block_never_crosses_over_and_a_half_dead_slave_stays_online() {
                 cycles += 1;
                 assert!(ok, "A answers: the device is online, not offline: {detail}");
             }
+            Input::Flood { device, .. } => panic!("a polled device cannot flood: {device}"),
         }
     }
     assert!(a_good >= 3 && b_bad >= 3, "a good {a_good}, b bad {b_bad}");

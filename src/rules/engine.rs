@@ -84,6 +84,20 @@ impl Engine {
                 detail,
                 *at,
             ),
+            Input::Flood {
+                device,
+                flooding,
+                dropped,
+                at,
+            } => health::device_flood(
+                &self.devices,
+                &mut self.alarms,
+                &self.points,
+                device,
+                *flooding,
+                *dropped,
+                *at,
+            ),
         }
     }
 

@@ -8,6 +8,10 @@
 //!   that does not decode. Timeouts are the device's offline alarm.
 //! - `{point}.action`: a rule's write to the point failed or was not
 //!   confirmed by its read-back (reported by the runtime that writes).
+//! - `{device}.flood`: a device that pushes its data (MQTT) sends more
+//!   than its `max_rate`; the excess is dropped at the source. Raised once
+//!   at the start of the flood, cleared once it has been calm a while
+//!   (`source::flood`).
 //! - `queue.readings.overflow`: the readings queue on disk is full and the
 //!   oldest readings are dropped (reported by the runtime that commits).
 //! - [`GatewayFault`]s: an output of the gateway itself cannot work until
@@ -39,7 +43,7 @@ const STORE_WRITE_LEVEL: u8 = 1;
 
 /// Namespaces of the gateway's own fault alarms: the store, its queues and
 /// the sinks. Device and point alarms are named after a device or point id
-/// followed by `.offline`, `.stale`, `.fault` or `.action`.
+/// followed by `.offline`, `.stale`, `.fault`, `.action` or `.flood`.
 const GATEWAY_FAULT_PREFIXES: [&str; 5] = ["store.", "queue.", "influx.", "uplink.", "task."];
 
 /// Whether `rule_id` is a fault of the gateway itself (store, queue, sink,
@@ -48,7 +52,7 @@ pub fn is_gateway_fault(rule_id: &str) -> bool {
     GATEWAY_FAULT_PREFIXES
         .iter()
         .any(|p| rule_id.starts_with(p))
-        && ![".offline", ".stale", ".fault", ".action"]
+        && ![".offline", ".stale", ".fault", ".action", ".flood"]
             .iter()
             .any(|s| rule_id.ends_with(s))
 }
@@ -57,6 +61,10 @@ pub fn is_gateway_fault(rule_id: &str) -> bool {
 const QUEUE_OVERFLOW_LEVEL: u8 = 3;
 /// Level of a failed action: orange, a safety output may not have moved.
 const ACTION_FAILED_LEVEL: u8 = 2;
+/// Level of a flood: yellow. The device's readings are thinned to its
+/// `max_rate`, so its points stay live and its alarms judged, but it needs
+/// looking at (firmware, a loop in a box's configuration).
+const FLOOD_LEVEL: u8 = 3;
 
 #[derive(Clone, Debug)]
 pub struct DeviceInfo {
@@ -103,6 +111,31 @@ pub fn device_polled(
             alarms.raise(r, points, &mut out);
         }
     }
+    out
+}
+
+/// `device` floods (`true`: raises `{device}.flood`, once) or is calm
+/// again (`false`: clears it); `dropped` messages in this flood so far.
+pub fn device_flood(
+    devices: &Devices,
+    alarms: &mut Alarms,
+    points: &Points,
+    device: &str,
+    flooding: bool,
+    dropped: u64,
+    at: DateTime<Utc>,
+) -> Output {
+    let mut out = Output::default();
+    let shown = devices.get(device).map_or(device, |d| d.name.as_str());
+    let key = format!("{device}.flood");
+    let name = text::flood_name(shown);
+    let msg = if flooding {
+        text::flood(shown, dropped)
+    } else {
+        text::flood_over(shown, dropped)
+    };
+    let r = Raise::plain(&key, AlarmKind::Fault, FLOOD_LEVEL, &name, at, msg);
+    alarms.set(flooding, r, points, &mut out);
     out
 }
 

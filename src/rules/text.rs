@@ -82,6 +82,19 @@ pub fn offline(device: &str, detail: &str) -> String {
     format!("{device} 通信中断: {detail}")
 }
 
+pub fn flood_name(device: &str) -> String {
+    format!("{device} 消息过多")
+}
+
+/// A device over its `max_rate`: the excess is dropped.
+pub fn flood(device: &str, dropped: u64) -> String {
+    format!("{device} 消息速率超过上限, 超出部分已丢弃 ({dropped} 条)")
+}
+
+pub fn flood_over(device: &str, dropped: u64) -> String {
+    format!("{device} 消息速率恢复正常 (共丢弃 {dropped} 条)")
+}
+
 pub fn online_again(device: &str) -> String {
     format!("{device} 通信恢复")
 }

@@ -5,6 +5,7 @@
 //! connection: a Modbus TCP device, a whole RS-485 line (RTU is half-duplex,
 //! so one task schedules every slave on it), or an MQTT subscription.
 
+pub mod flood;
 pub mod modbus;
 pub mod mqtt;
 

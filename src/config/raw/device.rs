@@ -198,6 +198,10 @@ pub struct Device {
     /// A source that sends nothing within this time makes its points bad.
     #[serde(default)]
     pub heartbeat: Option<Dur>,
+    /// Messages a second the device may publish; more are dropped, counted
+    /// and raise `{device}.flood` (`source::flood`).
+    #[serde(default)]
+    pub max_rate: Option<f64>,
     // ---- health (all protocols)
     /// Consecutive failed polls before the device's `offline` alarm.
     #[serde(default = "default_offline_after")]

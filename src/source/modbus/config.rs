@@ -257,6 +257,12 @@ fn check_modbus(
     e: &mut Errs,
 ) -> Option<Modbus> {
     let before = e.len();
+    if d.max_rate.is_some() {
+        e.push(
+            format!("{p}.max_rate"),
+            "only for protocol mqtt: a polled device's pace is its poll_interval",
+        );
+    }
     if !positive(&d.poll_interval) {
         e.push(format!("{p}.poll_interval"), "must be greater than zero");
     }

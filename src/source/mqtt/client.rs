@@ -34,6 +34,7 @@ use crate::backoff::Backoff;
 use crate::config::{DataType, Device};
 use crate::metrics::metrics;
 use crate::model::{BadReason, Input, Quality, Reading, Value};
+use crate::source::flood::{FloodGuard, Verdict};
 
 /// Payloads larger than this are counted as malformed and dropped.
 pub const MAX_PAYLOAD: usize = 256 * 1024;
@@ -227,6 +228,9 @@ struct Src {
     seen_valid: bool,
     /// Malformed payloads seen by this task (for log rate limiting).
     malformed: u64,
+    /// The device's `max_rate`: messages over it are dropped undecoded.
+    flood: FloodGuard,
+    max_rate: f64,
 }
 
 /// Runs the MQTT source of one device until `shutdown` is cancelled,
@@ -263,6 +267,8 @@ pub async fn run(
         deadline: Instant::now() + heartbeat,
         seen_valid: false,
         malformed: 0,
+        flood: FloodGuard::new(device.max_rate, Instant::now()),
+        max_rate: device.max_rate,
     };
 
     let client_id = format!("riskgate-src-{}-{:08x}", device.id, rand::random::<u32>());
@@ -356,12 +362,20 @@ impl Src {
         let shutdown = self.shutdown.clone();
         let mut fut = std::pin::pin!(fut);
         loop {
+            let calm_at = self.flood.calm_at();
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return None,
                 out = &mut fut => return Some(out),
                 _ = tokio::time::sleep_until(self.deadline) => {
                     if !self.expired().await {
+                        return None;
+                    }
+                }
+                // A flood ends by time passing, whether or not the device
+                // sends anything more.
+                _ = tokio::time::sleep_until(calm_at.unwrap_or(self.deadline)), if calm_at.is_some() => {
+                    if !self.flood_ended().await {
                         return None;
                     }
                 }
@@ -409,6 +423,10 @@ impl Src {
             tracing::debug!(device = %self.device, topic = %p.topic, "ignoring a retained message (not live)");
             return true;
         }
+        // Before any decoding: a flood costs a counter, not a JSON parse.
+        if let Verdict::Drop { started, log } = self.flood.check(Instant::now()) {
+            return self.flood_drop(started, log).await;
+        }
         let now = Utc::now();
         let m = metrics();
         let decoded = match decode_payload(&self.points, &self.device, &p.payload, now) {
@@ -450,6 +468,50 @@ impl Src {
             return false;
         }
         self.health(true, detail).await
+    }
+
+    /// One message over `max_rate` dropped: counted; logged when due; the
+    /// first of a flood tells the engine (one `{device}.flood` alarm).
+    async fn flood_drop(&mut self, started: bool, log: Option<u64>) -> bool {
+        metrics()
+            .flood_dropped
+            .with_label_values(&[&*self.device])
+            .inc();
+        if let Some(n) = log {
+            tracing::warn!(
+                device = %self.device,
+                dropped = n,
+                in_flood = self.flood.dropped(),
+                max_rate = self.max_rate,
+                "device sends more than max_rate messages a second: the excess is dropped"
+            );
+        }
+        if !started {
+            return true;
+        }
+        self.send(Input::Flood {
+            device: self.device.clone(),
+            flooding: true,
+            dropped: self.flood.dropped(),
+            at: Utc::now(),
+        })
+        .await
+    }
+
+    /// The calm time after the last dropped message has passed: the
+    /// flood is over. `false` on shutdown.
+    async fn flood_ended(&mut self) -> bool {
+        let Some(dropped) = self.flood.end(Instant::now()) else {
+            return true;
+        };
+        tracing::info!(device = %self.device, dropped, "device back under max_rate: flood over");
+        self.send(Input::Flood {
+            device: self.device.clone(),
+            flooding: false,
+            dropped,
+            at: Utc::now(),
+        })
+        .await
     }
 
     /// Counts one malformed payload; logs the first and then every

@@ -10,6 +10,7 @@ use super::jsonpath::JsonPath;
 use crate::config::check::Errs;
 use crate::config::error::positive;
 use crate::config::raw::{self, DataType};
+use crate::source::flood::DEFAULT_MAX_RATE;
 
 /// Where a site's MQTT device publishes, resolved at validation.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,6 +35,10 @@ impl Broker {
     }
 }
 
+/// The highest `max_rate` accepted: beyond it the limit protects nothing
+/// (the source would hand the engine more than a whole site sends).
+pub const MAX_RATE_LIMIT: f64 = 10_000.0;
+
 /// The plain-MQTT port (IANA 1883).
 pub const MQTT_PORT: u16 = 1883;
 
@@ -43,6 +48,8 @@ pub struct MqttDevice {
     pub topic: String,
     /// A source that sends nothing valid within this time makes its points bad.
     pub heartbeat: Duration,
+    /// Messages a second admitted; more are a flood (`source::flood`).
+    pub max_rate: f64,
     pub points: Vec<MqttPoint>,
 }
 
@@ -142,6 +149,13 @@ pub fn check(
         }
         Some(h) => Some(h.0),
     };
+    let max_rate = d.max_rate.unwrap_or(DEFAULT_MAX_RATE);
+    if !(max_rate > 0.0 && max_rate <= MAX_RATE_LIMIT) {
+        e.push(
+            format!("{p}.max_rate"),
+            format!("must be a number of messages a second, above 0 and at most {MAX_RATE_LIMIT}"),
+        );
+    }
     let stale_after = d
         .stale_after
         .map(|s| s.0)
@@ -160,6 +174,7 @@ pub fn check(
         broker: broker?,
         topic: topic?,
         heartbeat: heartbeat?,
+        max_rate,
         points: points.into_iter().collect::<Option<Vec<_>>>()?,
     })
 }
@@ -208,4 +223,51 @@ fn check_point(
         writable: pt.writable,
         stale_after,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{DeviceKind, device_from_toml};
+    use crate::source::flood::DEFAULT_MAX_RATE;
+
+    fn mqtt(extra: &str) -> String {
+        format!(
+            "id = \"vb\"\nprotocol = \"mqtt\"\nbroker = \"127.0.0.1:1883\"\ntopic = \"t\"\nheartbeat = \"5s\"\n{extra}\n[[points]]\nid = \"p\"\npath = \"v\"\n"
+        )
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        match device_from_toml(text) {
+            Ok(_) => Vec::new(),
+            Err(e) => e
+                .iter()
+                .map(|e| format!("{}: {}", e.path, e.message))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn max_rate_has_a_default_and_bounds() {
+        let d = device_from_toml(&mqtt("")).unwrap();
+        let DeviceKind::Mqtt(m) = &d.kind else {
+            panic!("mqtt")
+        };
+        assert_eq!(m.max_rate, DEFAULT_MAX_RATE);
+        let d = device_from_toml(&mqtt("max_rate = 2.5")).unwrap();
+        let DeviceKind::Mqtt(m) = &d.kind else {
+            panic!("mqtt")
+        };
+        assert_eq!(m.max_rate, 2.5);
+        for bad in ["0", "-1", "nan", "inf", "10001"] {
+            let e = errors(&mqtt(&format!("max_rate = {bad}")));
+            assert!(e.iter().any(|e| e.contains("max_rate")), "{bad}: {e:?}");
+        }
+        let modbus = "id = \"gd\"\nprotocol = \"modbus_tcp\"\nhost = \"127.0.0.1\"\nmax_rate = 5\n[[points]]\nid = \"p\"\nregister = \"holding\"\naddress = 0\n";
+        let e = errors(modbus);
+        assert!(
+            e.iter()
+                .any(|e| e.contains("max_rate") && e.contains("only for protocol mqtt")),
+            "{e:?}"
+        );
+    }
 }
