@@ -483,6 +483,7 @@ async fn two_dead_slaves_do_not_make_a_healthy_neighbour_stale() {
                 "rtu-live" => assert!(ok, "the live slave stays online"),
                 d => offline[usize::from(d == "rtu-dead-3")] |= !ok,
             },
+            Input::Flood { device, .. } => panic!("a polled device cannot flood: {device}"),
         }
     }
     let asked: Vec<u64> = banks
