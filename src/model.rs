@@ -184,6 +184,9 @@ pub enum AlarmKind {
     Consistency,
     /// An escalation rule's instance (contract 1.1).
     Escalation,
+    /// A sensor or cabinet opened, covered or removed (contract 1.1): an
+    /// SL 651 station's cabinet door.
+    Tamper,
 }
 
 impl AlarmKind {
@@ -198,6 +201,7 @@ impl AlarmKind {
             AlarmKind::Fault => "fault",
             AlarmKind::Consistency => "consistency",
             AlarmKind::Escalation => "escalation",
+            AlarmKind::Tamper => "tamper",
         }
     }
 }

@@ -17,6 +17,7 @@ use super::raw::{
 };
 use crate::source::modbus::config::{Modbus, ModbusPoint, ModbusRtu, ModbusTcp};
 use crate::source::mqtt::config::{MqttDevice, MqttPoint};
+use crate::source::sl651::config::{Sl651Point, Sl651Station};
 
 /// A checked configuration: defaults filled in, presets and profiles
 /// expanded, and every cross-reference known to hold.
@@ -93,6 +94,7 @@ pub enum DeviceKind {
     ModbusTcp(ModbusTcp),
     ModbusRtu(ModbusRtu),
     Mqtt(MqttDevice),
+    Sl651(Sl651Station),
 }
 
 /// The built-in health alarms of a device, for every protocol. How long a
@@ -184,6 +186,9 @@ pub struct PointMeta<'a> {
     pub writable: bool,
     /// A point without a good reading for this long is stale.
     pub stale_after: Duration,
+    /// While true the point raises a `tamper` alarm (an SL 651 station's
+    /// cabinet door).
+    pub tamper: bool,
 }
 
 /// The kind of value a point carries.
@@ -213,6 +218,7 @@ impl DeviceKind {
             DeviceKind::ModbusTcp(_) => Protocol::ModbusTcp,
             DeviceKind::ModbusRtu(_) => Protocol::ModbusRtu,
             DeviceKind::Mqtt(_) => Protocol::Mqtt,
+            DeviceKind::Sl651(_) => Protocol::Sl651,
         }
     }
 
@@ -222,6 +228,7 @@ impl DeviceKind {
             DeviceKind::ModbusTcp(t) => t.points.iter().map(ModbusPoint::meta).collect(),
             DeviceKind::ModbusRtu(r) => r.points.iter().map(ModbusPoint::meta).collect(),
             DeviceKind::Mqtt(m) => m.points.iter().map(MqttPoint::meta).collect(),
+            DeviceKind::Sl651(s) => s.points.iter().map(Sl651Point::meta).collect(),
         }
     }
 
@@ -231,6 +238,7 @@ impl DeviceKind {
             DeviceKind::ModbusTcp(t) => t.points.iter().find(|p| p.id == id).map(ModbusPoint::meta),
             DeviceKind::ModbusRtu(r) => r.points.iter().find(|p| p.id == id).map(ModbusPoint::meta),
             DeviceKind::Mqtt(m) => m.points.iter().find(|p| p.id == id).map(MqttPoint::meta),
+            DeviceKind::Sl651(s) => s.points.iter().find(|p| p.id == id).map(Sl651Point::meta),
         }
     }
 }
@@ -245,6 +253,7 @@ impl ModbusPoint {
             writable: self.writable
                 && matches!(self.register, RegisterKind::Coil | RegisterKind::Holding),
             stale_after: self.stale_after,
+            tamper: false,
         }
     }
 }
@@ -259,6 +268,26 @@ impl MqttPoint {
             // Actions write Modbus points only (validated).
             writable: false,
             stale_after: self.stale_after,
+            tamper: false,
+        }
+    }
+}
+
+impl Sl651Point {
+    pub fn meta(&self) -> PointMeta<'_> {
+        PointMeta {
+            id: &self.id,
+            name: self.name.as_deref(),
+            unit: self.unit.as_deref(),
+            value: if self.is_bool() {
+                ValueKind::Bool
+            } else {
+                ValueKind::Number
+            },
+            // Stations report; riskgate writes nothing to them.
+            writable: false,
+            stale_after: self.stale_after,
+            tamper: self.tamper,
         }
     }
 }

@@ -19,7 +19,7 @@ use super::raw::*;
 use super::sections;
 use crate::rules::expr;
 use crate::rules::kind::{self, CheckCtx, PointShape};
-use crate::source::{modbus, mqtt};
+use crate::source::{modbus, mqtt, sl651};
 
 /// The file's sections as parsed, profiles expanded, nothing checked.
 pub struct Parsed {
@@ -189,12 +189,13 @@ pub fn validate(
                             format!("point `{}` is not marked writable = true", a.write),
                         );
                     }
-                    if d.protocol == Protocol::Mqtt {
+                    if matches!(d.protocol, Protocol::Mqtt | Protocol::Sl651) {
                         e.push(
                             format!("{ap}.write"),
                             format!(
-                                "point `{}` is an MQTT point; actions write Modbus points",
-                                a.write
+                                "point `{}` is an {} point; actions write Modbus points",
+                                a.write,
+                                if d.protocol == Protocol::Mqtt { "MQTT" } else { "SL 651" }
                             ),
                         );
                     }
@@ -261,6 +262,8 @@ pub fn validate(
 fn numeric(pt: &Point) -> bool {
     !matches!(pt.data_type, Some(DataType::Bool | DataType::Ascii))
         && !pt.register.is_some_and(|r| r.is_bit())
+        // An SL 651 status bit (element ZT) is a bool.
+        && !(pt.element.is_some() && (pt.status.is_some() || pt.bit.is_some()))
 }
 
 /// Checks one device apart from its ids (unique ids and point ids are the
@@ -285,7 +288,12 @@ pub(super) fn device(
     if d.points.is_empty() {
         e.push(format!("{p}.points"), "a device needs at least one point");
     }
-    let health = super::model::check_health(d, p, e);
+    let mut health = super::model::check_health(d, p, e);
+    if d.protocol == Protocol::Sl651 {
+        // A station is not polled: one missed report (interval + margin)
+        // is the whole failure, so it raises `offline` at once.
+        health.offline_after = 1;
+    }
     // One line per protocol: each checks its own fields and points.
     let kind = match d.protocol {
         Protocol::ModbusTcp => {
@@ -296,6 +304,9 @@ pub(super) fn device(
         }
         Protocol::Mqtt => {
             mqtt::config::check(d, p, point_paths, uplink, e, warnings).map(DeviceKind::Mqtt)
+        }
+        Protocol::Sl651 => {
+            sl651::config::check(d, p, point_paths, line_ids, e).map(DeviceKind::Sl651)
         }
     }?;
     Some(TypedDevice {

@@ -47,6 +47,7 @@ pub fn compile(cfg: &Config) -> Compiled {
             info.health_level = d.health.stale_level;
             info.is_text = p.value == ValueKind::Text;
             info.writable = p.writable;
+            info.tamper = p.tamper;
             points.insert(p.id.to_string(), info);
         }
     }

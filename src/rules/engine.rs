@@ -110,6 +110,7 @@ impl Engine {
             }
             touched.insert(&*r.point);
             health::point_quality(&mut self.alarms, &self.points, &r.point, r.at, &mut out);
+            health::point_tamper(&mut self.alarms, &self.points, &r.point, r.at, &mut out);
         }
         for i in 0..self.rules.len() {
             if self.rules[i]

@@ -6,6 +6,9 @@
 //! - `{point}.stale`: no good reading for the point's `stale_after`.
 //! - `{point}.fault`: the device answers, but with an exception or data
 //!   that does not decode. Timeouts are the device's offline alarm.
+//! - `{point}.tamper`: a tamper point (an SL 651 station's cabinet door)
+//!   reads `true`; cleared by a good `false`. A bad reading changes
+//!   nothing: the point's stale or fault alarm speaks for it.
 //! - `{point}.action`: a rule's write to the point failed or was not
 //!   confirmed by its read-back (reported by the runtime that writes).
 //! - `{device}.flood`: a device that pushes its data (MQTT) sends more
@@ -52,7 +55,7 @@ pub fn is_gateway_fault(rule_id: &str) -> bool {
     GATEWAY_FAULT_PREFIXES
         .iter()
         .any(|p| rule_id.starts_with(p))
-        && ![".offline", ".stale", ".fault", ".action", ".flood"]
+        && ![".offline", ".stale", ".fault", ".action", ".flood", ".tamper"]
             .iter()
             .any(|s| rule_id.ends_with(s))
 }
@@ -191,6 +194,37 @@ pub fn point_quality(
         }
         _ => {}
     }
+}
+
+/// Level of a tamper alarm: orange, someone is at the station's cabinet.
+const TAMPER_LEVEL: u8 = 2;
+
+/// The tamper alarm of a tamper point after a reading.
+pub fn point_tamper(
+    alarms: &mut Alarms,
+    points: &Points,
+    id: &str,
+    at: DateTime<Utc>,
+    out: &mut Output,
+) {
+    let Some(p) = points.get(id).filter(|p| p.tamper) else {
+        return;
+    };
+    let Some(open) = points.good_value(id).and_then(|v| v.as_bool()) else {
+        return;
+    };
+    let key = format!("{id}.tamper");
+    let name = text::tamper_name(&p.name);
+    let msg = if open {
+        text::tamper(&p.name)
+    } else {
+        text::tamper_over(&p.name)
+    };
+    let r = Raise {
+        point: Some(id),
+        ..Raise::plain(&key, AlarmKind::Tamper, TAMPER_LEVEL, &name, at, msg)
+    };
+    alarms.set(open, r, points, out);
 }
 
 /// A rule's write to `point` failed (`Some(why)`) or works again (`None`).

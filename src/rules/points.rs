@@ -55,6 +55,9 @@ pub struct PointInfo {
     pub first_reading_mono: Option<Mono>,
     pub is_text: bool,
     pub writable: bool,
+    /// A good `true` raises the point's `tamper` alarm (a station's
+    /// cabinet door open); `false` clears it.
+    pub tamper: bool,
 }
 
 impl PointInfo {
@@ -76,6 +79,7 @@ impl PointInfo {
             first_reading_mono: None,
             is_text: false,
             writable: false,
+            tamper: false,
         }
     }
 }

@@ -119,6 +119,18 @@ pub fn data_recovered(point: &str) -> String {
     format!("{point} 数据恢复")
 }
 
+pub fn tamper_name(point: &str) -> String {
+    format!("{point} 防拆报警")
+}
+
+pub fn tamper(point: &str) -> String {
+    format!("{point}: 机箱门被打开")
+}
+
+pub fn tamper_over(point: &str) -> String {
+    format!("{point}: 机箱门已关闭")
+}
+
 pub fn action_failed_name(point: &str) -> String {
     format!("{point} 联动输出失败")
 }

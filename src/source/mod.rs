@@ -3,11 +3,14 @@
 //!
 //! One closed enum, one variant per transport. Each variant's task owns its
 //! connection: a Modbus TCP device, a whole RS-485 line (RTU is half-duplex,
-//! so one task schedules every slave on it), or an MQTT subscription.
+//! so one task schedules every slave on it), an MQTT subscription, or an
+//! SL 651 listener (riskgate is the centre; every station that reports to
+//! one address or serial line shares it).
 
 pub mod flood;
 pub mod modbus;
 pub mod mqtt;
+pub mod sl651;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +22,7 @@ use crate::config::{Config, Device, DeviceKind, SerialLine};
 use crate::model::{Input, Value};
 use modbus::config::{ModbusRtu, ModbusTcp};
 use mqtt::config::MqttDevice;
+use sl651::config::{Listen, Sl651Station};
 
 /// A request from a rule action to write a point and read it back.
 #[derive(Debug)]
@@ -83,6 +87,13 @@ pub enum Source {
     Mqtt {
         device: Device<MqttDevice>,
     },
+    /// One SL 651 listener and the stations that report to it.
+    Sl651 {
+        listen: Listen,
+        stations: Vec<Device<Sl651Station>>,
+        tz: chrono_tz::Tz,
+        data_dir: std::path::PathBuf,
+    },
 }
 
 /// Builds one source per TCP device, per serial line and per MQTT device.
@@ -90,6 +101,7 @@ pub fn build(cfg: &Config) -> (Vec<Source>, Writers) {
     let mut out = Vec::new();
     let mut writers = Writers::default();
     let mut lines: HashMap<&str, Vec<RtuSlave>> = HashMap::new();
+    let mut listeners: Vec<(Listen, Vec<Device<Sl651Station>>)> = Vec::new();
     for d in &cfg.devices {
         match &d.kind {
             DeviceKind::ModbusTcp(t) => {
@@ -111,7 +123,22 @@ pub fn build(cfg: &Config) -> (Vec<Source>, Writers) {
             DeviceKind::Mqtt(m) => out.push(Source::Mqtt {
                 device: d.with_kind(m.clone()),
             }),
+            DeviceKind::Sl651(s) => {
+                let dev = d.with_kind(s.clone());
+                match listeners.iter_mut().find(|(l, _)| l.key() == s.listen.key()) {
+                    Some((_, v)) => v.push(dev),
+                    None => listeners.push((s.listen.clone(), vec![dev])),
+                }
+            }
         }
+    }
+    for (listen, stations) in listeners {
+        out.push(Source::Sl651 {
+            listen,
+            stations,
+            tz: cfg.tz(),
+            data_dir: std::path::PathBuf::from(&cfg.gateway.data_dir),
+        });
     }
     for line in &cfg.serial_lines {
         if let Some(devices) = lines.remove(line.id.as_str()) {
@@ -130,6 +157,7 @@ impl Source {
             Source::ModbusTcp { device, .. } => format!("modbus-tcp:{}", device.id),
             Source::RtuLine { line, .. } => format!("modbus-rtu:{}", line.id),
             Source::Mqtt { device, .. } => format!("mqtt:{}", device.id),
+            Source::Sl651 { listen, .. } => format!("sl651:{}", listen.key()),
         }
     }
 
@@ -147,6 +175,12 @@ impl Source {
                 let broker = (device.broker.host().to_string(), device.broker.port());
                 mqtt::run(device, broker, tx, shutdown).await
             }
+            Source::Sl651 {
+                listen,
+                stations,
+                tz,
+                data_dir,
+            } => sl651::run(listen, stations, tz, data_dir, tx, shutdown).await,
         }
     }
 }

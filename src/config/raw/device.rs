@@ -70,6 +70,8 @@ pub enum Protocol {
     ModbusTcp,
     ModbusRtu,
     Mqtt,
+    /// SL 651-2014 telemetry stations reporting to riskgate (the centre).
+    Sl651,
 }
 
 impl Protocol {
@@ -79,6 +81,7 @@ impl Protocol {
             Protocol::ModbusTcp => "modbus_tcp",
             Protocol::ModbusRtu => "modbus_rtu",
             Protocol::Mqtt => "mqtt",
+            Protocol::Sl651 => "sl651",
         }
     }
 }
@@ -202,6 +205,27 @@ pub struct Device {
     /// and raise `{device}.flood` (`source::flood`).
     #[serde(default)]
     pub max_rate: Option<f64>,
+    // ---- SL 651 station (`line` above for a radio modem's serial line)
+    /// `"tcp://0.0.0.0:5001"` or `"udp://0.0.0.0:5002"`: where riskgate
+    /// listens for the station.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// The station address, 10 hex digits (A5…A1).
+    #[serde(default)]
+    pub station: Option<String>,
+    /// The station's password, 4 hex digits.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// How often the station owes a timed or hourly report.
+    #[serde(default)]
+    pub report_interval: Option<Dur>,
+    /// How late that report may be before `offline` (default a fifth of
+    /// the interval).
+    #[serde(default)]
+    pub report_margin: Option<Dur>,
+    /// Answer reports with ESC (stay on line) instead of EOT.
+    #[serde(default)]
+    pub keep_online: bool,
     // ---- health (all protocols)
     /// Consecutive failed polls before the device's `offline` alarm.
     #[serde(default = "default_offline_after")]
@@ -292,6 +316,14 @@ pub struct Point {
     /// Where the value is in the JSON payload: `cameras[3].online`.
     #[serde(default)]
     pub path: Option<String>,
+    // ---- SL 651
+    /// The element: its hex identifier (`"39"`) or symbol (`"Z"`).
+    #[serde(default)]
+    pub element: Option<String>,
+    /// For element ZT: a named status bit (`door_open`, `mains_lost`,
+    /// `battery_low`, …); `bit` names a raw one.
+    #[serde(default)]
+    pub status: Option<String>,
 }
 
 fn one() -> f64 {
