@@ -10,6 +10,7 @@ pub mod faults;
 pub mod modbus;
 pub mod pty;
 pub mod scenario;
+pub mod sl651;
 pub mod video;
 
 pub use bank::RegisterBank;

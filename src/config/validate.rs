@@ -195,7 +195,11 @@ pub fn validate(
                             format!(
                                 "point `{}` is an {} point; actions write Modbus points",
                                 a.write,
-                                if d.protocol == Protocol::Mqtt { "MQTT" } else { "SL 651" }
+                                if d.protocol == Protocol::Mqtt {
+                                    "MQTT"
+                                } else {
+                                    "SL 651"
+                                }
                             ),
                         );
                     }

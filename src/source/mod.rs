@@ -125,7 +125,10 @@ pub fn build(cfg: &Config) -> (Vec<Source>, Writers) {
             }),
             DeviceKind::Sl651(s) => {
                 let dev = d.with_kind(s.clone());
-                match listeners.iter_mut().find(|(l, _)| l.key() == s.listen.key()) {
+                match listeners
+                    .iter_mut()
+                    .find(|(l, _)| l.key() == s.listen.key())
+                {
                     Some((_, v)) => v.push(dev),
                     None => listeners.push((s.listen.clone(), vec![dev])),
                 }

@@ -111,9 +111,9 @@ pub fn decode(b: &[u8]) -> Result<Report, BodyError> {
                 let decimals = def & 0x07;
                 let from = i + head;
                 let left = b.len() - from.min(b.len());
-                let data = b
-                    .get(from..from + len)
-                    .ok_or(BodyError::ElementCut { id, len, left })?;
+                let data =
+                    b.get(from..from + len)
+                        .ok_or(BodyError::ElementCut { id, len, left })?;
                 i = from + len;
                 let Some(e) = element::by_id(id).filter(|_| head == 2) else {
                     continue;
@@ -289,7 +289,9 @@ mod tests {
         let v = &r.groups[0].values;
         assert_eq!(v[0], (0x39, Observed::Number(-1.25)));
         assert_eq!(v[1], (0x20, Observed::Missing));
-        let Observed::Series(s) = &v[2].1 else { panic!() };
+        let Observed::Series(s) = &v[2].1 else {
+            panic!()
+        };
         assert_eq!(s.len(), 12);
         assert_eq!(s[10], Some(1.0));
         assert_eq!(s[11], None);

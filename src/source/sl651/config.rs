@@ -176,7 +176,10 @@ pub fn check(
             None
         }
         Some((_, Some(a))) if a == [0; 5] => {
-            e.push(format!("{p}.station"), "address 0 is invalid (draft 6.2.3.2)");
+            e.push(
+                format!("{p}.station"),
+                "address 0 is invalid (draft 6.2.3.2)",
+            );
             None
         }
         Some((_, Some(a))) => Some(a),
@@ -199,7 +202,10 @@ pub fn check(
         Some(s) => match u16::from_str_radix(s, 16) {
             Ok(v) if s.len() == 4 => Some(v),
             _ => {
-                e.push(format!("{p}.password"), format!("`{s}` is not 4 hex digits"));
+                e.push(
+                    format!("{p}.password"),
+                    format!("`{s}` is not 4 hex digits"),
+                );
                 None
             }
         },
@@ -251,7 +257,12 @@ pub fn check(
     })
 }
 
-fn check_point(pt: &raw::Point, pp: &str, stale_after: Duration, e: &mut Errs) -> Option<Sl651Point> {
+fn check_point(
+    pt: &raw::Point,
+    pp: &str,
+    stale_after: Duration,
+    e: &mut Errs,
+) -> Option<Sl651Point> {
     for (f, set) in [
         ("register", pt.register.is_some()),
         ("address", pt.address.is_some()),
@@ -286,7 +297,10 @@ fn check_point(pt: &raw::Point, pp: &str, stale_after: Duration, e: &mut Errs) -
                 let known: Vec<&str> = element::ELEMENTS.iter().map(|e| e.symbol).collect();
                 e.push(
                     format!("{pp}.element"),
-                    format!("`{name}` is not an element riskgate reads; one of {}", known.join(", ")),
+                    format!(
+                        "`{name}` is not an element riskgate reads; one of {}",
+                        known.join(", ")
+                    ),
                 );
                 None
             }
@@ -298,7 +312,10 @@ fn check_point(pt: &raw::Point, pp: &str, stale_after: Duration, e: &mut Errs) -
         _ if !status => {
             if pt.status.is_some() || pt.bit.is_some() {
                 e.push(
-                    format!("{pp}.{}", if pt.status.is_some() { "status" } else { "bit" }),
+                    format!(
+                        "{pp}.{}",
+                        if pt.status.is_some() { "status" } else { "bit" }
+                    ),
                     "only for element ZT (45)",
                 );
             }
@@ -344,10 +361,11 @@ fn check_point(pt: &raw::Point, pp: &str, stale_after: Duration, e: &mut Errs) -
     Some(Sl651Point {
         id: pt.id.clone(),
         name: pt.name.clone(),
-        unit: pt
-            .unit
-            .clone()
-            .or_else(|| element.filter(|el| !el.unit.is_empty()).map(|el| el.unit.to_string())),
+        unit: pt.unit.clone().or_else(|| {
+            element
+                .filter(|el| !el.unit.is_empty())
+                .map(|el| el.unit.to_string())
+        }),
         element: element?,
         read: read?,
         scale: pt.scale,

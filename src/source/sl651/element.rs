@@ -110,7 +110,9 @@ pub fn lookup(name: &str) -> Option<&'static Element> {
         return Some(e);
     }
     let hex = n.strip_prefix("0x").or(n.strip_prefix("0X")).unwrap_or(n);
-    let id = u8::from_str_radix(hex, 16).ok().filter(|_| hex.len() == 2)?;
+    let id = u8::from_str_radix(hex, 16)
+        .ok()
+        .filter(|_| hex.len() == 2)?;
     by_id(id)
 }
 
@@ -166,7 +168,15 @@ mod tests {
 
     #[test]
     fn both_spellings_name_the_same_element() {
-        for (a, b) in [("39", "Z"), ("20", "PJ"), ("26", "PT"), ("38", "VT"), ("3B", "ZU"), ("45", "ZT"), ("F4", "drp")] {
+        for (a, b) in [
+            ("39", "Z"),
+            ("20", "PJ"),
+            ("26", "PT"),
+            ("38", "VT"),
+            ("3B", "ZU"),
+            ("45", "ZT"),
+            ("F4", "drp"),
+        ] {
             assert_eq!(lookup(a), lookup(b), "{a} {b}");
             assert!(lookup(a).is_some(), "{a}");
         }

@@ -165,9 +165,17 @@ pub fn split(buf: &[u8]) -> Split {
         function: b[10],
     };
     let (direction, station, centre) = match buf[11] >> 4 {
-        0x0 => (Direction::Up, [buf[3], buf[4], buf[5], buf[6], buf[7]], buf[2]),
+        0x0 => (
+            Direction::Up,
+            [buf[3], buf[4], buf[5], buf[6], buf[7]],
+            buf[2],
+        ),
         // A down frame: station first, then the centre.
-        0x8 => (Direction::Down, [buf[2], buf[3], buf[4], buf[5], buf[6]], buf[7]),
+        0x8 => (
+            Direction::Down,
+            [buf[2], buf[3], buf[4], buf[5], buf[6]],
+            buf[7],
+        ),
         other => return Split::Skip(1, FrameError::BadDirection(other), None),
     };
     let len = (usize::from(buf[11] & 0x0F) << 8) | usize::from(buf[12]);
@@ -247,7 +255,11 @@ pub fn split(buf: &[u8]) -> Split {
 impl Frame {
     /// The frame's bytes, CRC high byte first.
     pub fn encode(&self) -> Vec<u8> {
-        let info = if self.packet.is_some() { PACKET_INFO } else { 0 };
+        let info = if self.packet.is_some() {
+            PACKET_INFO
+        } else {
+            0
+        };
         let mut out = Vec::with_capacity(HEADER + info + self.body.len() + 3);
         out.extend_from_slice(&START);
         match self.direction {

@@ -82,7 +82,9 @@ impl Shared {
                 tokio::fs::write(&p.path, &p.bytes).await
             };
             match write.await {
-                Ok(()) => tracing::info!(path = %p.path.display(), bytes = p.bytes.len(), "sl651 picture stored"),
+                Ok(()) => {
+                    tracing::info!(path = %p.path.display(), bytes = p.bytes.len(), "sl651 picture stored")
+                }
                 Err(e) => tracing::warn!(path = %p.path.display(), "sl651 picture not stored: {e}"),
             }
         }
@@ -162,7 +164,12 @@ async fn tcp(addr: &str, shared: Arc<Shared>, shutdown: CancellationToken) {
             },
         };
         let _ = sock.set_nodelay(true);
-        tokio::spawn(stream(sock, peer.to_string(), shared.clone(), shutdown.clone()));
+        tokio::spawn(stream(
+            sock,
+            peer.to_string(),
+            shared.clone(),
+            shutdown.clone(),
+        ));
     }
 }
 
@@ -194,7 +201,7 @@ async fn stream<S: AsyncRead + AsyncWrite + Unpin>(
         };
         if n == 0 {
             if !buf.is_empty() {
-                shared.with(|r| r.cut_short(conn));
+                shared.with(|r| r.cut_short(&buf, conn));
             }
             return;
         }
@@ -242,7 +249,7 @@ async fn udp(addr: &str, shared: Arc<Shared>, shutdown: CancellationToken) {
         let mut conn = None;
         let mut h = shared.feed(&mut buf, &mut conn);
         if !buf.is_empty() {
-            shared.with(|r| r.cut_short(conn));
+            shared.with(|r| r.cut_short(&buf, conn));
         }
         for a in &h.answers {
             if let Err(e) = sock.send_to(a, peer).await {

@@ -67,7 +67,9 @@ fn frames() -> &'static IntCounterVec {
         )
         .expect("metric definition");
         // Registered once; a second registry entry would be a bug here.
-        let _ = crate::metrics::metrics().registry.register(Box::new(c.clone()));
+        let _ = crate::metrics::metrics()
+            .registry
+            .register(Box::new(c.clone()));
         c
     })
 }
@@ -78,7 +80,11 @@ pub fn count(station: &str, outcome: Outcome, detail: &dyn Display) {
         .with_label_values(&[station, outcome.as_str()])
         .inc();
     if outcome.is_failure() {
-        tracing::warn!(station, result = outcome.as_str(), "sl651 frame refused: {detail}");
+        tracing::warn!(
+            station,
+            result = outcome.as_str(),
+            "sl651 frame refused: {detail}"
+        );
     } else {
         tracing::debug!(station, result = outcome.as_str(), "sl651 frame: {detail}");
     }

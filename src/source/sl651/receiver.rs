@@ -128,7 +128,9 @@ impl Receiver {
         conn: Option<[u8; 5]>,
     ) -> Handled {
         let mut h = Handled::default();
-        let known = claimed.map(|c| c.station).filter(|a| self.stations.contains_key(a));
+        let known = claimed
+            .map(|c| c.station)
+            .filter(|a| self.stations.contains_key(a));
         let label = self.label(known.or(conn));
         let outcome = match err {
             FrameError::Garbage => Outcome::Garbage,
@@ -141,14 +143,21 @@ impl Receiver {
         if let (FrameError::BadCrc { .. }, Some(c), Some(a)) = (err, claimed, known)
             && let Some(s) = self.stations.get(&a)
         {
-            h.answers.push(answer(&s.dev, c.function, 0, NAK, Utc::now(), self.tz));
+            h.answers
+                .push(answer(&s.dev, c.function, 0, NAK, Utc::now(), self.tz));
         }
         h
     }
 
-    /// Bytes a stream or datagram ended on: a frame cut short.
-    pub fn cut_short(&mut self, conn: Option<[u8; 5]>) {
-        let label = self.label(conn);
+    /// Bytes a stream or datagram ended on: a frame cut short. Counted
+    /// against the station its header names, if known.
+    pub fn cut_short(&mut self, rest: &[u8], conn: Option<[u8; 5]>) {
+        let claimed = rest
+            .get(3..8)
+            .filter(|_| rest.starts_with(&super::frame::START))
+            .and_then(|a| <[u8; 5]>::try_from(a).ok())
+            .filter(|a| self.stations.contains_key(a));
+        let label = self.label(claimed.or(conn));
         metrics::count(&label, Outcome::Truncated, &FrameError::Truncated);
     }
 
@@ -221,7 +230,8 @@ impl Receiver {
         if f.function == 0x36 {
             match picture(&body) {
                 Some((serial, observed, bytes)) => {
-                    h.answers.push(answer(&dev, f.function, serial, end, wall, tz));
+                    h.answers
+                        .push(answer(&dev, f.function, serial, end, wall, tz));
                     if st.seen(f.function, serial, observed) {
                         metrics::count(&dev.id, Outcome::Duplicate, &serial);
                         return h;
@@ -246,7 +256,8 @@ impl Receiver {
                 return h;
             }
         };
-        h.answers.push(answer(&dev, f.function, report.serial, end, wall, tz));
+        h.answers
+            .push(answer(&dev, f.function, report.serial, end, wall, tz));
         let first = report.groups.first().map_or(report.sent, |g| g.observed);
         if st.seen(f.function, report.serial, first) {
             metrics::count(&dev.id, Outcome::Duplicate, &report.serial);
@@ -333,7 +344,11 @@ impl Station {
                 metrics::count(
                     &self.dev.id,
                     Outcome::Incomplete,
-                    &format!("{} of {} packets, replaced by a new message", p.packets.len(), p.total),
+                    &format!(
+                        "{} of {} packets, replaced by a new message",
+                        p.packets.len(),
+                        p.total
+                    ),
                 );
             }
             self.partial = Some(Partial {
