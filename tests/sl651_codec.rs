@@ -79,7 +79,11 @@ fn golden_timed_report() {
     let n = bytes.len();
     assert_eq!(&bytes[..n - 2], TIMED_REPORT, "the encoder's bytes");
     let crc = crc_by_the_rule(TIMED_REPORT);
-    assert_eq!([bytes[n - 2], bytes[n - 1]], crc.to_be_bytes(), "CRC high byte first");
+    assert_eq!(
+        [bytes[n - 2], bytes[n - 1]],
+        crc.to_be_bytes(),
+        "CRC high byte first"
+    );
 
     let Split::Frame(f, used) = frame::split(&bytes) else {
         panic!("riskgate takes the golden frame")
@@ -136,14 +140,11 @@ fn close(a: &Observed, b: &Observed) -> bool {
     let eq = |x: f64, y: f64| (x - y).abs() < 1e-6;
     match (a, b) {
         (Observed::Number(x), Observed::Number(y)) => eq(*x, *y),
-        (Observed::Series(x), Observed::Series(y)) => x
-            .iter()
-            .zip(y)
-            .all(|(x, y)| match (x, y) {
-                (Some(x), Some(y)) => eq(*x, *y),
-                (None, None) => true,
-                _ => false,
-            }),
+        (Observed::Series(x), Observed::Series(y)) => x.iter().zip(y).all(|(x, y)| match (x, y) {
+            (Some(x), Some(y)) => eq(*x, *y),
+            (None, None) => true,
+            _ => false,
+        }),
         _ => a == b,
     }
 }

@@ -55,9 +55,11 @@ pub fn is_gateway_fault(rule_id: &str) -> bool {
     GATEWAY_FAULT_PREFIXES
         .iter()
         .any(|p| rule_id.starts_with(p))
-        && ![".offline", ".stale", ".fault", ".action", ".flood", ".tamper"]
-            .iter()
-            .any(|s| rule_id.ends_with(s))
+        && ![
+            ".offline", ".stale", ".fault", ".action", ".flood", ".tamper",
+        ]
+        .iter()
+        .any(|s| rule_id.ends_with(s))
 }
 
 /// Level of the queue overflow alarm: yellow, data is lost but no alarm.
