@@ -45,6 +45,83 @@ enum Cmd {
     RtuLine(RtuLineArgs),
     /// AI video box publishing camera status over MQTT
     VideoBox(VideoArgs),
+    /// SL 651-2014 telemetry station reporting to a centre over TCP, UDP or a serial device
+    Sl651Station(Sl651Args),
+}
+
+#[derive(Args, Debug)]
+struct Sl651Args {
+    /// tcp://host:port, udp://host:port or serial:/dev/pts/N
+    #[arg(long)]
+    connect: String,
+    /// Station address, 10 hex digits
+    #[arg(long, default_value = "0000001001")]
+    station: String,
+    /// Password, 4 hex digits
+    #[arg(long, default_value = "1234")]
+    password: String,
+    /// Station category: 50 rainfall, 48 river, 4B reservoir (hex)
+    #[arg(long, default_value = "50")]
+    category: String,
+    /// Scenario file (signals rain_total, level, voltage, door, mains_lost, battery_low)
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// Scenario time to replay, e.g. 6h
+    #[arg(long, value_parser = parse_duration, default_value = "6h")]
+    duration: Duration,
+    /// Real time between two reports, e.g. 100ms
+    #[arg(long, value_parser = parse_duration, default_value = "200ms")]
+    pace: Duration,
+    /// Level element: 39 (Z, river) or 3B (ZU, reservoir)
+    #[arg(long, default_value = "3B")]
+    level_element: String,
+    /// The cumulative rain counter restarts at this scenario time
+    #[arg(long, value_parser = parse_duration)]
+    counter_reset_at: Option<Duration>,
+    /// none, bad_crc, wrong_password, truncated, out_of_order, retransmit
+    #[arg(long, default_value = "none")]
+    fault: String,
+    /// Apply the fault to every Nth report
+    #[arg(long, default_value_t = 5)]
+    fault_every: usize,
+    /// Fall silent after this many reports
+    #[arg(long)]
+    silent_after: Option<usize>,
+}
+
+async fn run_sl651_station(a: Sl651Args) -> Result<()> {
+    use firmware_sim::sl651::{Identity, cli};
+    let hex8 = |s: &str, what: &str| u8::from_str_radix(s, 16).with_context(|| format!("--{what}"));
+    let mut address = [0u8; 5];
+    if a.station.len() != 10 {
+        bail!("--station: 10 hex digits");
+    }
+    for (i, b) in address.iter_mut().enumerate() {
+        *b = hex8(&a.station[2 * i..2 * i + 2], "station")?;
+    }
+    let scenario = match &a.scenario {
+        Some(p) => Scenario::load(p)?,
+        None => Scenario::empty(),
+    };
+    cli::run(cli::Options {
+        connect: a.connect,
+        identity: Identity {
+            centre: 1,
+            address,
+            password: u16::from_str_radix(&a.password, 16).context("--password")?,
+            category: hex8(&a.category, "category")?,
+        },
+        scenario,
+        start: None,
+        duration: a.duration,
+        pace: a.pace,
+        level_element: hex8(&a.level_element, "level-element")?,
+        counter_reset_at: a.counter_reset_at,
+        fault: a.fault.parse().map_err(anyhow::Error::msg)?,
+        fault_every: a.fault_every,
+        silent_after: a.silent_after,
+    })
+    .await
 }
 
 #[derive(Args, Debug)]
@@ -353,6 +430,7 @@ async fn main() {
         Cmd::TypedBank(t) => run_typed_bank(t).await,
         Cmd::RtuLine(args) => run_rtu_line(args).await,
         Cmd::VideoBox(args) => run_video_box(args).await,
+        Cmd::Sl651Station(args) => run_sl651_station(args).await,
     };
     if let Err(e) = res {
         eprintln!("firmware-sim: error: {e:#}");

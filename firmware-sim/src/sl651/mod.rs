@@ -9,6 +9,7 @@
 //!   stopping, level rising, door, counter reset), computed at once.
 //!   Silence is simply not sending.
 
+pub mod cli;
 pub mod codec;
 pub mod plan;
 pub mod station;

@@ -486,3 +486,139 @@ fn readings(dev: &Device<Sl651Station>, r: &Report, tz: chrono_tz::Tz) -> Vec<In
     }
     by_time.into_values().map(Input::Readings).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::sl651::config::{Listen, Sl651Point};
+    use crate::source::sl651::element;
+    use crate::source::sl651::frame::ETX;
+
+    const ADDR: [u8; 5] = [0, 0, 0, 0x30, 0x01];
+
+    fn receiver(now: Instant) -> Receiver {
+        let dev = Device::new(
+            "st-1",
+            Sl651Station {
+                listen: Listen::Udp("127.0.0.1:0".into()),
+                address: ADDR,
+                password: 0x1111,
+                report_interval: Duration::from_secs(60),
+                report_margin: Duration::from_secs(10),
+                keep_online: false,
+                points: vec![Sl651Point {
+                    id: "st-1.pt".into(),
+                    name: None,
+                    unit: None,
+                    element: element::lookup("PT").unwrap(),
+                    read: Read::Value,
+                    scale: 1.0,
+                    offset: 0.0,
+                    tamper: false,
+                    stale_after: Duration::from_secs(70),
+                }],
+            },
+        );
+        Receiver::new(
+            vec![dev],
+            chrono_tz::Asia::Shanghai,
+            "/nonexistent".into(),
+            now,
+        )
+    }
+
+    fn body(serial: u16, pt: [u8; 3]) -> Vec<u8> {
+        let mut b = serial.to_be_bytes().to_vec();
+        b.extend([0x26, 0x07, 0x21, 0x10, 0x00, 0x00]);
+        b.extend([0xF0, 0xF0, 0x26, 0x07, 0x21, 0x10, 0x00]);
+        b.extend([0x26, 0x19]);
+        b.extend(pt);
+        b
+    }
+
+    fn up(body: Vec<u8>, packet: Option<(u16, u16)>) -> Frame {
+        Frame {
+            direction: Direction::Up,
+            centre: 1,
+            station: ADDR,
+            password: 0x1111,
+            function: 0x33,
+            packet,
+            body,
+            end: ETX,
+        }
+    }
+
+    fn readings(h: &Handled) -> usize {
+        h.inputs
+            .iter()
+            .map(|i| match i {
+                Input::Readings(r) => r.len(),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    #[test]
+    fn a_retransmission_is_answered_but_taken_once() {
+        let t0 = Instant::now();
+        let mut r = receiver(t0);
+        let h = r.frame(up(body(5, [0, 0x12, 0x34]), None), t0, Utc::now());
+        assert_eq!((h.answers.len(), readings(&h)), (1, 1));
+        let h = r.frame(up(body(5, [0, 0x12, 0x34]), None), t0, Utc::now());
+        assert_eq!((h.answers.len(), readings(&h)), (1, 0));
+        let h = r.frame(up(body(6, [0, 0x12, 0x35]), None), t0, Utc::now());
+        assert_eq!(readings(&h), 1);
+    }
+
+    #[test]
+    fn packets_in_any_order_and_the_reassembly_timeout() {
+        let t0 = Instant::now();
+        let mut r = receiver(t0);
+        let b = body(9, [0, 0x00, 0x10]);
+        let (p1, p2) = b.split_at(7);
+        let h = r.frame(up(p2.to_vec(), Some((2, 2))), t0, Utc::now());
+        assert!(h.answers.is_empty() && h.inputs.is_empty());
+        let h = r.frame(up(p1.to_vec(), Some((2, 1))), t0, Utc::now());
+        assert_eq!((h.answers.len(), readings(&h)), (1, 1));
+
+        // Half a message, then silence past the timeout: dropped, counted.
+        let before = metrics::get("st-1", Outcome::Incomplete);
+        let b = body(10, [0, 0x00, 0x11]);
+        r.frame(up(b[..7].to_vec(), Some((2, 1))), t0, Utc::now());
+        r.tick(t0 + REASSEMBLY_TIMEOUT + Duration::from_secs(1), Utc::now());
+        assert_eq!(metrics::get("st-1", Outcome::Incomplete), before + 1);
+        let h = r.frame(up(b[7..].to_vec(), Some((2, 2))), t0, Utc::now());
+        assert!(h.inputs.is_empty(), "the late half alone is not a message");
+    }
+
+    #[test]
+    fn a_missed_report_is_offline_once_and_a_report_clears_it() {
+        let t0 = Instant::now();
+        let mut r = receiver(t0);
+        assert!(r.tick(t0 + Duration::from_secs(69), Utc::now()).is_empty());
+        let late = r.tick(t0 + Duration::from_secs(71), Utc::now());
+        assert!(matches!(late[..], [Input::DeviceHealth { ok: false, .. }]));
+        assert!(r.tick(t0 + Duration::from_secs(80), Utc::now()).is_empty());
+        let h = r.frame(
+            up(body(1, [0, 0, 1]), None),
+            t0 + Duration::from_secs(81),
+            Utc::now(),
+        );
+        assert!(matches!(h.inputs[0], Input::DeviceHealth { ok: true, .. }));
+    }
+
+    #[test]
+    fn wrong_password_and_strangers_get_nothing() {
+        let t0 = Instant::now();
+        let mut r = receiver(t0);
+        let mut f = up(body(2, [0, 0, 2]), None);
+        f.password = 0x2222;
+        let h = r.frame(f.clone(), t0, Utc::now());
+        assert!(h.answers.is_empty() && h.inputs.is_empty());
+        f.password = 0x1111;
+        f.station = [9, 9, 9, 9, 9];
+        let h = r.frame(f, t0, Utc::now());
+        assert!(h.answers.is_empty() && h.inputs.is_empty());
+    }
+}
