@@ -140,6 +140,7 @@ fn main() {
         ts: Utc::now(),
         acked_by: None,
         actions: vec![],
+        detail: None,
     };
     let mut e = 0usize;
     let start = Instant::now();

@@ -187,6 +187,8 @@ pub enum AlarmKind {
     /// A sensor or cabinet opened, covered or removed (contract 1.1): an
     /// SL 651 station's cabinet door.
     Tamper,
+    /// A total over a time window past its limit, e.g. rainfall (contract 1.1).
+    Accumulation,
 }
 
 impl AlarmKind {
@@ -202,6 +204,7 @@ impl AlarmKind {
             AlarmKind::Consistency => "consistency",
             AlarmKind::Escalation => "escalation",
             AlarmKind::Tamper => "tamper",
+            AlarmKind::Accumulation => "accumulation",
         }
     }
 }
@@ -248,4 +251,11 @@ pub struct AlarmTransition {
     pub acked_by: Option<String>,
     #[serde(default)]
     pub actions: Vec<ActionResult>,
+    /// Kind-specific facts (contract 1.1 `detail`), e.g. an accumulation's
+    /// window and total.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Detail>,
 }
+
+/// The contract's `detail`: at most 16 flat facts (strings, numbers, bools).
+pub type Detail = serde_json::Map<String, serde_json::Value>;

@@ -374,9 +374,17 @@ fn every_shipped_preset_is_valid_when_bound() {
                     "[\"m0\", \"m1\", \"m2\", \"m3\"]".to_string()
                 }
                 "blue" | "yellow" | "orange" | "red" | "cut_value" | "alarm_value"
-                | "flood_limit" | "design_flood" | "rain_1h" | "rise_1h" | "deadband" => {
+                | "flood_limit" | "design_flood" | "rain_1h" | "rise_1h" | "deadband"
+                | "main_limit" | "post_limit" | "normal_level" | "dead_level" | "prepare_1h"
+                | "evacuate_1h" | "prepare_3h" | "evacuate_3h" | "prepare_6h" | "evacuate_6h" => {
                     format!("{}", i + 1)
                 }
+                // A calendar's days: two periods that do not overlap.
+                "main_from" => "\"06-01\"".to_string(),
+                "main_to" => "\"08-15\"".to_string(),
+                "post_from" => "\"08-16\"".to_string(),
+                "post_to" => "\"09-30\"".to_string(),
+                "input" => "\"cumulative\"".to_string(),
                 "working" | "cam_online" | "cam_blocked" | "cut" | "feed" | "fan" => {
                     points.push_str(&format!("  [[devices.points]]\n  id = \"b{i}\"\n  register = \"coil\"\n  address = {i}\n"));
                     format!("\"b{i}\"")
@@ -629,4 +637,205 @@ fn rtu_broadcast_unit_with_writable_points_and_probe_bounds_are_refused() {
         !read_only.iter().any(|x| x.contains("unit_id")),
         "{read_only:#?}"
     );
+}
+
+const RAIN_DEVICE: &str = r#"
+[[devices]]
+id = "st1"
+protocol = "modbus_tcp"
+host = "127.0.0.1"
+  [[devices.points]]
+  id = "level"
+  register = "holding"
+  address = 0
+  type = "f32"
+  [[devices.points]]
+  id = "rain"
+  register = "holding"
+  address = 2
+  type = "f32"
+  [[devices.points]]
+  id = "door"
+  register = "coil"
+  address = 0
+"#;
+
+/// Issue 12 item 5: a schedule with bad days and overlapping periods is
+/// refused with every problem at once, each `file: field.path: what`
+/// (a period with a bad day is not compared for overlaps).
+#[test]
+fn a_schedule_with_bad_days_and_overlaps_is_refused_all_at_once() {
+    let text = format!(
+        r#"{BASE}{RAIN_DEVICE}
+[[rules]]
+id = "flood-limit"
+kind = "threshold"
+point = "level"
+op = ">="
+schedule = [
+  {{ name = "主汛期", from = "06-01", to = "08-15", value = 104.5 }},
+  {{ name = "后汛期", from = "08-10", to = "09-30", value = 105.5 }},
+  {{ from = "6-1", to = "02-30", value = 1.0 }},
+  {{ from = "12-01", to = "06-01", value = 2.0 }},
+]
+otherwise = 106.0
+recovery = 104.0
+level = 2
+[[rules]]
+id = "no-otherwise"
+kind = "threshold"
+point = "level"
+op = ">="
+schedule = [{{ from = "06-01", to = "08-15", value = 104.5 }}]
+level = 2
+[[rules]]
+id = "both"
+kind = "threshold"
+point = "level"
+op = ">="
+value = 1.0
+schedule = [{{ from = "06-01", to = "08-15", value = 104.5 }}]
+otherwise = 2.0
+level = 2
+[[rules]]
+id = "on-a-rate"
+kind = "rate"
+point = "level"
+op = ">="
+value = 1.0
+window = "1h"
+schedule = [{{ from = "06-01", to = "08-15", value = 104.5 }}]
+level = 2
+"#
+    );
+    let e = errors_of(&text);
+    for (path, words) in [
+        (
+            "rules[0].schedule[2].from",
+            "`6-1` is not a day written MM-DD",
+        ),
+        (
+            "rules[0].schedule[2].to",
+            "`02-30` is not a day of the year",
+        ),
+        (
+            "rules[0].schedule[1]",
+            "08-10..09-30 overlaps schedule[0] (主汛期)",
+        ),
+        (
+            "rules[0].schedule[3]",
+            "12-01..06-01 overlaps schedule[0] (主汛期)",
+        ),
+        ("rules[0].recovery", "a schedule takes `deadband`"),
+        ("rules[1].otherwise", "required with a schedule"),
+        ("rules[2].value", "give value or schedule, not both"),
+        (
+            "rules[3].schedule",
+            "only a threshold rule takes a schedule",
+        ),
+    ] {
+        assert!(has(&e, path, words), "{path}: {words}\n{e:#?}");
+    }
+    // each line names the file
+    assert!(e.iter().all(|l| l.contains("site.toml: rules[")), "{e:#?}");
+}
+
+/// The overlap check is by day, so it holds for periods over the new year.
+#[test]
+fn schedules_that_meet_but_do_not_overlap_are_valid() {
+    let text = format!(
+        r#"{BASE}{RAIN_DEVICE}
+[[rules]]
+id = "flood-limit"
+kind = "threshold"
+point = "level"
+op = ">="
+schedule = [
+  {{ from = "06-01", to = "08-15", value = 104.5 }},
+  {{ from = "08-16", to = "09-30", value = 105.5 }},
+  {{ from = "12-01", to = "02-29", value = 103.0 }},
+]
+otherwise = 106.0
+deadband = 0.05
+level = 2
+"#
+    );
+    assert_eq!(errors_of(&text), Vec::<String>::new());
+}
+
+#[test]
+fn accumulation_rules_are_checked() {
+    let text = format!(
+        r#"{BASE}{RAIN_DEVICE}
+[[rules]]
+id = "no-input"
+kind = "accumulation"
+point = "rain"
+window = "1h"
+op = ">="
+value = 30
+level = 3
+[[rules]]
+id = "odd-window"
+kind = "accumulation"
+point = "rain"
+input = "increment"
+window = "7m"
+op = ">="
+value = 30
+level = 3
+[[rules]]
+id = "both-spans"
+kind = "accumulation"
+point = "rain"
+input = "cumulative"
+window = "1h"
+day_start = "08:00"
+op = ">="
+value = 30
+level = 3
+[[rules]]
+id = "bad-day"
+kind = "accumulation"
+point = "rain"
+input = "cumulative"
+day_start = "8 o'clock"
+op = ">="
+value = 30
+level = 3
+[[rules]]
+id = "bool-point"
+kind = "accumulation"
+point = "door"
+input = "increment"
+window = "2d"
+op = ">="
+value = 30
+level = 3
+[[rules]]
+id = "rate-of-amounts"
+kind = "rate"
+point = "rain"
+input = "increment"
+window = "1h"
+op = ">="
+value = 30
+level = 3
+"#
+    );
+    let e = errors_of(&text);
+    for (path, words) in [
+        ("rules[0].input", "required for an accumulation rule"),
+        ("rules[1].window", "a whole number of 5 minutes"),
+        ("rules[2].day_start", "not both"),
+        ("rules[3].day_start", "not a time of day HH:MM"),
+        ("rules[4].point", "not numeric"),
+        ("rules[4].window", "from 5m to 24h"),
+        (
+            "rules[5].input",
+            "a total of amounts is an accumulation rule",
+        ),
+    ] {
+        assert!(has(&e, path, words), "{path}: {words}\n{e:#?}");
+    }
 }

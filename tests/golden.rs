@@ -6,6 +6,7 @@
 //!
 //! `inputs.toml`:
 //! ```toml
+//! start = "2026-07-15T07:30:00+08:00"  # optional: the wall time at 0 s
 //! end = "60s"                       # run the clock to here
 //! [[step]]
 //! at = "1s"
@@ -16,15 +17,18 @@
 //! health = { "gd1" = false }        # a failed poll of device gd1
 //! ack = { rule = "r1", by = "张三" }  # acknowledge the active alarm of rule r1
 //! restart = true                    # a new engine with the active alarms
-//!                                   # the store (src/queue) kept
+//!                                   # and rule state the store (src/queue) kept
+//! observed = "20m"                  # the readings' own time (a late report),
+//!                                   # when it is not `at`
 //! ```
 //! `expected.toml`: `[[event]] at = "1s", rule = "r1", state = "raised", level = 2`,
 //! optionally with `kind = "fault"`, `value = 1.7` and `acked_by = "张三"`
 //! (compared when given). Both files refuse unknown keys.
 //!
 //! Every event goes through the store as the gateway commits it (its `seq`
-//! and the active alarms in one transaction), and a restart reads the
-//! active alarms back from there, not from memory.
+//! and the active alarms in one transaction), and so does the rules' state
+//! (rain slots, rate histories); a restart reads both back from there, not
+//! from memory.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -39,6 +43,8 @@ use riskgate::rules::{Engine, Instance, Mono, Now};
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Inputs {
+    #[serde(default)]
+    start: Option<String>,
     end: String,
     #[serde(default)]
     step: Vec<Step>,
@@ -58,6 +64,8 @@ struct Step {
     ack: Option<Ack>,
     #[serde(default)]
     restart: bool,
+    #[serde(default)]
+    observed: Option<String>,
 }
 
 /// Points with bad quality: a list (timeout) or each with its reason.
@@ -212,6 +220,12 @@ fn run_case(dir: &Path) -> Vec<Event> {
     // them, and a restart reads the active alarms back from it.
     let data = tempfile::tempdir().unwrap();
     let store = Store::open(data.path(), u64::MAX, u64::MAX).unwrap();
+    let t0 = match &inputs.start {
+        Some(s) => DateTime::parse_from_rfc3339(s)
+            .unwrap_or_else(|e| panic!("{}: start: {e}", dir.display()))
+            .with_timezone(&Utc),
+        None => t0(),
+    };
     let mut engine = Engine::new(&cfg);
     let mut steps: Vec<(u64, &Step)> = inputs.step.iter().map(|s| (ms(&s.at), s)).collect();
     steps.sort_by_key(|s| s.0);
@@ -253,7 +267,7 @@ fn run_case(dir: &Path) -> Vec<Event> {
     let mut now_ms = 0u64;
     let mut next = 0usize;
     while now_ms <= end {
-        let now = t0() + Duration::from_millis(now_ms);
+        let now = t0 + Duration::from_millis(now_ms);
         let clock = Now {
             wall: now,
             mono: Mono::from_millis(now_ms),
@@ -272,7 +286,13 @@ fn run_case(dir: &Path) -> Vec<Event> {
                 );
                 engine = Engine::new(&cfg);
                 engine.restore(saved);
+                let refused = engine.restore_rule_state(store.load_rule_state().unwrap());
+                assert!(refused.is_empty(), "{}: {refused:?}", dir.display());
             }
+            let observed = s
+                .observed
+                .as_deref()
+                .map_or(now, |o| t0 + Duration::from_millis(ms(o)));
             let mut readings = Vec::new();
             for (k, v) in &s.values {
                 let value = match v {
@@ -287,7 +307,7 @@ fn run_case(dir: &Path) -> Vec<Event> {
                     device: Arc::from(dev.as_str()),
                     value: Some(value),
                     quality: Quality::Good,
-                    at: now,
+                    at: observed,
                 });
             }
             for (k, why) in s.bad.points() {
@@ -297,7 +317,7 @@ fn run_case(dir: &Path) -> Vec<Event> {
                     device: Arc::from(dev.as_str()),
                     value: None,
                     quality: Quality::Bad(why),
-                    at: now,
+                    at: observed,
                 });
             }
             if !readings.is_empty() {
@@ -331,6 +351,11 @@ fn run_case(dir: &Path) -> Vec<Event> {
         }
         let out = engine.tick(clock);
         record(out, &engine, now_ms, &mut ids);
+        // The rules' state as the engine task stores it with the readings.
+        let states = engine.take_rule_state(clock.mono, true);
+        store
+            .save_rule_state(&states, now.timestamp_millis())
+            .unwrap();
         now_ms += 100;
     }
     assert_eq!(

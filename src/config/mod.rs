@@ -34,9 +34,9 @@ pub use telemetry::{Deadband, Telemetry};
 pub use crate::source::modbus::config::{Modbus, ModbusPoint, ModbusRtu, ModbusTcp};
 pub use crate::source::mqtt::config::{Broker, MqttDevice, MqttPoint};
 pub use raw::{
-    ActionCfg, ByteOrder, Cmp, DataType, Dur, Gateway, Http, Influx, Parity, PointIds, PollGroup,
-    PresetUse, Protocol, RegisterKind, Rule, RuleKindCfg, SerialLine, Site, SiteKind, Stage, Store,
-    Tls, Uplink,
+    ActionCfg, ByteOrder, Cmp, DataType, Dur, Gateway, Http, Influx, InputKind, Parity, Period,
+    PointIds, PollGroup, PresetUse, Protocol, RegisterKind, Rule, RuleKindCfg, SerialLine, Site,
+    SiteKind, Stage, Store, Tls, Uplink,
 };
 
 /// Reads, parses and checks a config file.

@@ -79,6 +79,14 @@ pub const PRESETS: &[(&str, &str)] = &[
         "reservoir-flood",
         include_str!("../../config/presets/reservoir-flood.toml"),
     ),
+    (
+        "reservoir-flood-season",
+        include_str!("../../config/presets/reservoir-flood-season.toml"),
+    ),
+    (
+        "mountain-torrent",
+        include_str!("../../config/presets/mountain-torrent.toml"),
+    ),
 ];
 
 #[derive(serde::Deserialize)]

@@ -174,6 +174,12 @@ pub fn validate(
         point: &shape,
         point_known: &point_known,
         rule_exists: &rule_exists,
+        // An unknown zone is reported with `site.timezone`.
+        tz: cfg
+            .site
+            .timezone
+            .parse()
+            .unwrap_or(chrono_tz::Asia::Shanghai),
     };
     for (i, r) in cfg.rules.iter().enumerate() {
         let p = &paths.rules[i];

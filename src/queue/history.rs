@@ -39,6 +39,19 @@ impl Store {
         queued: &[(QueueId, Vec<String>)],
         now_ms: i64,
     ) -> Result<Drops, StoreError> {
+        self.append_readings_and_state(history, queued, &[], now_ms)
+    }
+
+    /// As [`Store::append_readings`], with the rules' changed state
+    /// (`rule_state.rs`) in the same transaction: the slots a reading
+    /// changed are stored exactly when the reading is.
+    pub fn append_readings_and_state(
+        &self,
+        history: &[HistoryRow],
+        queued: &[(QueueId, Vec<String>)],
+        states: &[(String, String)],
+        now_ms: i64,
+    ) -> Result<Drops, StoreError> {
         let ((), drops) = self.write(Prio::Bulk, |tx, d| {
             let run = |d: &mut super::Delta| -> rusqlite::Result<()> {
                 for (q, bodies) in queued {
@@ -63,7 +76,7 @@ impl Store {
                         ])?;
                     }
                 }
-                Ok(())
+                super::rule_state::put_in(tx, states, now_ms)
             };
             run(d).map_err(|e| self.err(e))
         })?;

@@ -29,6 +29,7 @@ mod history;
 mod log;
 mod rejected;
 mod rows;
+mod rule_state;
 mod schema;
 mod telemetry;
 

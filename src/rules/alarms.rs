@@ -29,6 +29,9 @@ pub struct Instance {
     /// is gone waits for its acknowledgement.
     pub condition: bool,
     pub message: String,
+    /// Kind-specific facts of the last judgement (contract 1.1 `detail`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<crate::model::Detail>,
 }
 
 /// The active alarm instances.

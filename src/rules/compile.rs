@@ -6,16 +6,25 @@
 //! staleness limit was resolved by its protocol's check.
 
 use super::health::{DeviceInfo, Devices};
-use super::kind::RuleSpec;
+use super::kind::slots::Slots;
+use super::kind::{KindSpec, RuleSpec};
 use super::lifecycle::Timing;
 use super::points::{PointInfo, Points};
 use crate::config::{Config, ValueKind};
 
-/// A rule in the running engine: its settings and its delay bookkeeping.
+/// A rule in the running engine: its settings, its delay bookkeeping and,
+/// for an accumulation rule, its memory.
 #[derive(Clone, Debug)]
 pub struct LiveRule {
     pub spec: RuleSpec,
     pub timing: Timing,
+    /// An accumulation rule's slots.
+    pub memory: Option<Slots>,
+    /// The rule's state (slots, or its rate history) changed since it was
+    /// last handed to the store.
+    pub dirty: bool,
+    /// When it was last handed to the store.
+    pub saved_at: Option<crate::time::Mono>,
 }
 
 pub struct Compiled {
@@ -62,6 +71,12 @@ pub fn compile(cfg: &Config) -> Compiled {
         .map(|spec| LiveRule {
             spec: spec.clone(),
             timing: Timing::default(),
+            memory: match &spec.kind {
+                KindSpec::Accumulation(a) => Some(a.memory()),
+                _ => None,
+            },
+            dirty: false,
+            saved_at: None,
         })
         .collect();
     Compiled {

@@ -7,6 +7,11 @@
 //!
 //! Readings and ticks are given `Now`: its wall time stamps events, its
 //! monotonic time measures every duration (see `crate::time`).
+//!
+//! Rules with a memory (an accumulation rule's slots, a rate rule's
+//! history) hand it out as JSON when it changed (`take_rule_state`) and
+//! take it back when built (`restore_rule_state`); the engine task stores
+//! it (`state.rs`).
 
 use chrono::{DateTime, Utc};
 
@@ -14,9 +19,10 @@ use super::compile::{LiveRule, compile};
 use super::health::{self, Devices};
 use super::kind::{KindSpec, View};
 use super::points::{PointState, Points};
+use super::state;
 use crate::config::Config;
 use crate::model::{Input, Reading};
-use crate::time::Now;
+use crate::time::{Mono, Now};
 
 use super::lifecycle::Alarms;
 pub use super::lifecycle::{AckError, ActionRequest, Instance, Output};
@@ -26,17 +32,41 @@ pub struct Engine {
     points: Points,
     devices: Devices,
     alarms: Alarms,
+    /// Per point, the rules whose memory its readings change.
+    remembering: std::collections::HashMap<String, Vec<usize>>,
 }
 
 impl Engine {
     pub fn new(cfg: &Config) -> Engine {
         let c = compile(cfg);
+        let mut remembering: std::collections::HashMap<String, Vec<usize>> = Default::default();
+        for (i, r) in c.rules.iter().enumerate() {
+            if let KindSpec::Accumulation(_) | KindSpec::Rate(_) = &r.spec.kind {
+                for p in r.spec.kind.inputs() {
+                    remembering.entry(p.clone()).or_default().push(i);
+                }
+            }
+        }
         Engine {
             rules: c.rules,
             points: c.points,
             devices: c.devices,
             alarms: Alarms::new(cfg.tz()),
+            remembering,
         }
+    }
+
+    /// The state of every rule whose memory changed since the last call,
+    /// as (rule id, JSON) for the store. A rate history is handed out at
+    /// most every [`state::RATE_SAVE_EVERY`] unless `all` (at shutdown).
+    pub fn take_rule_state(&mut self, now: Mono, all: bool) -> Vec<(String, String)> {
+        state::take(&mut self.rules, &self.points, now, all)
+    }
+
+    /// Gives back the state the store kept, before the first step. Returns
+    /// the rows not taken, each with why (a rule removed, a changed input).
+    pub fn restore_rule_state(&mut self, rows: Vec<(String, String)>) -> Vec<(String, String)> {
+        state::restore(&mut self.rules, &mut self.points, rows)
     }
 
     /// Active alarms, for the status message, the API and persistence.
@@ -104,11 +134,13 @@ impl Engine {
     pub fn on_readings(&mut self, readings: &[Reading], now: Now) -> Output {
         let mut out = Output::default();
         let mut touched = std::collections::HashSet::new();
+        self.points.settle(now.wall, now.mono);
         for r in readings {
             if !self.points.apply(r, now.mono) {
                 continue;
             }
             touched.insert(&*r.point);
+            self.remember(r);
             health::point_quality(&mut self.alarms, &self.points, &r.point, r.at, &mut out);
             health::point_tamper(&mut self.alarms, &self.points, &r.point, r.at, &mut out);
         }
@@ -127,9 +159,41 @@ impl Engine {
         out
     }
 
+    /// A good reading goes into the memory of the rules that keep one: an
+    /// accumulation rule's slot of its observation time, a rate history
+    /// (kept by the point table, only marked here for the store).
+    fn remember(&mut self, r: &Reading) {
+        let Some(rules) = self.remembering.get(&*r.point) else {
+            return;
+        };
+        let Some(v) = r.value.as_ref().and_then(|v| v.as_f64()) else {
+            return;
+        };
+        if !r.quality.is_good() {
+            return;
+        }
+        for &i in rules {
+            let rule = &mut self.rules[i];
+            match (&rule.spec.kind, &mut rule.memory) {
+                (KindSpec::Accumulation(a), Some(m)) => {
+                    rule.dirty |= m.add((r.at.timestamp_millis(), v), a.max_slots());
+                }
+                _ => rule.dirty = true,
+            }
+        }
+    }
+
     /// Time passes: on-delays, holds, off-delays and staleness are checked.
     pub fn tick(&mut self, now: Now) -> Output {
         let mut out = Output::default();
+        self.points.settle(now.wall, now.mono);
+        // Slots no window reaches any more go; only here, on the clock's
+        // time, so a reading stamped in the future cannot prune the present.
+        for rule in &mut self.rules {
+            if let (KindSpec::Accumulation(a), Some(m)) = (&rule.spec.kind, &mut rule.memory) {
+                m.prune(now.wall.timestamp_millis() - a.horizon().as_millis() as i64);
+            }
+        }
         for id in self.points.ids() {
             if self.points.check_stale(&id, now.mono) {
                 health::point_quality(&mut self.alarms, &self.points, &id, now.wall, &mut out);
@@ -206,6 +270,7 @@ impl Engine {
         let view = View {
             points: &self.points,
             alarms: &self.alarms,
+            memory: rule.memory.as_ref(),
         };
         let Some(v) = rule.spec.kind.judge(&rule.spec.name, &view, now.wall) else {
             return;

@@ -78,6 +78,8 @@ pub struct Raise<'a> {
     pub at: DateTime<Utc>,
     pub message: String,
     pub latching: bool,
+    /// Kind-specific facts (contract 1.1 `detail`).
+    pub detail: Option<crate::model::Detail>,
 }
 
 impl<'a> Raise<'a> {
@@ -102,6 +104,7 @@ impl<'a> Raise<'a> {
             at,
             message,
             latching: false,
+            detail: None,
         }
     }
 }
@@ -148,6 +151,7 @@ impl Alarms {
             latching: r.latching,
             condition: true,
             message: r.message,
+            detail: r.detail,
         };
         out.transitions
             .push(transition(&inst, AlarmState::Raised, r.at, points));
@@ -266,6 +270,7 @@ impl Alarms {
                     at: now.wall,
                     message: v.detail,
                     latching: rule.latching,
+                    detail: v.facts,
                 },
                 points,
                 out,
@@ -286,7 +291,11 @@ impl Alarms {
             }
             return;
         }
-        // Active: does it clear?
+        // Active: does it clear? The facts follow the judgement, so the
+        // clear (or an acknowledgement) carries the latest ones.
+        if let (Some(inst), Some(f)) = (self.active.get_mut(key), &v.facts) {
+            inst.detail = Some(f.clone());
+        }
         if !v.off {
             timing.off_since = None;
             if let Some(inst) = self.active.get_mut(key) {
@@ -393,5 +402,6 @@ fn transition(
         ts,
         acked_by: inst.acked_by.clone(),
         actions: Vec::new(),
+        detail: inst.detail.clone(),
     }
 }

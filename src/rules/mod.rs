@@ -3,6 +3,7 @@
 //! - `engine`: the facade the runtime drives (`Engine`).
 //! - `compile`: config → point table, device counters, live rules.
 //! - `points`: the point table (last good value, quality, rate histories).
+//! - `state`: the rules' memories as the store keeps them across restarts.
 //! - `health`: every built-in alarm (offline, stale, fault, action failed,
 //!   readings queue overflow).
 //! - `kind/`: one file per rule kind: typed settings, check, judgement.
@@ -19,6 +20,7 @@ pub mod health;
 pub mod kind;
 pub mod lifecycle;
 pub mod points;
+pub mod state;
 pub mod text;
 
 pub use crate::time::{Mono, Now};

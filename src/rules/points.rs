@@ -10,6 +10,12 @@
 //! Ages are measured on the monotonic clock: `last_good` (wall time) is
 //! only shown; staleness and rate windows use the monotonic moment the
 //! engine took the reading in, so a wall-clock step changes neither.
+//!
+//! A rate history survives a restart through the store: each sample keeps
+//! its wall time too, and a history given back at start-up (`restore`) is
+//! placed on this run's monotonic scale by the age its wall times show at
+//! the first moment the engine is told (`settle`); its samples may lie
+//! before this run's origin, hence signed milliseconds.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -84,16 +90,37 @@ impl PointInfo {
     }
 }
 
-/// Good values of one point over one rate window, oldest first, each with
-/// the monotonic moment it was taken in.
-pub type History = VecDeque<(Mono, f64)>;
+/// One good value of a rate history.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sample {
+    /// When the engine took it in: ms on the monotonic scale of this run
+    /// (below 0 for a sample restored from before the start).
+    pub at: i64,
+    /// The reading's own time (ms since the epoch), kept for the store.
+    pub wall: i64,
+    pub v: f64,
+}
+
+/// Good values of one point over one rate window, oldest first.
+pub type History = VecDeque<Sample>;
+
+/// A moment on the monotonic scale, in signed ms.
+fn mono_ms(m: Mono) -> i64 {
+    m.since(Mono::default()).as_millis() as i64
+}
 
 #[derive(Debug, Default)]
 pub struct Points {
     map: HashMap<String, PointInfo>,
     /// Per point, one history per distinct rate window reading it.
     histories: HashMap<String, Vec<(Duration, History)>>,
+    /// Histories given back by the store, as (wall ms, value), waiting for
+    /// the first moment to be placed on the monotonic scale.
+    restored: Vec<Restored>,
 }
+
+/// A stored history waiting for `settle`: point, window, (wall ms, value).
+type Restored = (String, Duration, Vec<(i64, f64)>);
 
 impl Points {
     pub fn insert(&mut self, id: String, info: PointInfo) {
@@ -118,6 +145,46 @@ impl Points {
         let mut v: Vec<String> = self.map.keys().cloned().collect();
         v.sort();
         v
+    }
+
+    /// A history the store kept (wall ms, value), put back once `settle` is
+    /// told the first moment. Ignored for a (point, window) not kept.
+    pub fn restore(&mut self, point: &str, window: Duration, samples: Vec<(i64, f64)>) {
+        if self.history(point, window).is_some() {
+            self.restored.push((point.to_string(), window, samples));
+        }
+    }
+
+    /// Places restored histories on this run's monotonic scale: a sample
+    /// as old (by wall time) as it is now, never in the future. A no-op
+    /// once done; called before every step.
+    pub fn settle(&mut self, now_wall: DateTime<Utc>, now: Mono) {
+        if self.restored.is_empty() {
+            return;
+        }
+        let (wall, mono) = (now_wall.timestamp_millis(), mono_ms(now));
+        for (point, window, mut samples) in std::mem::take(&mut self.restored) {
+            samples.sort_by_key(|s| s.0);
+            let Some(hs) = self.histories.get_mut(&point) else {
+                continue;
+            };
+            let Some((_, h)) = hs.iter_mut().find(|(w, _)| *w == window) else {
+                continue;
+            };
+            // In front of anything taken in since the start (nothing, when
+            // settled before the first step).
+            for (t, v) in samples.into_iter().rev() {
+                if !v.is_finite() {
+                    continue;
+                }
+                let at = mono - (wall - t).max(0);
+                h.push_front(Sample { at, wall: t, v });
+            }
+            let last = h.back().map_or(mono, |s| s.at);
+            while h.len() > 2 && last - h[1].at >= window.as_millis() as i64 {
+                h.pop_front();
+            }
+        }
     }
 
     pub fn history(&self, point: &str, window: Duration) -> Option<&History> {
@@ -149,11 +216,16 @@ impl Points {
             r.value.as_ref().and_then(|v| v.as_f64()),
             self.histories.get_mut(&*r.point),
         ) {
+            let at = mono_ms(mono);
             for (window, h) in hs {
-                h.push_back((mono, v));
+                h.push_back(Sample {
+                    at,
+                    wall: r.at.timestamp_millis(),
+                    v,
+                });
                 // Keep the newest value at or before the window's start, so
                 // the change is measured over the whole window.
-                while h.len() > 2 && mono.since(h[1].0) >= *window {
+                while h.len() > 2 && at - h[1].at >= window.as_millis() as i64 {
                     h.pop_front();
                 }
             }

@@ -28,6 +28,17 @@ pub fn limit(point: &str, what: &str, x: f64, unit: &str, sym: &str, limit: f64)
     format!("{point} {what}{} {unit} {sym} {}", num(x), num(limit))
 }
 
+/// A scheduled limit's message names the period in force.
+pub fn in_period(detail: &str, period: &str) -> String {
+    format!("{detail} ({period})")
+}
+
+/// What an accumulation rule judges: the total over its window
+/// (`1h 累计 `) or since the day's start (`日累计(08:00起) `).
+pub fn total_over(window: &str) -> String {
+    format!("{window} 累计 ")
+}
+
 /// What a rate rule judges: the change over its window.
 pub fn change_over(window: Duration) -> String {
     format!("{} 内变化 ", humantime::format_duration(window))

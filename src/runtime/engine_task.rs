@@ -10,6 +10,10 @@
 //! and counted (`riskgate_unstored_dropped_total`). The failure, from a
 //! readings commit or from the outbox, raises `store.write`; it clears once
 //! the store has taken every write for [`STORE_CLEAR_AFTER`].
+//!
+//! The rules' memories (rain slots, rate histories) are asked of the
+//! engine at each commit and stored in the readings' transaction; a state
+//! the store refused is kept (the newest per rule) and goes with the next.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -97,6 +101,10 @@ pub(super) struct EngineTask {
     commit_backoff: Backoff,
     /// The gateway faults last published, to wake the status on a change.
     faults: Vec<String>,
+    /// Rule states not stored yet, newest per rule id.
+    states: std::collections::BTreeMap<String, String>,
+    /// The last commit: every changed state goes, however recent its last.
+    stopping: bool,
 }
 
 impl EngineTask {
@@ -125,6 +133,8 @@ impl EngineTask {
             retry_at: None,
             commit_backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(5)),
             faults: Vec::new(),
+            states: Default::default(),
+            stopping: false,
         }
     }
 
@@ -216,6 +226,7 @@ impl EngineTask {
                 _ = std::future::ready(()), if !inputs_open && stop.is_cancelled() => {}
             }
         }
+        self.stopping = true;
         self.commit().await;
         if !self.history.is_empty() {
             // The store still refuses them and the drain time is the
@@ -327,9 +338,13 @@ impl EngineTask {
 
     /// Commits the pending readings, history and queues, in one transaction.
     async fn commit(&mut self) {
-        if self.history.is_empty() {
+        let mono = self.clock.now().mono;
+        self.states
+            .extend(self.engine.take_rule_state(mono, self.stopping));
+        if self.history.is_empty() && (self.states.is_empty() || !self.stopping) {
             return;
         }
+        let states: Vec<(String, String)> = std::mem::take(&mut self.states).into_iter().collect();
         let queued: Vec<(QueueId, Vec<String>)> = self
             .feeds
             .iter_mut()
@@ -340,12 +355,12 @@ impl EngineTask {
         let store = self.shared.store.clone();
         let now = Utc::now().timestamp_millis();
         let r = tokio::task::spawn_blocking(move || {
-            let r = store.append_readings(&history, &queued, now);
-            (r, history, queued)
+            let r = store.append_readings_and_state(&history, &queued, &states, now);
+            (r, history, queued, states)
         })
         .await;
         match r {
-            Ok((Ok(drops), _, _)) => {
+            Ok((Ok(drops), _, _, _)) => {
                 if self.retry_at.take().is_some() {
                     tracing::info!("the store takes readings again");
                     crate::metrics::metrics()
@@ -361,7 +376,11 @@ impl EngineTask {
                 self.emit(out);
                 self.store_result(None);
             }
-            Ok((Err(e), history, queued)) => {
+            Ok((Err(e), history, queued, states)) => {
+                // Kept for the next commit unless a newer one came meanwhile.
+                for (k, j) in states {
+                    self.states.entry(k).or_insert(j);
+                }
                 let n = history.len();
                 self.keep_unstored(history, queued);
                 tracing::error!(error = %e, readings = n, held = self.history.len(), retry_in = ?self.retry_at.map(|t| t - tokio::time::Instant::now()), "committing readings failed: kept in memory, retrying");

@@ -198,6 +198,13 @@ pub async fn start(cfg: Config) -> Result<Running, RunError> {
         );
         engine.restore(restored);
     }
+    // The rules' memories (rain slots, rate histories): a row no rule can
+    // take is logged and forgotten, its rule starts empty.
+    let refused = engine.restore_rule_state(store.load_rule_state()?);
+    for (key, why) in &refused {
+        tracing::warn!(rule = %key, why = %why, "stored rule state not used");
+    }
+    store.delete_rule_state(&refused.into_iter().map(|r| r.0).collect::<Vec<_>>())?;
     {
         let sh = shared.clone();
         let stop_sinks = sink_stop.clone();

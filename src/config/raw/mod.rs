@@ -209,6 +209,34 @@ pub enum RuleKindCfg {
     Interlock,
     Consistency,
     Escalation,
+    Accumulation,
+}
+
+/// What an accumulation (or a counting rate) rule's point reports.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum InputKind {
+    /// Each reading is an amount on its own (SL 651 PJ current rainfall,
+    /// one value of a DRP 5-minute series): the total is their sum.
+    Increment,
+    /// Each reading is a running total (SL 651 PT, a tipping-bucket
+    /// counter): the amount is the difference to the reading before; a
+    /// value lower than that is a reset, counted from 0.
+    Cumulative,
+}
+
+/// One period of a threshold's calendar (`schedule`), both days included,
+/// in the site's time zone.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct Period {
+    /// `MM-DD`, the first day.
+    pub from: String,
+    /// `MM-DD`, the last day; before `from` for a period over the new year.
+    pub to: String,
+    pub value: f64,
+    /// Shown in the message and the event's `detail`, e.g. `主汛期`.
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -278,9 +306,23 @@ pub struct Rule {
     pub on_delay: Option<Dur>,
     #[serde(default)]
     pub off_delay: Option<Dur>,
-    // ---- rate
+    /// Threshold only: the limit by calendar instead of `value`, with
+    /// `otherwise` outside its periods (e.g. 汛限水位 by flood season).
+    #[serde(default)]
+    pub schedule: Option<Vec<Period>>,
+    #[serde(default)]
+    pub otherwise: Option<f64>,
+    // ---- rate / accumulation
     #[serde(default)]
     pub window: Option<Dur>,
+    /// Accumulation: whether readings are amounts or a running total; rate:
+    /// `cumulative` makes a counter's reset count from 0.
+    #[serde(default)]
+    pub input: Option<InputKind>,
+    /// Accumulation: the total of the day that starts at this local time
+    /// (`"08:00"`, the rain day) instead of a sliding `window`.
+    #[serde(default)]
+    pub day_start: Option<String>,
     // ---- interlock / consistency
     /// A condition over points, e.g. `face_1301.working && !video_1301.present`.
     #[serde(default)]

@@ -45,6 +45,7 @@ impl Condition {
             value: None,
             threshold: None,
             detail,
+            facts: None,
         })
     }
 }

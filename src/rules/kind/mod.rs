@@ -6,10 +6,14 @@
 //! Adding a kind: a file here, a variant of `KindSpec` (and of the raw
 //! `RuleKindCfg` name), and the arms the compiler then asks for in this file.
 
+pub mod accumulation;
 pub mod consistency;
 pub mod escalation;
 pub mod interlock;
+pub mod limit;
 pub mod rate;
+pub mod schedule;
+pub mod slots;
 pub mod threshold;
 
 use std::time::Duration;
@@ -20,7 +24,7 @@ use super::alarms::Alarms;
 use super::expr::Env;
 use super::points::Points;
 use crate::config::check::Errs;
-use crate::config::{ActionCfg, Dur, Rule, RuleKindCfg};
+use crate::config::{ActionCfg, Dur, InputKind, Rule, RuleKindCfg};
 use crate::model::{AlarmKind, Value};
 
 /// A rule as validation proved it: every default applied, every reference
@@ -49,6 +53,7 @@ pub enum KindSpec {
     Interlock(interlock::Interlock),
     Consistency(consistency::Consistency),
     Escalation(escalation::Escalation),
+    Accumulation(accumulation::Accumulation),
 }
 
 impl KindSpec {
@@ -60,6 +65,7 @@ impl KindSpec {
             KindSpec::Interlock(_) => AlarmKind::Interlock,
             KindSpec::Consistency(_) => AlarmKind::Consistency,
             KindSpec::Escalation(_) => AlarmKind::Escalation,
+            KindSpec::Accumulation(_) => AlarmKind::Accumulation,
         }
     }
 
@@ -68,6 +74,7 @@ impl KindSpec {
         match self {
             KindSpec::Threshold(t) => std::slice::from_ref(&t.point),
             KindSpec::Rate(r) => std::slice::from_ref(&r.point),
+            KindSpec::Accumulation(a) => std::slice::from_ref(&a.point),
             KindSpec::Interlock(c) | KindSpec::Consistency(c) => &c.points,
             KindSpec::Escalation(_) => &[],
         }
@@ -90,6 +97,7 @@ impl KindSpec {
             KindSpec::Rate(r) => r.judge(view.points, now),
             KindSpec::Interlock(c) => c.judge(name, view),
             KindSpec::Consistency(c) => consistency::judge(c, name, view),
+            KindSpec::Accumulation(a) => a.judge(view.points, view.memory?, now),
             KindSpec::Escalation(_) => None,
         }
     }
@@ -107,12 +115,16 @@ pub struct Verdict {
     pub threshold: Option<serde_json::Value>,
     /// The part of the message that says what was seen.
     pub detail: String,
+    /// Kind-specific facts for the event's `detail` (contract 1.1).
+    pub facts: Option<crate::model::Detail>,
 }
 
 /// What a rule may read: the point table and the active alarms.
 pub struct View<'a> {
     pub points: &'a Points,
     pub alarms: &'a Alarms,
+    /// The judged rule's own memory (an accumulation rule's slots).
+    pub memory: Option<&'a slots::Slots>,
 }
 
 impl Env for View<'_> {
@@ -140,6 +152,8 @@ pub struct CheckCtx<'a> {
     /// parse (its own errors are reported; this rule's need not be).
     pub point_known: &'a dyn Fn(&str) -> bool,
     pub rule_exists: &'a dyn Fn(&str) -> bool,
+    /// The site's zone: calendars and days are the site's.
+    pub tz: chrono_tz::Tz,
 }
 
 /// Checks one raw rule (path `p`, e.g. `rules[3]`) and, when it has no
@@ -160,7 +174,9 @@ pub fn check(r: &Rule, p: &str, ctx: &CheckCtx<'_>, e: &mut Errs) -> Option<Rule
         RuleKindCfg::Interlock => interlock::check(r, p, ctx, e).map(KindSpec::Interlock),
         RuleKindCfg::Consistency => consistency::check(r, p, ctx, e).map(KindSpec::Consistency),
         RuleKindCfg::Escalation => escalation::check(r, p, ctx, e).map(KindSpec::Escalation),
+        RuleKindCfg::Accumulation => accumulation::check(r, p, ctx, e).map(KindSpec::Accumulation),
     };
+    refuse_foreign_fields(r, p, e);
     for (f, d) in [
         ("on_delay", &r.on_delay),
         ("off_delay", &r.off_delay),
@@ -195,6 +211,40 @@ pub fn check(r: &Rule, p: &str, ctx: &CheckCtx<'_>, e: &mut Errs) -> Option<Rule
         actions: r.actions.clone(),
         kind,
     })
+}
+
+/// Fields of another kind are refused rather than ignored: a schedule on
+/// a rate rule would otherwise look like it works.
+fn refuse_foreign_fields(r: &Rule, p: &str, e: &mut Errs) {
+    let k = r.kind;
+    if k != RuleKindCfg::Threshold {
+        for (f, given) in [
+            ("schedule", r.schedule.is_some()),
+            ("otherwise", r.otherwise.is_some()),
+        ] {
+            if given {
+                e.push(format!("{p}.{f}"), "only a threshold rule takes a schedule");
+            }
+        }
+    }
+    if k != RuleKindCfg::Accumulation && r.day_start.is_some() {
+        e.push(
+            format!("{p}.day_start"),
+            "only an accumulation rule has a day",
+        );
+    }
+    match (k, r.input) {
+        (RuleKindCfg::Accumulation, _) | (_, None) => {}
+        (RuleKindCfg::Rate, Some(InputKind::Cumulative)) => {}
+        (RuleKindCfg::Rate, Some(InputKind::Increment)) => e.push(
+            format!("{p}.input"),
+            "a total of amounts is an accumulation rule; a rate rule takes \"cumulative\" (a counter whose step back is a reset) or nothing",
+        ),
+        (_, Some(_)) => e.push(
+            format!("{p}.input"),
+            "only accumulation and rate rules read amounts or running totals",
+        ),
+    }
 }
 
 fn dur(d: Option<Dur>) -> Duration {

@@ -3,16 +3,20 @@
 //!
 //! The change is the newest good value minus the newest good value at or
 //! before the window's start (or the oldest one kept); the point table
-//! keeps that history. Bad quality is judged as over the limit.
+//! keeps that history, and the store keeps it across restarts. With
+//! `input = "cumulative"` the point is a counter: the change is the sum of
+//! its steps, and a step back is a reset whose new value counts from 0, not
+//! a fall. Bad quality is judged as over the limit.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::slots::step;
 use super::threshold::{Limit, check_point_and_limit};
 use super::{CheckCtx, Verdict};
-use crate::config::Rule;
 use crate::config::check::Errs;
+use crate::config::{InputKind, Rule};
 use crate::rules::points::Points;
 use crate::rules::text;
 
@@ -24,6 +28,8 @@ pub struct Rate {
     pub point: String,
     pub limit: Limit,
     pub window: Duration,
+    /// The point is a counter (`input = "cumulative"`).
+    pub counter: bool,
 }
 
 impl Rate {
@@ -37,8 +43,16 @@ impl Rate {
         }
         let h = points.history(&self.point, self.window)?;
         let (first, last) = (h.front()?, h.back()?);
+        let change = if self.counter {
+            h.iter()
+                .zip(h.iter().skip(1))
+                .map(|(a, b)| step(a.v, b.v))
+                .sum()
+        } else {
+            last.v - first.v
+        };
         let what = text::change_over(self.window);
-        Some(self.limit.judge(p, last.1 - first.1, &what))
+        Some(self.limit.judge(p, change, &what))
     }
 }
 
@@ -75,5 +89,6 @@ pub fn check(r: &Rule, p: &str, ctx: &CheckCtx<'_>, e: &mut Errs) -> Option<Rate
         point: point?,
         limit,
         window: window?,
+        counter: r.input == Some(InputKind::Cumulative),
     })
 }

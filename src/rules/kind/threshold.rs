@@ -1,92 +1,80 @@
 //! `threshold`: a point's value against a limit, with a recovery value or
 //! deadband so that a value hovering at the limit does not flap.
 //!
-//! Bad quality is judged as over the limit (fail safe). The rate kind
-//! judges a change the same way and shares `Limit`.
+//! Bad quality is judged as over the limit (fail safe). The rate and
+//! accumulation kinds judge a change or a total the same way and share
+//! `Limit`. A threshold may take its limit from a calendar (`schedule.rs`).
 
 use chrono::{DateTime, Utc};
 
+pub use super::limit::Limit;
+use super::schedule::{self, Schedule};
 use super::{CheckCtx, PointShape, Verdict, need_point};
 use crate::config::check::Errs;
-use crate::config::{Cmp, Rule, RuleKindCfg};
-use crate::rules::points::{PointInfo, Points};
+use crate::config::{Rule, RuleKindCfg};
+use crate::rules::points::Points;
 use crate::rules::text;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Threshold {
     pub point: String,
+    /// The limit; with a schedule, the one outside its periods.
     pub limit: Limit,
-}
-
-/// A comparison with its way back.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Limit {
-    pub op: Cmp,
-    pub value: f64,
-    /// The value the judged number must come back past to clear: the
-    /// `recovery`, `value ∓ deadband`, or the value itself.
-    pub clear_at: f64,
-}
-
-impl Limit {
-    /// The verdict on a point whose quality is bad: over the limit.
-    pub fn bad_input(&self, p: &PointInfo) -> Verdict {
-        Verdict {
-            on: true,
-            off: false,
-            value: None,
-            threshold: Some(serde_json::json!(self.value)),
-            detail: text::bad_input_as_over(&p.name, p.quality.label()),
-        }
-    }
-
-    /// The verdict on the number `x` judged for point `p`; `what` says what
-    /// the number is (empty for the value itself).
-    pub fn judge(&self, p: &PointInfo, x: f64, what: &str) -> Verdict {
-        let on = self.op.holds(x, self.value);
-        let high = self.op.is_high();
-        let off = if high {
-            x < self.clear_at
-        } else {
-            x > self.clear_at
-        };
-        // A clear message shows the recovery value it passed.
-        let (sym, limit) = match (off, high) {
-            (true, true) => ("<", self.clear_at),
-            (true, false) => (">", self.clear_at),
-            (false, _) => (self.op.symbol(), self.value),
-        };
-        let unit = p.unit.as_deref().unwrap_or_default();
-        Verdict {
-            on,
-            off,
-            value: Some(serde_json::json!(x)),
-            threshold: Some(serde_json::json!(self.value)),
-            detail: text::limit(&p.name, what, x, unit, sym, limit),
-        }
-    }
+    pub schedule: Option<Schedule>,
 }
 
 impl Threshold {
-    pub fn judge(&self, points: &Points, _now: DateTime<Utc>) -> Option<Verdict> {
-        let p = points.get(&self.point)?;
-        // Nothing reported since start-up: no judgement yet. A source that
-        // did report, even `NoData` (an MQTT box silent since start), is
-        // judged: bad is the alarm side.
-        if !p.reported {
-            return None;
+    pub fn judge(&self, points: &Points, now: DateTime<Utc>) -> Option<Verdict> {
+        let Some(s) = &self.schedule else {
+            return judge_with(&self.limit, points, &self.point);
+        };
+        // The limit of the site's day at the judged moment; the message
+        // and `detail` name the period.
+        let (limit, period) = s.at(now);
+        let mut v = judge_with(limit, points, &self.point)?;
+        if let Some(name) = period {
+            v.detail = text::in_period(&v.detail, name);
         }
-        if !p.quality.is_good() {
-            return Some(self.limit.bad_input(p));
-        }
-        let x = p.value.as_ref().and_then(|v| v.as_f64())?;
-        Some(self.limit.judge(p, x, ""))
+        let mut f = crate::model::Detail::new();
+        f.insert(
+            "period".into(),
+            serde_json::json!(period.unwrap_or("otherwise")),
+        );
+        v.facts = Some(f);
+        Some(v)
     }
+}
+
+fn judge_with(limit: &Limit, points: &Points, point: &str) -> Option<Verdict> {
+    let p = points.get(point)?;
+    // Nothing reported since start-up: no judgement yet. A source that
+    // did report, even `NoData` (an MQTT box silent since start), is
+    // judged: bad is the alarm side.
+    if !p.reported {
+        return None;
+    }
+    if !p.quality.is_good() {
+        return Some(limit.bad_input(p));
+    }
+    let x = p.value.as_ref().and_then(|v| v.as_f64())?;
+    Some(limit.judge(p, x, ""))
 }
 
 pub fn check(r: &Rule, p: &str, ctx: &CheckCtx<'_>, e: &mut Errs) -> Option<Threshold> {
     let (point, limit) = check_point_and_limit(r, p, ctx, e);
     let limit = limit?;
+    let schedule = match &r.schedule {
+        Some(periods) => {
+            if r.recovery.is_some() {
+                e.push(
+                    format!("{p}.recovery"),
+                    "a schedule takes `deadband` (applied to each period's value), not `recovery`",
+                );
+            }
+            Some(schedule::check(periods, p, limit, r.deadband, ctx.tz, e)?)
+        }
+        None => None,
+    };
     if let Some(rv) = r.recovery {
         let v = limit.value;
         let safe_side = if limit.op.is_high() { rv <= v } else { rv >= v };
@@ -103,6 +91,7 @@ pub fn check(r: &Rule, p: &str, ctx: &CheckCtx<'_>, e: &mut Errs) -> Option<Thre
     Some(Threshold {
         point: point?,
         limit,
+        schedule,
     })
 }
 
@@ -117,7 +106,9 @@ pub(super) fn check_point_and_limit(
 ) -> (Option<String>, Option<Limit>) {
     if let Some(shape) = need_point(r, p, ctx, e) {
         let id = r.point.as_deref().unwrap_or_default();
-        if shape != PointShape::Number && r.kind == RuleKindCfg::Rate {
+        if shape != PointShape::Number
+            && matches!(r.kind, RuleKindCfg::Rate | RuleKindCfg::Accumulation)
+        {
             e.push(format!("{p}.point"), format!("point `{id}` is not numeric"));
         }
         if shape == PointShape::Text {
@@ -135,9 +126,34 @@ pub(super) fn check_point_and_limit(
         );
         return (point, None);
     };
-    let Some(v) = r.value else {
-        e.push(format!("{p}.value"), "required: the threshold");
-        return (point, None);
+    // With a schedule, `otherwise` is the limit outside its periods (the
+    // threshold check builds the periods); `value` and `schedule` exclude
+    // each other.
+    let v = match (r.value, &r.schedule, r.otherwise) {
+        (Some(v), None, None) => v,
+        (None, Some(_), Some(o)) => o,
+        (Some(_), Some(_), _) => {
+            e.push(format!("{p}.value"), "give value or schedule, not both");
+            return (point, None);
+        }
+        (None, Some(_), None) => {
+            e.push(
+                format!("{p}.otherwise"),
+                "required with a schedule: the limit outside its periods",
+            );
+            return (point, None);
+        }
+        (_, None, Some(_)) => {
+            e.push(
+                format!("{p}.otherwise"),
+                "only with a schedule; a fixed limit is `value`",
+            );
+            return (point, None);
+        }
+        (None, None, None) => {
+            e.push(format!("{p}.value"), "required: the threshold");
+            return (point, None);
+        }
     };
     if !v.is_finite() {
         e.push(format!("{p}.value"), "must be a finite number");

@@ -139,6 +139,16 @@ impl Identity {
         if let Some(b) = &t.acked_by {
             o.insert("acked_by".into(), json!(truncate(b, 128)));
         }
+        if let Some(d) = t.detail.as_ref().filter(|d| !d.is_empty()) {
+            // Contract 1.1: at most 16 flat facts.
+            let d: serde_json::Map<String, J> = d
+                .iter()
+                .filter(|(_, v)| !v.is_object() && !v.is_array())
+                .take(16)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            o.insert("detail".into(), J::Object(d));
+        }
         if !t.actions.is_empty() {
             o.insert(
                 "actions".into(),
