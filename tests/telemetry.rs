@@ -7,9 +7,14 @@
 //! - change reports carry a ramping methane value between snapshots;
 //! - statistics close with their period (compressed to 4 s with the
 //!   undocumented `stats_period` knob; the contract's period is 5 minutes);
-//! - `tseq` is gap-free 1..=N across a broker outage and a `kill -9`, and
-//!   the snapshots queued while the broker was down arrive later with their
-//!   original times (their `ts` still 2 s apart);
+//! - `tseq` is gap-free 1..=N across a 60 s broker outage and a `kill -9`,
+//!   and the snapshots queued while the broker was down arrive later with
+//!   their original times (their `ts` still 2 s apart);
+//! - while that backlog replays (paced), fresh snapshots still arrive at
+//!   their interval, within moments of being taken: the replay is
+//!   interleaved with live telemetry, not all-backlog-first;
+//! - a telemetry queue at its cap drops the oldest, counts them and raises
+//!   one `queue.telemetry.overflow` fault alarm, shown in the status.
 //! - the on-line rate the county computes from the snapshots agrees with
 //!   the one riskgate reports at `/api/online` (see that test).
 
@@ -23,13 +28,12 @@ use serde_json::Value as J;
 
 use common::{Mosquitto, Riskgate, SiteCfg, Subscriber, SubscriberOpts, assert_schema_valid};
 
-/// Shorter than fault_broker's 60 s: what telemetry adds (snapshots queued
-/// with their times, tseq kept, a paced replay) shows over ten snapshot
-/// intervals as well as over thirty, and the 60 s alarm outage is already
-/// tested there; the suite's time matters.
-const OUTAGE: Duration = Duration::from_secs(20);
+/// The issue's outage.
+const OUTAGE: Duration = Duration::from_secs(60);
 const INTERVAL_MS: i64 = 2000;
 
+/// `replay_rate` 5: the outage's ~45 messages take ~9 s to replay, long
+/// enough for several live snapshots to show they are not held behind it.
 fn telemetry_section(extra: &str) -> String {
     format!(
         r#"
@@ -37,7 +41,7 @@ fn telemetry_section(extra: &str) -> String {
 interval = "2s"
 min_interval = "500ms"
 stats_period = "4s"
-replay_rate = 50
+replay_rate = 5
 {extra}
 [telemetry.deadbands]
 "ch4.*" = 0.05
@@ -140,19 +144,61 @@ async fn snapshots_changes_and_stats_reach_the_county_gap_free_across_an_outage_
     tokio::time::sleep(OUTAGE).await;
     let up_at = Utc::now();
     broker.restart();
-    county
-        .until(
-            "the outage's snapshots replayed",
-            Duration::from_secs(60),
-            |c| {
-                snapshots(&by_tseq(c))
-                    .iter()
-                    .filter(|s| ts(s) > up_at)
-                    .count()
-                    >= 1
-            },
-        )
-        .await;
+    // Until the backlog has arrived: every tseq up to a message taken after
+    // the outage. Each arrival is timed here, to see the live snapshots
+    // arrive while the backlog is still replaying.
+    let mut arrivals: Vec<(DateTime<Utc>, J)> = Vec::new();
+    // tseq → ts of what has arrived (validated later, by `by_tseq`).
+    county.pump();
+    let mut have: BTreeMap<u64, DateTime<Utc>> = county
+        .seen
+        .iter()
+        .filter(|m| m.topic.ends_with("/telemetry"))
+        .map(|m| (m.payload["tseq"].as_u64().unwrap(), ts(&m.payload)))
+        .collect();
+    let replayed = |have: &BTreeMap<u64, DateTime<Utc>>| {
+        have.last_key_value()
+            .is_some_and(|(&last, &newest)| have.len() as u64 == last && newest > up_at)
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !replayed(&have) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let m = tokio::time::timeout(left, county.next())
+            .await
+            .expect("the outage's backlog replayed within 90 s")
+            .expect("subscriber running");
+        if m.topic.ends_with("/telemetry") {
+            have.insert(m.payload["tseq"].as_u64().unwrap(), ts(&m.payload));
+            arrivals.push((Utc::now(), m.payload));
+        }
+    }
+    // The backlog's last message to arrive, and the live snapshots (taken
+    // after the broker came back) that arrived before it.
+    let backlog_done = arrivals
+        .iter()
+        .rposition(|(_, m)| ts(m) < up_at)
+        .expect("backlog messages after the restart");
+    let live: Vec<&(DateTime<Utc>, J)> = arrivals[..backlog_done]
+        .iter()
+        .filter(|(_, m)| m["kind"] == "snapshot" && ts(m) > up_at)
+        .collect();
+    let backlog_n = arrivals[..=backlog_done]
+        .iter()
+        .filter(|(_, m)| ts(m) < up_at)
+        .count();
+    assert!(
+        live.len() >= 2,
+        "live snapshots while {backlog_n} backlog messages replayed: {}",
+        live.len()
+    );
+    for (got, m) in &live {
+        let age = (*got - ts(m)).num_milliseconds();
+        assert!(
+            age < 1500,
+            "live snapshot tseq {} arrived {age} ms after it was taken, during the replay",
+            m["tseq"]
+        );
+    }
 
     // kill -9 and back on the same store.
     gw.kill9();
@@ -273,9 +319,10 @@ async fn snapshots_changes_and_stats_reach_the_county_gap_free_across_an_outage_
         "the 1.2 excursion in some period's max: {ch4:?}"
     );
     eprintln!(
-        "telemetry e2e: {last} messages ({} snapshots, {} during the {OUTAGE:?} outage, {} changes with the ramp, {} stats), {} duplicates; took {:.1} s",
+        "telemetry e2e: {last} messages ({} snapshots, {} during the {OUTAGE:?} outage, {} live snapshots during its replay of {backlog_n}, {} changes with the ramp, {} stats), {} duplicates; took {:.1} s",
         snaps.len(),
         during.len(),
+        live.len(),
         ramp.len(),
         stats.len(),
         county
@@ -370,4 +417,144 @@ async fn the_county_on_line_rate_agrees_with_riskgates() {
             assert!(ours < 0.9 && county_rate < 0.9, "the outage shows");
         }
     }
+}
+
+const OVERFLOW: &str = "queue.telemetry.overflow";
+
+fn telemetry_dropped() -> u64 {
+    riskgate::metrics::metrics()
+        .queue_dropped
+        .with_label_values(&["telemetry"])
+        .get()
+}
+
+/// The telemetry queue at its cap (4,000 bytes with the undocumented
+/// `queue_bytes` knob, about five messages; `queue_mb` cannot go below 1)
+/// while the broker is down: the oldest messages are dropped and counted,
+/// one `queue.telemetry.overflow` fault alarm (level 3, like the readings
+/// queue's) is raised however many drops follow, the retained status shows
+/// it among its `faults`, and it clears once the queue has room again.
+/// The county sees the drops as the missing `tseq`s, exactly as many as
+/// were counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_telemetry_queue_drops_the_oldest_counts_them_and_raises_one_fault() {
+    let site_id = "telemetry-cap";
+    let mut broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let devs = common::gas_detectors(1).await;
+    let mut site = SiteCfg::new(
+        site_id,
+        &dir.path().join("data"),
+        vec![devs[0].0.local_addr().port()],
+    )
+    .plain_uplink(broker.port);
+    site.poll = "500ms".into();
+    let cfg = dir.path().join("site.toml");
+    std::fs::write(&cfg, site.toml() + &telemetry_section("queue_bytes = 4000")).unwrap();
+    let mut county = Subscriber::connect(SubscriberOpts {
+        clean_session: false,
+        ..SubscriberOpts::new(
+            broker.port,
+            "county-cap",
+            &format!("riskgate/v1/{site_id}/+"),
+        )
+    })
+    .await;
+    broker.stop();
+    let running = riskgate::runtime::start(riskgate::config::load(&cfg).unwrap())
+        .await
+        .unwrap();
+    let store = running.shared.store.clone();
+
+    let first = common::wait_for_async(
+        "telemetry dropped at the cap",
+        Duration::from_secs(40),
+        || async { Some(telemetry_dropped()).filter(|d| *d > 0) },
+    )
+    .await;
+    let raised = common::committed(&store, OVERFLOW, "raised", 0).await;
+    // Drops go on; the alarm is not raised again.
+    common::wait_for_async("more drops", Duration::from_secs(30), || async {
+        (telemetry_dropped() >= first + 3).then_some(())
+    })
+    .await;
+    let bytes = store
+        .stats(riskgate::queue::QueueId::Telemetry)
+        .unwrap()
+        .bytes;
+    assert!(bytes <= 4000, "the queue holds its cap: {bytes} bytes");
+
+    broker.restart();
+    let cleared = common::committed(&store, OVERFLOW, "cleared", raised).await;
+    county
+        .until(
+            "the overflow cleared at the county",
+            Duration::from_secs(30),
+            |c| {
+                c.alarms()
+                    .iter()
+                    .any(|e| e["rule_id"] == OVERFLOW && e["state"] == "cleared")
+            },
+        )
+        .await;
+    // The queue empty (its rows delivered) and the county has every tseq
+    // that was not dropped.
+    common::wait_for_async(
+        "the telemetry queue drained",
+        Duration::from_secs(30),
+        || async { (store.depth(riskgate::queue::QueueId::Telemetry) == 0).then_some(()) },
+    )
+    .await;
+    running.stop().await;
+    let last = store.last_tseq().unwrap();
+    let dropped = telemetry_dropped();
+    county
+        .until("every tseq not dropped", Duration::from_secs(20), |c| {
+            by_tseq(c).len() as u64 + dropped >= last
+        })
+        .await;
+
+    let events: Vec<&J> = county
+        .alarms()
+        .into_iter()
+        .filter(|e| e["rule_id"] == OVERFLOW)
+        .collect();
+    let mut states: Vec<(u64, &str)> = events
+        .iter()
+        .map(|e| (e["seq"].as_u64().unwrap(), e["state"].as_str().unwrap()))
+        .collect();
+    states.sort();
+    states.dedup();
+    assert_eq!(
+        states,
+        [(raised, "raised"), (cleared, "cleared")],
+        "one overflow alarm, raised once and cleared once"
+    );
+    for e in &events {
+        assert_eq!(e["kind"], "fault", "{e}");
+        assert_eq!(e["level"], 3, "{e}");
+    }
+    let degraded = county.seen.iter().any(|m| {
+        m.topic.ends_with("/status")
+            && m.payload["health"] == "degraded"
+            && m.payload["faults"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|k| k == OVERFLOW))
+    });
+    assert!(degraded, "the status names the overflow among its faults");
+
+    // Counted: every tseq given is either at the county or dropped, and
+    // the dropped are the oldest.
+    let got = by_tseq(&county);
+    assert_eq!(
+        got.len() as u64 + dropped,
+        last,
+        "received + dropped = given"
+    );
+    let missing: Vec<u64> = (1..=last).filter(|t| !got.contains_key(t)).collect();
+    assert_eq!(
+        missing,
+        (1..=dropped).collect::<Vec<_>>(),
+        "the oldest were dropped (the broker was down from the start)"
+    );
 }

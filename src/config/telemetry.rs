@@ -49,6 +49,10 @@ pub struct RawTelemetry {
     /// oldest messages are dropped (counted; the county sees a `tseq` gap).
     #[serde(default = "default_queue_mb")]
     pub queue_mb: f64,
+    /// The cap in bytes, over `queue_mb`. Not in `docs/config.md` on
+    /// purpose: a test fills the queue with a few messages.
+    #[serde(default)]
+    pub queue_bytes: Option<u64>,
     /// Telemetry messages published per second at most (the pace of a
     /// backlog replayed after an outage).
     #[serde(default = "default_replay_rate")]
@@ -273,7 +277,9 @@ pub fn check(
         stats: t.stats_5m.then_some(t.stats_period.0),
         include: t.include.clone(),
         exclude: t.exclude.clone(),
-        queue_bytes: (t.queue_mb.max(0.0) * 1_048_576.0) as u64,
+        queue_bytes: t
+            .queue_bytes
+            .unwrap_or((t.queue_mb.max(0.0) * 1_048_576.0) as u64),
         replay_rate: t.replay_rate,
     }
 }

@@ -4,7 +4,46 @@
 
 use rusqlite::{Transaction, params};
 
-use super::{Delta, QueueId};
+use super::{Delta, QueueId, Row, Store, StoreError};
+
+impl Store {
+    /// Up to `max` rows of `q` with `after < id <= upto`, oldest first
+    /// (a lane's backlog ends at `upto`, see `sink::drive`).
+    pub fn peek_range(
+        &self,
+        q: QueueId,
+        after: i64,
+        upto: i64,
+        max: usize,
+    ) -> Result<Vec<Row>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT id, body FROM {} WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
+                q.table()
+            ))?;
+            let max = max.min(i64::MAX as usize) as i64;
+            let rows = st.query_map(params![after, upto, max], |r| {
+                Ok(Row {
+                    id: r.get(0)?,
+                    body: r.get(1)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// The id of the newest row of `q`, 0 when it is empty. Ids only grow
+    /// (`AUTOINCREMENT`), so a row queued later has a greater one.
+    pub fn last_id(&self, q: QueueId) -> Result<i64, StoreError> {
+        self.read(|c| {
+            c.query_row(
+                &format!("SELECT COALESCE(MAX(id), 0) FROM {}", q.table()),
+                [],
+                |r| r.get(0),
+            )
+        })
+    }
+}
 
 /// Inserts `bodies` into `q` inside `tx`, noting the change in `d`.
 pub(crate) fn push_in(

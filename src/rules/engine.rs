@@ -225,6 +225,12 @@ impl Engine {
         health::readings_dropped(&mut self.alarms, &self.points, dropped, now)
     }
 
+    /// Queueing telemetry dropped `dropped` of the oldest messages (raises
+    /// the telemetry overflow alarm); zero clears it.
+    pub fn telemetry_dropped(&mut self, dropped: u64, now: DateTime<Utc>) -> Output {
+        health::telemetry_dropped(&mut self.alarms, &self.points, dropped, now)
+    }
+
     /// A gateway fault (an output that cannot work until someone acts) is
     /// present (`Some(why)`: raises its alarm) or gone (`None`: clears it).
     pub fn gateway_fault(

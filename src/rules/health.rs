@@ -16,7 +16,8 @@
 //!   at the start of the flood, cleared once it has been calm a while
 //!   (`source::flood`).
 //! - `queue.readings.overflow`: the readings queue on disk is full and the
-//!   oldest readings are dropped (reported by the runtime that commits).
+//!   oldest readings are dropped (reported by the runtime that commits);
+//!   `queue.telemetry.overflow` likewise for the county's real-time data.
 //! - [`GatewayFault`]s: an output of the gateway itself cannot work until
 //!   someone acts (e.g. InfluxDB refuses the token); reported by the sink
 //!   through the runtime, raised on the first failure and cleared by the
@@ -39,6 +40,8 @@ use crate::model::{AlarmKind, BadReason, Quality};
 
 /// The key of the readings-queue overflow alarm.
 pub const QUEUE_OVERFLOW_KEY: &str = "queue.readings.overflow";
+/// The key of the telemetry-queue overflow alarm.
+pub const TELEMETRY_OVERFLOW_KEY: &str = "queue.telemetry.overflow";
 /// The key of the store fault alarm.
 pub const STORE_WRITE_KEY: &str = "store.write";
 /// Level of the store fault: red, alarms may not reach the county.
@@ -257,21 +260,63 @@ pub fn readings_dropped(
     dropped: u64,
     at: DateTime<Utc>,
 ) -> Output {
-    let mut out = Output::default();
     let msg = if dropped > 0 {
         text::queue_dropping(dropped)
     } else {
         text::QUEUE_RECOVERED.to_string()
     };
-    let r = Raise::plain(
+    let name = text::QUEUE_FULL_NAME;
+    overflow(
+        alarms,
+        points,
         QUEUE_OVERFLOW_KEY,
-        AlarmKind::Fault,
-        QUEUE_OVERFLOW_LEVEL,
-        text::QUEUE_FULL_NAME,
-        at,
+        name,
+        dropped > 0,
         msg,
-    );
-    alarms.set(dropped > 0, r, points, &mut out);
+        at,
+    )
+}
+
+/// Queueing telemetry dropped `dropped` of the oldest queued messages;
+/// zero clears the alarm. Same level as the readings queue's: data is
+/// lost (the county sees the `tseq` gap), no alarm is.
+pub fn telemetry_dropped(
+    alarms: &mut Alarms,
+    points: &Points,
+    dropped: u64,
+    at: DateTime<Utc>,
+) -> Output {
+    let msg = if dropped > 0 {
+        text::telemetry_dropping(dropped)
+    } else {
+        text::TELEMETRY_RECOVERED.to_string()
+    };
+    let name = text::TELEMETRY_FULL_NAME;
+    overflow(
+        alarms,
+        points,
+        TELEMETRY_OVERFLOW_KEY,
+        name,
+        dropped > 0,
+        msg,
+        at,
+    )
+}
+
+/// A queue's overflow alarm: raised once while it drops, cleared by the
+/// first write that drops nothing.
+fn overflow(
+    alarms: &mut Alarms,
+    points: &Points,
+    key: &str,
+    name: &str,
+    dropping: bool,
+    msg: String,
+    at: DateTime<Utc>,
+) -> Output {
+    let mut out = Output::default();
+    let r = Raise::plain(key, AlarmKind::Fault, QUEUE_OVERFLOW_LEVEL, name, at, msg);
+    alarms.set(dropping, r, points, &mut out);
     out
 }
 

@@ -162,6 +162,14 @@ pub fn queue_dropping(dropped: u64) -> String {
 
 pub const QUEUE_RECOVERED: &str = "读数缓存恢复, 不再丢弃读数";
 
+pub const TELEMETRY_FULL_NAME: &str = "实时数据缓存已满";
+
+pub fn telemetry_dropping(dropped: u64) -> String {
+    format!("实时数据缓存达到上限, 已丢弃最旧的 {dropped} 条实时数据 (报警不丢弃)")
+}
+
+pub const TELEMETRY_RECOVERED: &str = "实时数据缓存恢复, 不再丢弃实时数据";
+
 pub fn gateway_fault(name: &str, why: &str) -> String {
     format!("{name}: {why}")
 }

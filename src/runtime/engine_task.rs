@@ -216,8 +216,13 @@ impl EngineTask {
                     self.watchdog.fed();
                     let out = self.engine.tick(self.clock.now());
                     self.emit(out);
-                    if let Some(t) = &mut self.telemetry {
-                        t.tick(self.engine.active(), Utc::now()).await;
+                    if let Some(t) = &mut self.telemetry
+                        && let Some(dropped) = t.tick(self.engine.active(), Utc::now())
+                    {
+                        // Like the readings queue: raised while the cap
+                        // drops messages, cleared by a write that drops none.
+                        let out = self.engine.telemetry_dropped(dropped, Utc::now());
+                        self.emit(out);
                     }
                     if self.batch_due(commit_every) { self.commit().await; }
                     self.publish_views();

@@ -1,10 +1,17 @@
 //! The telemetry feed of the engine task: the builder's messages numbered
 //! and queued by the store, and the on-line rate gauges.
+//!
+//! The engine task only builds the messages; a writer task of its own
+//! queues them, in order (so `tseq` follows the order they were made in).
+//! Queueing is a write transaction with its fsync, and the engine task must
+//! not wait for it: a reading that crosses an alarm threshold while a
+//! snapshot is being written would wait too.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::Shared;
@@ -14,41 +21,70 @@ use crate::telemetry::{Builder, Message, encode};
 
 pub(super) struct TelemetryFeed {
     builder: Builder,
-    shared: Arc<Shared>,
+    /// Messages for the writer task, with the time they were made at.
+    to_store: mpsc::UnboundedSender<(Vec<Message>, DateTime<Utc>)>,
+    /// Old messages each queueing dropped for the cap, as they finish.
+    drops: mpsc::UnboundedReceiver<u64>,
 }
 
 impl TelemetryFeed {
-    /// The feed of `[telemetry]`, or None without one.
+    /// The feed of `[telemetry]`, or None without one. Starts its writer,
+    /// which ends once the feed is dropped and what it was given is queued.
     pub fn new(shared: Arc<Shared>, now: DateTime<Utc>) -> Option<TelemetryFeed> {
         let builder = Builder::from_config(&shared.cfg, now)?;
         tracing::info!(points = builder.len(), "telemetry for the county on");
-        Some(TelemetryFeed { builder, shared })
+        let (to_store, rx) = mpsc::unbounded_channel();
+        let (drops_tx, drops) = mpsc::unbounded_channel();
+        tokio::spawn(write(shared, rx, drops_tx));
+        Some(TelemetryFeed {
+            builder,
+            to_store,
+            drops,
+        })
     }
 
     pub fn readings(&mut self, rs: &[Reading]) {
         self.builder.on_readings(rs);
     }
 
-    /// Gives the builder the active alarm levels, takes the messages due at
-    /// `now` and queues them (each with the next `tseq`).
-    pub async fn tick<'a>(
+    /// Gives the builder the active alarm levels and hands the messages due
+    /// at `now` to the writer. Returns how many old messages the cap
+    /// dropped in the queueings finished since the last call, if any
+    /// finished (0: they dropped none).
+    pub fn tick<'a>(
         &mut self,
         active: impl Iterator<Item = &'a Instance>,
         now: DateTime<Utc>,
-    ) {
+    ) -> Option<u64> {
         self.builder
             .set_alarms(active.filter_map(|a| a.point_id.as_deref().map(|p| (p, a.level))));
         let msgs: Vec<Message> = self.builder.tick(now);
-        if msgs.is_empty() {
-            return;
+        if !msgs.is_empty() {
+            let m = crate::metrics::metrics();
+            for msg in &msgs {
+                m.telemetry_messages
+                    .with_label_values(&[msg.kind.as_str()])
+                    .inc();
+            }
+            let _ = self.to_store.send((msgs, now));
         }
-        let m = crate::metrics::metrics();
-        for msg in &msgs {
-            m.telemetry_messages
-                .with_label_values(&[msg.kind.as_str()])
-                .inc();
+        let mut finished = None;
+        while let Ok(d) = self.drops.try_recv() {
+            *finished.get_or_insert(0) += d;
         }
-        let (store, id) = (self.shared.store.clone(), self.shared.id.clone());
+        finished
+    }
+}
+
+/// Queues each batch of messages, each with the next `tseq`, in the order
+/// they come; reports the drops.
+async fn write(
+    shared: Arc<Shared>,
+    mut rx: mpsc::UnboundedReceiver<(Vec<Message>, DateTime<Utc>)>,
+    drops: mpsc::UnboundedSender<u64>,
+) {
+    while let Some((msgs, now)) = rx.recv().await {
+        let (store, id) = (shared.store.clone(), shared.id.clone());
         let r = tokio::task::spawn_blocking(move || {
             store.append_telemetry(
                 &msgs,
@@ -58,7 +94,9 @@ impl TelemetryFeed {
         })
         .await;
         match r {
-            Ok(Ok(_)) => {}
+            Ok(Ok((_, dropped))) => {
+                let _ = drops.send(dropped);
+            }
             // The messages are lost but their `tseq`s were never given:
             // the county sees no gap for them, only a late snapshot.
             Ok(Err(e)) => tracing::error!(error = %e, "queueing telemetry failed"),

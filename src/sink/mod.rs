@@ -16,8 +16,15 @@
 //! uplink: alarm events, and later real-time data) gets them as lanes in
 //! priority order: the driver offers the first lane's rows first, so a
 //! backlog in a later lane never holds back an earlier one; the sink's
-//! `room(queue)` says how much of its window each lane may use.
+//! `room(queue)` says how much of its window each lane may use. A lane the
+//! sink wants [`Sink::fresh_first`] (telemetry) sends what was queued since
+//! the link came up before the backlog left from before: the backlog still
+//! goes in order, in the room the fresh rows leave.
+//!
+//! Delivered rows are deleted off the loop (`acks.rs`): the loop never
+//! waits for a fsync between a PUBACK and the next alarm.
 
+mod acks;
 pub mod influx;
 pub mod uplink;
 
@@ -87,6 +94,11 @@ pub trait Sink: Send {
     fn idle_wait(&self) -> Duration {
         Duration::from_secs(1)
     }
+    /// Whether `queue`'s rows queued since the link came up go before the
+    /// older ones (the backlog), which fill the room they leave, in order.
+    fn fresh_first(&self, _queue: QueueId) -> bool {
+        false
+    }
 }
 
 /// How long a sink may take to close after the drain deadline (the uplink
@@ -96,15 +108,34 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// One queue as the driver sees it.
 struct Lane {
     q: QueueId,
-    /// Highest row id handed to the sink since the last rewind.
+    /// Highest row id handed to the sink since the last rewind (of the
+    /// backlog, with `fresh_first`).
     cursor: i64,
     in_flight: usize,
+    /// With `fresh_first`: the last row id queued when the link came up
+    /// (found at the first fill after a rewind); rows up to it are the
+    /// backlog, rows after it fresh.
+    backlog_end: Option<i64>,
+    /// With `fresh_first`: highest fresh row id handed to the sink.
+    fresh: i64,
 }
 
 impl Lane {
+    fn new(q: QueueId) -> Lane {
+        Lane {
+            q,
+            cursor: 0,
+            in_flight: 0,
+            backlog_end: None,
+            fresh: 0,
+        }
+    }
+
     fn rewind(&mut self) {
         self.cursor = 0;
         self.in_flight = 0;
+        self.backlog_end = None;
+        self.fresh = 0;
     }
 }
 
@@ -118,15 +149,8 @@ pub async fn drive<S: Sink>(
     shutdown: CancellationToken,
     drain: Duration,
 ) {
-    let mut lanes: Vec<Lane> = queues
-        .into()
-        .into_iter()
-        .map(|q| Lane {
-            q,
-            cursor: 0,
-            in_flight: 0,
-        })
-        .collect();
+    let mut lanes: Vec<Lane> = queues.into().into_iter().map(Lane::new).collect();
+    let acks = acks::Acks::start(store.clone());
     let wakers: Vec<_> = lanes.iter().map(|l| store.waker(l.q)).collect();
     let mut backoff = Backoff::default();
     let mut retry_at: Option<Instant> = None;
@@ -145,6 +169,11 @@ pub async fn drive<S: Sink>(
         if let Some(d) = drain_until
             && close_until.is_none()
         {
+            if lanes.iter().all(|l| l.in_flight == 0) {
+                // Nothing in flight: what is delivered must be off the
+                // queues before they can look empty.
+                acks.flush().await;
+            }
             let done = lanes
                 .iter()
                 .all(|l| l.in_flight == 0 && store.depth(l.q) == 0);
@@ -158,7 +187,7 @@ pub async fn drive<S: Sink>(
         }
         if close_until.is_none() && retry_at.is_none() {
             for lane in &mut lanes {
-                fill(&store, &mut sink, lane).await;
+                fill(&store, &mut sink, lane, &acks).await;
             }
         }
         let deadline = close_until.or(drain_until);
@@ -188,12 +217,7 @@ pub async fn drive<S: Sink>(
                 backoff.reset();
                 settled(&mut lanes, q, ids.len());
                 tracing::debug!(queue = q.label(), rows = ids.len(), "delivered");
-                let s = store.clone();
-                if let Some(Err(e)) = blocking(move || s.ack(q, &ids)).await {
-                    // The rows stay queued and are delivered again (at
-                    // least once).
-                    tracing::error!(queue = q.label(), error = %e, "queue ack failed");
-                }
+                acks.ack(q, ids);
                 None
             }
             Some(Progress::Settled(q, ids, Outcome::Rejected(why))) => {
@@ -214,6 +238,9 @@ pub async fn drive<S: Sink>(
             Some(Progress::Idle | Progress::Closed) | None => None,
         };
         if let Some(why) = failed {
+            // Delivered rows off the queues first: the rewind must not
+            // send them again.
+            acks.flush().await;
             lanes.iter_mut().for_each(Lane::rewind);
             sink.reset();
             let names: Vec<&str> = lanes.iter().map(|l| l.q.label()).collect();
@@ -230,26 +257,95 @@ pub async fn drive<S: Sink>(
             }
         }
     }
+    acks.finish().await;
     sink.finish().await;
 }
 
 /// Offers the lane's next rows to the sink, as many as it has room for.
-async fn fill<S: Sink>(store: &Arc<Store>, sink: &mut S, lane: &mut Lane) {
-    let room = sink.room(lane.q);
-    // The counter says whether anything is left beyond what is in flight,
-    // without a query.
-    if room == 0 || store.depth(lane.q) <= lane.in_flight as u64 {
+async fn fill<S: Sink>(store: &Arc<Store>, sink: &mut S, lane: &mut Lane, acks: &acks::Acks) {
+    // The counters say whether anything is left beyond what is in flight
+    // or delivered, without a query.
+    let unsent = store
+        .depth(lane.q)
+        .saturating_sub(acks.pending(lane.q))
+        .saturating_sub(lane.in_flight as u64);
+    if sink.room(lane.q) == 0 || unsent == 0 {
         return;
     }
-    let (s, q, after) = (store.clone(), lane.q, lane.cursor);
-    match blocking(move || s.peek(q, after, room)).await {
-        Some(Ok(rows)) if !rows.is_empty() => {
-            lane.cursor = rows.last().map(|r| r.id).unwrap_or(lane.cursor);
-            lane.in_flight += rows.len();
-            sink.send(lane.q, rows);
+    if !sink.fresh_first(lane.q) {
+        if let Offered::Rows(last) = offer(store, sink, lane, lane.cursor, None).await {
+            lane.cursor = last;
         }
-        Some(Ok(_)) | None => {}
-        Some(Err(e)) => tracing::error!(queue = lane.q.label(), error = %e, "queue read failed"),
+        return;
+    }
+    let end = match lane.backlog_end {
+        Some(end) => end,
+        None => {
+            let (s, q) = (store.clone(), lane.q);
+            match blocking(move || s.last_id(q)).await {
+                Some(Ok(end)) => {
+                    lane.backlog_end = Some(end);
+                    lane.fresh = end;
+                    end
+                }
+                Some(Err(e)) => {
+                    tracing::error!(queue = lane.q.label(), error = %e, "queue read failed");
+                    return;
+                }
+                None => return,
+            }
+        }
+    };
+    if let Offered::Rows(last) = offer(store, sink, lane, lane.fresh, None).await {
+        lane.fresh = last;
+    }
+    if lane.cursor < end {
+        match offer(store, sink, lane, lane.cursor, Some(end)).await {
+            Offered::Rows(last) => lane.cursor = last,
+            // Every backlog row handed over (or gone): only fresh ones now.
+            Offered::Empty => lane.cursor = end,
+            Offered::Nothing => {}
+        }
+    }
+}
+
+enum Offered {
+    /// Rows handed over, up to this id.
+    Rows(i64),
+    /// None left in the range.
+    Empty,
+    /// No room, or the read failed.
+    Nothing,
+}
+
+/// Hands the sink the rows of the lane after `after` (up to `upto`), as
+/// many as it has room for.
+async fn offer<S: Sink>(
+    store: &Arc<Store>,
+    sink: &mut S,
+    lane: &mut Lane,
+    after: i64,
+    upto: Option<i64>,
+) -> Offered {
+    let room = sink.room(lane.q);
+    if room == 0 {
+        return Offered::Nothing;
+    }
+    let (s, q) = (store.clone(), lane.q);
+    match blocking(move || s.peek_range(q, after, upto.unwrap_or(i64::MAX), room)).await {
+        Some(Ok(rows)) => match rows.last().map(|r| r.id) {
+            Some(last) => {
+                lane.in_flight += rows.len();
+                sink.send(lane.q, rows);
+                Offered::Rows(last)
+            }
+            None => Offered::Empty,
+        },
+        None => Offered::Nothing,
+        Some(Err(e)) => {
+            tracing::error!(queue = lane.q.label(), error = %e, "queue read failed");
+            Offered::Nothing
+        }
     }
 }
 
