@@ -7,8 +7,8 @@
 //! counts every bad frame against its station. A real Mosquitto (county
 //! subscriber, every event schema-checked) and a real VictoriaMetrics.
 //!
-//! Not yet here: the 1 h / 3 h rainfall alarms (the `accumulation` rule
-//! kind of issue 12 item 4 had not landed when this test was written).
+//! The 1 h / 3 h rainfall alarms are `accumulation` rules (issue 12 item
+//! 4) on the stations' PJ and PT.
 
 mod common;
 
@@ -66,12 +66,18 @@ const C: [u8; 5] = [0x00, 0x00, 0x00, 0x10, 0x03];
 
 fn config(
     dir: &std::path::Path,
-    tcp: u16,
-    udp: u16,
-    http: u16,
-    mqtt: u16,
+    (tcp, udp, http, mqtt): (u16, u16, u16, u16),
     vm: &str,
+    storm_day: chrono::NaiveDate,
 ) -> std::path::PathBuf {
+    // 汛限 by calendar: the storm falls in 主汛期 (153.0 m); outside it the
+    // limit is the normal pool level (155.0 m), which the storm never
+    // reaches.
+    let day = |d: chrono::NaiveDate| d.format("%m-%d").to_string();
+    let (from, to) = (
+        day(storm_day - chrono::Duration::days(1)),
+        day(storm_day + chrono::Duration::days(1)),
+    );
     let toml = format!(
         r#"
 [site]
@@ -144,12 +150,35 @@ report_margin = "1s"
 points = [ {{ id = "rain-c.pt", element = "PT" }}, {{ id = "rain-c.pj", element = "PJ" }} ]
 
 [[rules]]
+id = "rain-a-1h"
+kind = "accumulation"
+name = "1 小时降雨量"
+point = "rain-a.pj"
+input = "increment"
+window = "1h"
+op = ">="
+value = 20
+level = 3
+
+[[rules]]
+id = "rain-a-3h"
+kind = "accumulation"
+name = "3 小时降雨量"
+point = "rain-a.pt"
+input = "cumulative"
+window = "3h"
+op = ">="
+value = 46
+level = 2
+
+[[rules]]
 id = "res-b-flood-limit"
 kind = "threshold"
 name = "超汛限水位"
 point = "res-b.level"
 op = ">"
-value = 153.0
+schedule = [ {{ name = "主汛期", from = "{from}", to = "{to}", value = 153.0 }} ]
+otherwise = 155.0
 level = 2
 "#,
         data = dir.join("data").display(),
@@ -242,7 +271,13 @@ async fn storm_over_tcp_and_udp() {
     let vm = Victoria::start();
     let dir = tempfile::tempdir().unwrap();
     let (tcp, udp, http) = (free_port(), free_port(), free_port());
-    let cfg = config(dir.path(), tcp, udp, http, broker.port, &vm.url());
+    let start = storm_start();
+    let cfg = config(
+        dir.path(),
+        (tcp, udp, http, broker.port),
+        &vm.url(),
+        start.date(),
+    );
     let mut sub = subscribe(broker.port, "riskgate/v1/sl651-res-01/#", "sl651-county").await;
     let _daemon = Riskgate::spawn(&cfg, &dir.path().join("riskgate.log"), &[]);
     let mut seen = Vec::new();
@@ -263,7 +298,6 @@ async fn storm_over_tcp_and_udp() {
     })
     .await;
 
-    let start = storm_start();
     let rain = Scenario::from_toml_str(RAIN).unwrap();
     let res = Scenario::from_toml_str(RESERVOIR).unwrap();
 
@@ -337,6 +371,31 @@ async fn storm_over_tcp_and_udp() {
         (flood["value"].as_f64().unwrap() - 153.022).abs() < 0.001,
         "{flood}"
     );
+
+    // Rain: PJ 3.3 mm every 5 minutes from 35 min (40 mm over an hour,
+    // one decimal on the wire): 7 slots = 23.1 mm ≥ 20 at 65 min. PT: the
+    // station's first report of the storm (35 min, PT 3.3) is the
+    // counter's baseline, since a running total's first value says nothing
+    // of when it rose; 46 mm more have fallen at 130 min (PT 50.0: 46.7).
+    for (rule, minutes) in [("rain-a-1h", 65), ("rain-a-3h", 130)] {
+        let hit = |t: &str, v: &serde_json::Value| {
+            t.ends_with("/alarm") && v["rule_id"] == rule && v["state"] == "raised"
+        };
+        let ev = match seen.iter().find(|m| hit(&m.0, &m.1)) {
+            Some(m) => m.1.clone(),
+            None => {
+                sub.wait(rule, Duration::from_secs(20), &mut seen, hit)
+                    .await
+            }
+        };
+        assert_eq!(ev["kind"], "accumulation", "{ev}");
+        let ts: DateTime<Utc> = ev["ts"].as_str().unwrap().parse().unwrap();
+        assert_eq!(
+            ts,
+            utc(start + chrono::Duration::minutes(minutes)),
+            "{rule}: {ev}"
+        );
+    }
 
     // The door: tamper raised at 2 h, cleared at 2.5 h (observation times).
     let tamper = |state: &'static str| {
