@@ -25,10 +25,12 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::oneshot;
 
+pub mod serve;
 pub mod state;
 
 use crate::queue::QueueId;
 use crate::time::since;
+pub use serve::{HEADER_TIMEOUT, serve};
 pub use state::{AckCmd, PointView, Shared};
 
 /// The most requests served at once; more wait their turn, so a client

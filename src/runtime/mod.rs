@@ -245,12 +245,7 @@ pub async fn start(cfg: Config) -> Result<Running, RunError> {
         let stop = shutdown.clone();
         tracing::info!(addr = ?http_addr, "operator page and API listening");
         tasks.spawn("api", async move {
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
-            {
-                tracing::error!(error = %e, "operator API failed");
-            }
+            crate::api::serve(listener, app, async move { stop.cancelled().await }).await;
         });
     }
 
