@@ -141,41 +141,51 @@ async fn a_flooding_device_is_limited_counted_and_alarmed_once_and_starves_no_on
         })
     };
 
-    // Meanwhile the calm device: 1..=CALM_MESSAGES, ten a second.
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    for n in 1..=CALM_MESSAGES {
-        tick.tick().await;
-        calm.publish(
-            "site/gd-calm",
-            QoS::AtLeastOnce,
-            false,
-            format!(r#"{{"v":{n}}}"#),
-        )
-        .await
-        .unwrap();
-    }
-    // Every calm message is in the history (committed, not just received).
-    let since = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(0).unwrap();
-    let calm_values = wait_for_async(
-        "every calm message committed",
-        Duration::from_secs(30),
-        || {
-            let store = store.clone();
-            async move {
-                let values: std::collections::BTreeSet<u32> = store
-                    .history("calm.v", since, 100_000)
-                    .unwrap()
-                    .iter()
-                    .filter_map(|r| r.value.map(|v| v as u32))
-                    .collect();
-                (1..=CALM_MESSAGES)
-                    .all(|n| values.contains(&n))
-                    .then_some(values)
+    // Meanwhile the calm device: 1, 2, 3 … ten a second, until the end
+    // (a device that stopped would rightly go stale).
+    let calm_stop = Arc::new(AtomicBool::new(false));
+    let calm_task = {
+        let (calm, stop) = (calm.clone(), calm_stop.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                n += 1;
+                calm.publish(
+                    "site/gd-calm",
+                    QoS::AtLeastOnce,
+                    false,
+                    format!(r#"{{"v":{n}}}"#),
+                )
+                .await
+                .unwrap();
             }
+            n
+        })
+    };
+    let since = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(0).unwrap();
+    let calm_values = || {
+        let store = store.clone();
+        move || -> std::collections::BTreeSet<u32> {
+            store
+                .history("calm.v", since, 1_000_000)
+                .unwrap()
+                .iter()
+                .filter_map(|r| r.value.map(|v| v as u32))
+                .collect()
+        }
+    };
+    // The flood lasts until the calm device has had CALM_MESSAGES through.
+    wait_for_async(
+        "calm messages during the flood",
+        Duration::from_secs(60),
+        || {
+            let values = calm_values();
+            async move { (values().len() as u32 > CALM_MESSAGES).then_some(()) }
         },
     )
     .await;
-    assert!(calm_values.len() as u32 >= CALM_MESSAGES);
     stop.store(true, Ordering::Relaxed);
     let sent = flooding.await.unwrap();
 
@@ -202,6 +212,19 @@ async fn a_flooding_device_is_limited_counted_and_alarmed_once_and_starves_no_on
                 .then_some(())
         }
     })
+    .await;
+    // Every calm message, from before, during and after the flood, is
+    // committed.
+    calm_stop.store(true, Ordering::Relaxed);
+    let calm_sent = calm_task.await.unwrap();
+    wait_for_async(
+        "every calm message committed",
+        Duration::from_secs(30),
+        || {
+            let values = calm_values();
+            async move { (1..=calm_sent).all(|n| values().contains(&n)).then_some(()) }
+        },
+    )
     .await;
     let log = alarm_log(&store);
     let flood_events: Vec<_> = log
