@@ -12,9 +12,12 @@
 //!   every 2 s, and a reader polls stats, the queue head and the history as
 //!   the API and the sinks do.
 //!
-//! It writes `target/bench/store_latency.json` (p50 / p99 / max in ms per
-//! phase, the backlog size, how many rows pruning deleted during the
-//! measurement) and prints it. `docs/benchmarks.md` has the figures.
+//! Each commit is followed by a bare `fdatasync` of a side file in the same
+//! directory, timed too: what the disk costs under the same load whatever
+//! the store does. It writes `target/bench/store_latency.json` (p50 / p99 /
+//! max in ms per phase, the same for the bare fsync, the load average, the
+//! backlog size, how many rows pruning deleted during the measurement) and
+//! prints it. `docs/benchmarks.md` has the figures.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,20 +51,30 @@ fn event(seq: u64, _: &u32) -> LoggedEvent {
     }
 }
 
-fn time_alarms(store: &Store, n: usize) -> Vec<f64> {
+/// Alarm commit times, each paired with the time of a bare `fdatasync` of
+/// a side file in the same directory taken right after it: the disk's own
+/// floor under the same load, so the figures say what the store adds to
+/// it and what the machine costs whatever the store does.
+fn time_alarms(store: &Store, side: &mut std::fs::File, n: usize) -> (Vec<f64>, Vec<f64>) {
+    use std::io::Write;
     let active = vec![("face1301-ch4-cut".to_string(), serde_json::json!({"a": 1}))];
-    (0..n)
-        .map(|_| {
-            let t = Instant::now();
-            store
-                .append_events(QueueId::Alarms, &[0u32], event, &active)
-                .unwrap();
-            let ms = t.elapsed().as_secs_f64() * 1000.0;
-            // Alarms come one by one, not back to back.
-            std::thread::sleep(Duration::from_millis(15));
-            ms
-        })
-        .collect()
+    let line = [b'x'; 600];
+    let mut commits = Vec::with_capacity(n);
+    let mut floor = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        store
+            .append_events(QueueId::Alarms, &[0u32], event, &active)
+            .unwrap();
+        commits.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        side.write_all(&line).unwrap();
+        side.sync_data().unwrap();
+        floor.push(t.elapsed().as_secs_f64() * 1000.0);
+        // Alarms come one by one, not back to back.
+        std::thread::sleep(Duration::from_millis(15));
+    }
+    (commits, floor)
 }
 
 /// `n` readings of 100 points from `at_ms` on, as the engine task commits
@@ -105,8 +118,13 @@ fn main() {
         .unwrap();
     let store = Arc::new(Store::open(dir.path(), u64::MAX, u64::MAX).unwrap());
 
-    let idle = time_alarms(&store, SAMPLES);
-    eprintln!("idle: {}", summary(idle.clone()));
+    let mut side = std::fs::File::create(dir.path().join("fsync-floor")).unwrap();
+    let (idle, idle_floor) = time_alarms(&store, &mut side, SAMPLES);
+    eprintln!(
+        "idle: {} (bare fsync {})",
+        summary(idle.clone()),
+        summary(idle_floor.clone())
+    );
 
     // The backlog: half of it past a 7-day retention, so pruning has work.
     let now = chrono::Utc::now().timestamp_millis();
@@ -134,15 +152,20 @@ fn main() {
     let stop = Arc::new(AtomicBool::new(false));
     let pruned = Arc::new(AtomicU64::new(0));
     let pruning = Arc::new(AtomicBool::new(true));
+    let readings_took = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut threads = Vec::new();
     {
         // Readings, as a large site commits them.
-        let (s, stop) = (store.clone(), stop.clone());
+        // Their commit times bound how long an alarm can wait behind one.
+        let (s, stop, took) = (store.clone(), stop.clone(), readings_took.clone());
         threads.push(std::thread::spawn(move || {
             let mut k = 0;
             while !stop.load(Ordering::Relaxed) {
                 let (h, q) = readings(1_000, chrono::Utc::now().timestamp_millis() + k);
+                let t = Instant::now();
                 s.append_readings(&h, &q, 0).unwrap();
+                let ms = t.elapsed().as_secs_f64() * 1000.0;
+                took.lock().unwrap().push(ms);
                 k += 1;
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -182,11 +205,11 @@ fn main() {
     }
     // Let the load start before measuring.
     std::thread::sleep(Duration::from_millis(500));
-    let busy = time_alarms(&store, SAMPLES);
+    let (busy, busy_floor) = time_alarms(&store, &mut side, SAMPLES);
     let still_pruning = pruning.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
-    let b = summary(busy);
-    eprintln!("backlog: {b} (pruning still running at the end: {still_pruning})");
+    let (b, bf) = (summary(busy), summary(busy_floor));
+    eprintln!("backlog: {b} (bare fsync {bf}; pruning still running at the end: {still_pruning})");
     for t in threads {
         t.join().unwrap();
     }
@@ -195,6 +218,10 @@ fn main() {
         "what": "Store::append_events, one alarm event per commit, synchronous = FULL",
         "idle": summary(idle),
         "backlog": b,
+        "bare_fsync_idle": summary(idle_floor),
+        "readings_commit_1000": summary(std::mem::take(&mut *readings_took.lock().unwrap())),
+        "bare_fsync_backlog": bf,
+        "load_average": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
         "backlog_mb": backlog_mb,
         "backlog_readings_queued": backlog.depth,
         "pruning_ran_throughout": still_pruning,

@@ -8,8 +8,10 @@
 //! connection, and the wait happens here instead, where it can be ordered:
 //! a [`Prio::Alarm`] writer waits only for the transaction that holds the
 //! connection now, never for readings writers that queued before it. Every
-//! low-priority transaction is bounded (a readings batch, one prune step,
-//! one ack), so that wait is short (see `benches/store_latency.rs`).
+//! low-priority transaction is bounded (one prune step), or looks at
+//! [`Gate::alarm_waiting`] between segments of its work and commits what it
+//! has done when an alarm waits (a readings batch, an acknowledgement), so
+//! that wait is short (see `benches/store_latency.rs`).
 //!
 //! Invariant: the connection is held by at most one caller; a low-priority
 //! caller never takes it while an alarm writer waits.
@@ -54,6 +56,20 @@ impl<T> Gate<T> {
     fn state(&self) -> MutexGuard<'_, State> {
         // Only plain flags live here; a panic elsewhere cannot break them.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether an alarm writer waits for the connection now. A long bulk
+    /// write looks at this between segments and commits early, so the
+    /// alarm waits for one segment, not for the whole batch.
+    pub fn alarm_waiting(&self) -> bool {
+        self.state().alarms_waiting > 0
+    }
+
+    /// Whether someone holds the connection now (for tests that must know
+    /// a writer is inside its transaction).
+    #[cfg(test)]
+    pub fn busy(&self) -> bool {
+        self.state().busy
     }
 
     /// Blocks until the connection is free for `prio`.

@@ -41,7 +41,7 @@ use tokio::sync::Notify;
 
 use gate::Gate;
 pub use gate::Prio;
-pub use history::{HistoryRow, Stat5m};
+pub use history::{HistoryRow, Partial, SEGMENT, Stat5m};
 pub use log::LoggedEvent;
 pub use rejected::{REJECTED_MAX_ROWS, REJECTED_RETENTION_MS};
 pub(crate) use rows::{delete_in, push_in};
@@ -201,6 +201,12 @@ pub struct Drops([u64; QueueId::ALL.len()]);
 impl Drops {
     pub fn get(&self, q: QueueId) -> u64 {
         self.0[q.index()]
+    }
+
+    fn add(&mut self, other: &Drops) {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a += b;
+        }
     }
 }
 
@@ -509,9 +515,25 @@ impl Store {
         if ids.is_empty() {
             return Ok(());
         }
-        let (n, _) = self.write(q.prio(), |tx, d| {
-            delete_in(tx, d, q, ids).map_err(|e| self.err(e))
-        })?;
+        // In segments, as `append_readings` does: a large readings ack
+        // gives way to a waiting alarm commit. An ack that fails part way
+        // is retried whole; the ids already gone are ignored then.
+        let (mut n, mut done) = (0, 0);
+        while done < ids.len() {
+            let ((k, end), _) = self.write(q.prio(), |tx, d| {
+                let (mut k, mut at) = (0, done);
+                loop {
+                    let to = (at + history::SEGMENT * 4).min(ids.len());
+                    k += delete_in(tx, d, q, &ids[at..to]).map_err(|e| self.err(e))?;
+                    at = to;
+                    if at >= ids.len() || (q.prio() == Prio::Bulk && self.writer.alarm_waiting()) {
+                        return Ok((k, at));
+                    }
+                }
+            })?;
+            n += k;
+            done = end;
+        }
         crate::metrics::metrics()
             .delivered
             .with_label_values(&[q.label()])

@@ -228,3 +228,65 @@ fn an_amended_log_entry_changes_in_the_log_only() {
         r#"{"seq":1,"actions":[{"result":"pending"}]}"#
     );
 }
+
+/// A large readings batch gives way to an alarm commit between segments:
+/// the alarm is stored while the batch is still being written, and the
+/// batch's first part is already committed then (so the alarm waited for
+/// one segment, not for the whole batch). Structural, not timed: the
+/// batch is large enough that it cannot end before the alarm is served.
+#[test]
+fn an_alarm_commit_cuts_into_a_large_readings_batch() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(open(dir.path(), u64::MAX));
+    let n = 50_000;
+    let history: Vec<HistoryRow> = (0..n)
+        .map(|i| HistoryRow {
+            point: format!("p{}", i % 100),
+            at_ms: i as i64,
+            value: Some(1.0),
+            quality: 0,
+        })
+        .collect();
+    let queued = vec![(QueueId::Readings, bodies(n, 40))];
+    let finished = Arc::new(AtomicBool::new(false));
+    let batch = {
+        let (s, finished) = (s.clone(), finished.clone());
+        std::thread::spawn(move || {
+            s.append_readings(&history, &queued, 0).unwrap();
+            finished.store(true, Ordering::SeqCst);
+        })
+    };
+    // Wait until the batch is inside its transaction.
+    while !s.writer.busy() && !finished.load(Ordering::SeqCst) {
+        std::thread::yield_now();
+    }
+    let enc = |seq: u64, _: &&str| LoggedEvent {
+        event_id: format!("gw:{seq:012}"),
+        alarm_id: "a".into(),
+        at_ms: 1,
+        body: format!("{{\"seq\":{seq}}}"),
+    };
+    let none: &[(String, serde_json::Value)] = &[];
+    s.append_events(QueueId::Alarms, &["a"], enc, none).unwrap();
+    let batch_done_before_alarm = finished.load(Ordering::SeqCst);
+    let (committed, _) = scanned(&s, QueueId::Readings);
+    batch.join().unwrap();
+    assert!(
+        !batch_done_before_alarm,
+        "the alarm waited for the whole batch of {n} readings"
+    );
+    assert!(
+        committed > 0 && committed < n as u64,
+        "the batch's first part is committed when the alarm is: {committed} of {n}"
+    );
+    // Segments are whole and the batch ends complete: each reading once in
+    // the queue and in the history.
+    assert_eq!(scanned(&s, QueueId::Readings).0, n as u64);
+    let rows: i64 = s
+        .read(|c| c.query_row("SELECT COUNT(*) FROM history_raw", [], |r| r.get(0)))
+        .unwrap();
+    assert_eq!(rows, n as i64);
+    assert_eq!(s.stats(QueueId::Readings).unwrap().depth, n as u64);
+}

@@ -341,7 +341,8 @@ impl EngineTask {
         self.retry_at = Some(tokio::time::Instant::now() + self.commit_backoff.fail());
     }
 
-    /// Commits the pending readings, history and queues, in one transaction.
+    /// Commits the pending readings, history and queues (one transaction,
+    /// or a few when alarm commits cut in: `Store::append_readings`).
     async fn commit(&mut self) {
         let mono = self.clock.now().mono;
         self.states
@@ -381,10 +382,17 @@ impl EngineTask {
                 self.emit(out);
                 self.store_result(None);
             }
-            Ok((Err(e), history, queued, states)) => {
-                // Kept for the next commit unless a newer one came meanwhile.
+            Ok((Err(e), mut history, mut queued, states)) => {
+                // Kept for the next commit unless a newer one came meanwhile
+                // (a snapshot: writing it again is harmless).
                 for (k, j) in states {
                     self.states.entry(k).or_insert(j);
+                }
+                // The readings before `stored` are committed: only the rest
+                // is kept for the retry, or they would be stored twice.
+                history.drain(..e.stored.min(history.len()));
+                for (_, bodies) in &mut queued {
+                    bodies.drain(..e.stored.min(bodies.len()));
                 }
                 let n = history.len();
                 self.keep_unstored(history, queued);
