@@ -94,8 +94,7 @@ impl Store {
             let (end, d) = self
                 .write(Prio::Bulk, |tx, d| {
                     if done == 0 {
-                        super::rule_state::put_in(tx, states, now_ms)
-                            .map_err(|e| self.err(e))?;
+                        super::rule_state::put_in(tx, states, now_ms).map_err(|e| self.err(e))?;
                     }
                     let mut at = done;
                     // At least one segment per transaction, so the batch
