@@ -51,7 +51,7 @@ fn free_port() -> u16 {
 fn summary(mut v: Vec<f64>) -> serde_json::Value {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
-    serde_json::json!({ "n": v.len(), "min_ms": q(0.0), "p50_ms": q(0.5), "p99_ms": q(0.99), "max_ms": q(1.0) })
+    serde_json::json!({ "n": v.len(), "min_ms": q(0.0), "p50_ms": q(0.5), "p95_ms": q(0.95), "p99_ms": q(0.99), "max_ms": q(1.0) })
 }
 
 fn site_toml(data: &Path, broker: u16, dev_port: u16) -> String {
