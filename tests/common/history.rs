@@ -28,22 +28,30 @@ pub async fn committed(
     state: &str,
     after_seq: u64,
 ) -> u64 {
-    wait_for_async(
-        &format!("{rule} {state} committed"),
-        Duration::from_secs(10),
-        || async {
-            let since = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(0).unwrap();
-            store
-                .alarm_log(since, 100_000)
-                .unwrap()
-                .into_iter()
-                .find(|e| {
-                    e["rule_id"] == rule
-                        && e["state"] == state
-                        && e["seq"].as_u64().unwrap() > after_seq
-                })
-                .map(|e| e["seq"].as_u64().unwrap())
-        },
-    )
+    committed_within(store, rule, state, after_seq, Duration::from_secs(10)).await
+}
+
+/// As [`committed`], waiting up to `limit` (for an event that follows a
+/// reconnect, whose backoff may be 30 s).
+pub async fn committed_within(
+    store: &riskgate::queue::Store,
+    rule: &str,
+    state: &str,
+    after_seq: u64,
+    limit: Duration,
+) -> u64 {
+    wait_for_async(&format!("{rule} {state} committed"), limit, || async {
+        let since = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(0).unwrap();
+        store
+            .alarm_log(since, 100_000)
+            .unwrap()
+            .into_iter()
+            .find(|e| {
+                e["rule_id"] == rule
+                    && e["state"] == state
+                    && e["seq"].as_u64().unwrap() > after_seq
+            })
+            .map(|e| e["seq"].as_u64().unwrap())
+    })
     .await
 }

@@ -30,7 +30,7 @@ pub mod subscriber;
 pub mod wait;
 
 pub use gateway::{Riskgate, init_tracing};
-pub use history::{accepted_readings, committed};
+pub use history::{accepted_readings, committed, committed_within};
 pub use http::{http_get, http_post};
 pub use influx::{Answer, InfluxStandIn};
 pub use schema::assert_schema_valid;
