@@ -549,17 +549,25 @@ async fn a_full_telemetry_queue_drops_the_oldest_counts_them_and_raises_one_faul
     assert!(degraded, "the status names the overflow among its faults");
 
     // Counted: every tseq given is either at the county or dropped, and
-    // the dropped are the oldest.
+    // the dropped are the oldest. A row already handed to the broker when
+    // the cap drops it is counted as dropped and still delivered (the
+    // documented double count), so up to the telemetry in-flight window
+    // (2) may be both.
     let got = by_tseq(&county);
-    assert_eq!(
-        got.len() as u64 + dropped,
-        last,
-        "received + dropped = given"
-    );
     let missing: Vec<u64> = (1..=last).filter(|t| !got.contains_key(t)).collect();
+    assert!(
+        got.len() as u64 + dropped >= last && got.len() as u64 + dropped <= last + 2,
+        "received {} + dropped {dropped} = given {last}, give or take the 2 in flight",
+        got.len()
+    );
+    let k = missing.len() as u64;
+    assert!(
+        k <= dropped && k + 2 >= dropped,
+        "missing {k}, counted dropped {dropped}"
+    );
     assert_eq!(
         missing,
-        (1..=dropped).collect::<Vec<_>>(),
+        (1..=k).collect::<Vec<_>>(),
         "the oldest were dropped (the broker was down from the start)"
     );
 }
