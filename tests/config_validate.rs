@@ -376,7 +376,9 @@ fn every_shipped_preset_is_valid_when_bound() {
                 "blue" | "yellow" | "orange" | "red" | "cut_value" | "alarm_value"
                 | "flood_limit" | "design_flood" | "rain_1h" | "rise_1h" | "deadband"
                 | "main_limit" | "post_limit" | "normal_level" | "dead_level" | "prepare_1h"
-                | "evacuate_1h" | "prepare_3h" | "evacuate_3h" | "prepare_6h" | "evacuate_6h" => {
+                | "evacuate_1h" | "prepare_3h" | "evacuate_3h" | "prepare_6h" | "evacuate_6h"
+                | "temp_high" | "diff_high" | "pressure_low" | "flow_low" | "dp_high"
+                | "dp_low" | "airflow_low" => {
                     format!("{}", i + 1)
                 }
                 // A calendar's days: two periods that do not overlap.
@@ -385,7 +387,14 @@ fn every_shipped_preset_is_valid_when_bound() {
                 "post_from" => "\"08-16\"".to_string(),
                 "post_to" => "\"09-30\"".to_string(),
                 "input" => "\"cumulative\"".to_string(),
-                "working" | "cam_online" | "cam_blocked" | "cut" | "feed" | "fan" => {
+                // Outputs a preset's actions write: writable coils.
+                "cut_cmd" | "shutoff_cmd" | "fan_cmd" | "valve_cmd" => {
+                    points.push_str(&format!("  [[devices.points]]\n  id = \"b{i}\"\n  register = \"coil\"\n  address = {i}\n  writable = true\n"));
+                    format!("\"b{i}\"")
+                }
+                "working" | "cam_online" | "cam_blocked" | "cut" | "feed" | "fan" | "power_on"
+                | "shutoff_closed" | "drain_open" | "launder_cut" | "entry" | "fan_running"
+                | "spark" | "extinguish" | "valve_closed" | "main_fan" | "casting" => {
                     points.push_str(&format!("  [[devices.points]]\n  id = \"b{i}\"\n  register = \"coil\"\n  address = {i}\n"));
                     format!("\"b{i}\"")
                 }

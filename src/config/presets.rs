@@ -87,6 +87,40 @@ pub const PRESETS: &[(&str, &str)] = &[
         "mountain-torrent",
         include_str!("../../config/presets/mountain-torrent.toml"),
     ),
+    // 工贸 (metallurgy, confined spaces, ammonia, dust), gas users, non-coal mines:
+    // sources and confidence marks in docs/standards.md.
+    (
+        "furnace-cooling",
+        include_str!("../../config/presets/furnace-cooling.toml"),
+    ),
+    (
+        "al-casting",
+        include_str!("../../config/presets/al-casting.toml"),
+    ),
+    (
+        "confined-space",
+        include_str!("../../config/presets/confined-space.toml"),
+    ),
+    (
+        "ammonia-room",
+        include_str!("../../config/presets/ammonia-room.toml"),
+    ),
+    (
+        "dust-collector",
+        include_str!("../../config/presets/dust-collector.toml"),
+    ),
+    (
+        "gas-user",
+        include_str!("../../config/presets/gas-user.toml"),
+    ),
+    (
+        "mine-air",
+        include_str!("../../config/presets/mine-air.toml"),
+    ),
+    (
+        "mine-ventilation",
+        include_str!("../../config/presets/mine-ventilation.toml"),
+    ),
 ];
 
 #[derive(serde::Deserialize)]

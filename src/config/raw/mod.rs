@@ -67,6 +67,9 @@ pub enum SiteKind {
     TailingsDam,
     Chemical,
     GasUser,
+    /// 工贸 works (metallurgy, nonferrous, building materials, machinery, light
+    /// industry …); contract 1.1 `site_kind` "industrial".
+    Industrial,
     Other,
 }
 
@@ -79,6 +82,7 @@ impl SiteKind {
             SiteKind::TailingsDam => "tailings_dam",
             SiteKind::Chemical => "chemical",
             SiteKind::GasUser => "gas_user",
+            SiteKind::Industrial => "industrial",
             SiteKind::Other => "other",
         }
     }
