@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use firmware_sim::devices::plant::Plant;
 use firmware_sim::devices::{self, DeviceHandle, DeviceKind, RunnerOptions};
 use firmware_sim::scenario::FaultKind;
 use firmware_sim::{
@@ -41,6 +42,12 @@ enum Cmd {
     },
     /// Test bank with known values in every type and byte order
     TypedBank(TransportArgs),
+    /// Medium-frequency furnace cooling skid (flows, temperatures, power that follows a cut command)
+    FurnaceSkid(DeviceArgs),
+    /// Aluminium DC-casting pit (cooling water, quick shut-off valve, drain, launder break with read-back)
+    CastingPit(DeviceArgs),
+    /// Gas user's alarm cabinet (% LEL) with its emergency shut-off valve (write coil, read-back)
+    GasCabinet(DeviceArgs),
     /// Several RTU slaves on one serial line
     RtuLine(RtuLineArgs),
     /// AI video box publishing camera status over MQTT
@@ -428,6 +435,9 @@ async fn main() {
         Cmd::Reservoir(dev) => run_device(DeviceKind::ReservoirRtu, dev).await,
         Cmd::KjMonitor { dev, zones } => run_device(DeviceKind::KjMonitor { zones }, dev).await,
         Cmd::TypedBank(t) => run_typed_bank(t).await,
+        Cmd::FurnaceSkid(dev) => run_device(DeviceKind::Plant(Plant::FurnaceSkid), dev).await,
+        Cmd::CastingPit(dev) => run_device(DeviceKind::Plant(Plant::CastingPit), dev).await,
+        Cmd::GasCabinet(dev) => run_device(DeviceKind::Plant(Plant::GasCabinet), dev).await,
         Cmd::RtuLine(args) => run_rtu_line(args).await,
         Cmd::VideoBox(args) => run_video_box(args).await,
         Cmd::Sl651Station(args) => run_sl651_station(args).await,

@@ -2,6 +2,7 @@
 
 pub mod gas_detector;
 pub mod kj_monitor;
+pub mod plant;
 pub mod reservoir;
 pub mod typed_bank;
 
@@ -36,6 +37,9 @@ pub enum DeviceKind {
     KjMonitor { zones: u8 },
     /// `typed-bank` (fixed values, no signals)
     TypedBank,
+    /// `furnace-skid`, `casting-pit`, `gas-cabinet`: devices with their own logic
+    /// (outputs that follow commands), see [`plant`]
+    Plant(plant::Plant),
 }
 
 impl DeviceKind {
@@ -45,6 +49,9 @@ impl DeviceKind {
             DeviceKind::ReservoirRtu => "reservoir-rtu",
             DeviceKind::KjMonitor { .. } => "kj-monitor",
             DeviceKind::TypedBank => "typed-bank",
+            DeviceKind::Plant(plant::Plant::FurnaceSkid) => "furnace-skid",
+            DeviceKind::Plant(plant::Plant::CastingPit) => "casting-pit",
+            DeviceKind::Plant(plant::Plant::GasCabinet) => "gas-cabinet",
         }
     }
 
@@ -61,6 +68,11 @@ impl DeviceKind {
                 .collect(),
             DeviceKind::KjMonitor { zones } => kj_monitor::signals(*zones),
             DeviceKind::TypedBank => Vec::new(),
+            DeviceKind::Plant(p) => p
+                .signals()
+                .iter()
+                .map(|(s, v)| (s.to_string(), *v))
+                .collect(),
         }
     }
 
@@ -87,6 +99,7 @@ impl DeviceKind {
                 kj_monitor::write_signal(bank, *zones, signal, value)
             }
             DeviceKind::TypedBank => false,
+            DeviceKind::Plant(p) => p.write_signal(bank, signal, value),
         }
     }
 
@@ -124,8 +137,12 @@ impl FromStr for DeviceKind {
                 zones: kj_monitor::DEFAULT_ZONES,
             }),
             "typed-bank" => Ok(DeviceKind::TypedBank),
+            "furnace-skid" => Ok(DeviceKind::Plant(plant::Plant::FurnaceSkid)),
+            "casting-pit" => Ok(DeviceKind::Plant(plant::Plant::CastingPit)),
+            "gas-cabinet" => Ok(DeviceKind::Plant(plant::Plant::GasCabinet)),
             _ => Err(format!(
-                "unknown device kind {s:?} (gas-detector, reservoir-rtu, kj-monitor, typed-bank)"
+                "unknown device kind {s:?} (gas-detector, reservoir-rtu, kj-monitor, typed-bank, \
+                 furnace-skid, casting-pit, gas-cabinet)"
             )),
         }
     }
@@ -155,6 +172,8 @@ struct RunnerState {
     fault_key: Option<(u64, usize)>,
     /// Whether the runner set the fault switch (so it may reset it).
     fault_set_by_runner: bool,
+    /// A plant device's own logic state (stroke timers).
+    plant: plant::State,
 }
 
 struct Shared {
@@ -188,6 +207,18 @@ impl Shared {
             if self.kind.write_signal(&self.bank, name, v) {
                 st.last.insert(name.clone(), v);
             }
+        }
+        if let DeviceKind::Plant(p) = self.kind {
+            // After the signals, so the logic sees this tick's values and pins.
+            let st = &mut *st;
+            let last = &st.last;
+            let sig = |s: &str| {
+                last.get(s)
+                    .copied()
+                    .or_else(|| self.kind.default_value(s))
+                    .unwrap_or(0.0)
+            };
+            plant::step(p, &self.bank, &sig, &mut st.plant, elapsed);
         }
 
         let active = self.scenario.active_fault(elapsed);
@@ -410,6 +441,7 @@ pub fn spawn_device_with(
             last: HashMap::new(),
             fault_key: None,
             fault_set_by_runner: false,
+            plant: plant::State::default(),
         }),
     });
     shared.tick();
@@ -500,4 +532,13 @@ pub async fn typed_bank_tcp(addr: SocketAddr) -> io::Result<TcpSlave> {
     let bank = RegisterBank::new();
     DeviceKind::TypedBank.init_bank(&bank);
     TcpSlave::start(addr, vec![], bank, FaultSwitch::new()).await
+}
+
+/// A plant device (`furnace-skid`, `casting-pit`, `gas-cabinet`) on Modbus TCP (any unit id).
+pub async fn plant_tcp(
+    addr: SocketAddr,
+    plant: plant::Plant,
+    scenario: Scenario,
+) -> io::Result<(TcpSlave, DeviceHandle)> {
+    device_tcp(addr, DeviceKind::Plant(plant), scenario, vec![]).await
 }
