@@ -1,6 +1,7 @@
-//! End to end for the 工贸 interlocks with real parts: firmware-sim's
-//! `furnace-skid` and `casting-pit` over Modbus TCP sockets, the `riskgate`
-//! binary with the `furnace-cooling` and `al-casting` presets, a real
+//! End to end for the 工贸 and gas-user interlocks with real parts:
+//! firmware-sim's `furnace-skid`, `casting-pit` and `gas-cabinet` over Modbus
+//! TCP sockets, the `riskgate` binary with the `furnace-cooling`, `al-casting`
+//! and `gas-user` presets, a real
 //! Mosquitto and a county subscriber that checks every event against the
 //! contract's schemas.
 //!
@@ -13,6 +14,9 @@
 //!   writes the quick shut-off valve closed (confirmed) and the pit's valves
 //!   report in place: no consistency alarm. With the shut-off valve stuck open,
 //!   快速切断阀未关闭 (level 1) is raised and clears when the valve frees.
+//! - Gas user (`gas-cabinet`): a leak writes the shut-off valve closed
+//!   (confirmed, the valve's switch shows closed); with the valve stuck open,
+//!   紧急切断阀未关闭 (level 1).
 
 mod common;
 
@@ -21,14 +25,14 @@ use std::time::Duration;
 
 use common::{Mosquitto, Riskgate, Subscriber, assert_schema_valid, subscribe, wait_for_async};
 use firmware_sim::devices::DeviceHandle;
-use firmware_sim::devices::plant::{Plant, casting, furnace};
+use firmware_sim::devices::plant::{Plant, casting, furnace, gas};
 use firmware_sim::{Scenario, devices};
 use riskgate::queue::Store;
 use serde_json::Value as J;
 
 const SITE: &str = "e2e-works-01";
 
-fn config(dir: &Path, skid: u16, pit: u16, mqtt: u16) -> PathBuf {
+fn config(dir: &Path, skid: u16, pit: u16, cab: u16, mqtt: u16) -> PathBuf {
     let data = dir.join("data");
     let text = format!(
         r#"
@@ -119,6 +123,35 @@ offline_after = 3
   address = {shutoff}
   writable = true
 
+[[devices]]
+id = "cab-k1"
+protocol = "modbus_tcp"
+host = "127.0.0.1"
+port = {cab}
+poll_interval = "200ms"
+timeout = "300ms"
+retries = 0
+offline_after = 3
+  [[devices.points]]
+  id = "k1.lel"
+  register = "holding"
+  address = {lel}
+  type = "f32"
+  [[devices.points]]
+  id = "k1.valve_closed"
+  register = "discrete"
+  address = {valve_closed}
+  [[devices.points]]
+  id = "k1.valve_cmd"
+  register = "coil"
+  address = {valve}
+  writable = true
+
+[[presets]]
+name = "gas-user"
+id_prefix = "k1-"
+bind = {{ lel = "k1.lel", valve_cmd = "k1.valve_cmd", valve_closed = "k1.valve_closed" }}
+
 [[presets]]
 name = "furnace-cooling"
 id_prefix = "f1-"
@@ -141,6 +174,9 @@ bind = {{ casting = "c1.casting", pressure = "c1.pressure", flow = "c1.flow", pr
         launder = casting::DI_LAUNDER_CUT,
         casting = casting::DI_CASTING,
         shutoff = casting::COIL_SHUTOFF,
+        lel = gas::REG_LEL,
+        valve_closed = gas::DI_VALVE_CLOSED,
+        valve = gas::COIL_VALVE,
     );
     let p = dir.join("riskgate.toml");
     std::fs::write(&p, text).unwrap();
@@ -191,7 +227,7 @@ fn quiet(seen: &Seen, rule: &str) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn furnace_and_casting_interlocks_reach_the_county() {
+async fn furnace_casting_and_gas_interlocks_reach_the_county() {
     let broker = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -209,6 +245,13 @@ async fn furnace_and_casting_interlocks_reach_the_county() {
     )
     .await
     .unwrap();
+    let (cab_slave, cab): (_, DeviceHandle) = devices::plant_tcp(
+        "127.0.0.1:0".parse().unwrap(),
+        Plant::GasCabinet,
+        Scenario::default(),
+    )
+    .await
+    .unwrap();
     // The plant's own interlocks are bypassed here so that riskgate's written
     // request is what acts: its read-back is then the whole story.
     skid.set_signal("interlock", 0.0);
@@ -217,6 +260,7 @@ async fn furnace_and_casting_interlocks_reach_the_county() {
         dir.path(),
         skid_slave.local_addr().port(),
         pit_slave.local_addr().port(),
+        cab_slave.local_addr().port(),
         broker.port,
     );
     let mut sub = subscribe(broker.port, &format!("riskgate/v1/{SITE}/#"), "county").await;
@@ -362,6 +406,38 @@ async fn furnace_and_casting_interlocks_reach_the_county() {
     event(&mut sub, &mut seen, "c1-flow-low", "cleared").await;
     assert!(quiet(&seen, "c1-drain-failed") && quiet(&seen, "c1-launder-failed"));
 
+    // ---- Gas user: the shut-off valve written closed and read back; then stuck --------
+    cab.set_signal("lel", 30.0);
+    let leak = event(&mut sub, &mut seen, "k1-lel-1", "raised").await;
+    assert_eq!(leak["site_kind"], "industrial");
+    assert_eq!(leak["actions"][0]["target"], "k1.valve_cmd");
+    let leak_id = leak["alarm_id"].as_str().unwrap().to_string();
+    assert_eq!(action_result(&data, &leak_id).await, "confirmed");
+    wait_for_async("the gas valve closed", Duration::from_secs(5), || async {
+        cab.bank().discrete(gas::DI_VALVE_CLOSED).then_some(())
+    })
+    .await;
+    cab.set_signal("lel", 0.0);
+    event(&mut sub, &mut seen, "k1-lel-1", "cleared").await;
+    assert!(
+        quiet(&seen, "k1-valve-not-closed"),
+        "the valve closed in time"
+    );
+    // Reopened by hand; the next leak finds the valve stuck open.
+    cab.bank().set_coil(gas::COIL_VALVE, false);
+    wait_for_async("the gas valve open", Duration::from_secs(5), || async {
+        (!cab.bank().discrete(gas::DI_VALVE_CLOSED)).then_some(())
+    })
+    .await;
+    cab.set_signal("valve_stuck", 1.0);
+    cab.set_signal("lel", 28.0);
+    event(&mut sub, &mut seen, "k1-lel-1", "raised").await;
+    let open = event(&mut sub, &mut seen, "k1-valve-not-closed", "raised").await;
+    assert_eq!(open["kind"], "consistency");
+    assert_eq!(open["level"], 1);
+    cab.set_signal("lel", 0.0);
+    event(&mut sub, &mut seen, "k1-valve-not-closed", "cleared").await;
+
     // A clean stop; then every alarm event the county got is schema-valid and
     // its seq gap-free from 1.
     let status = tokio::task::spawn_blocking(move || daemon.terminate())
@@ -392,5 +468,10 @@ async fn furnace_and_casting_interlocks_reach_the_county() {
         "gap-free seq"
     );
     // No built-in fault on the written points: every write was read back.
-    assert!(quiet(&seen, "f1.cut_cmd.action") && quiet(&seen, "c1.shutoff_cmd.action"));
+    for p in ["f1.cut_cmd", "c1.shutoff_cmd", "k1.valve_cmd"] {
+        assert!(
+            quiet(&seen, &format!("{p}.action")),
+            "{p}: every write read back"
+        );
+    }
 }
