@@ -137,6 +137,51 @@ async fn typed_bank_and_kj_monitor_binaries() {
 }
 
 #[tokio::test]
+async fn plant_binaries_follow_a_written_command() {
+    // The gas cabinet: FC 5 closes the valve; its switch (discrete 0) follows
+    // after the 0.5 s stroke.
+    let sim = Sim::spawn(&["gas-cabinet", "--listen", "127.0.0.1:0"]);
+    let addr: SocketAddr = sim.listening_on().parse().unwrap();
+    let mut c = RawTcp::connect(addr).await;
+    assert_eq!(c.read_bits(2, 0, 1).await, vec![false]);
+    assert_eq!(
+        c.request(1, &[5, 0, 0, 0xFF, 0x00]).await,
+        vec![5, 0, 0, 0xFF, 0x00]
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while c.read_bits(2, 0, 1).await != vec![true] {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the valve never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sim.terminate();
+
+    // The furnace skid computes the flow difference and reports power on.
+    let sim = Sim::spawn(&[
+        "furnace-skid",
+        "--listen",
+        "127.0.0.1:0",
+        "--scenario",
+        &scenario("furnace-cooling-leak.toml"),
+    ]);
+    let addr: SocketAddr = sim.listening_on().parse().unwrap();
+    let mut c = RawTcp::connect(addr).await;
+    let diff = f32_from_words(&c.read_holding(4, 2).await);
+    assert!((diff - 0.1).abs() < 1e-3, "{diff}");
+    assert_eq!(c.read_bits(2, 0, 1).await, vec![true]);
+    sim.terminate();
+
+    let sim = Sim::spawn(&["casting-pit", "--listen", "127.0.0.1:0"]);
+    let addr: SocketAddr = sim.listening_on().parse().unwrap();
+    let mut c = RawTcp::connect(addr).await;
+    assert!((f32_from_words(&c.read_holding(0, 2).await) - 0.30).abs() < 1e-6);
+    assert_eq!(c.read_bits(2, 0, 4).await, vec![false, false, false, true]);
+    sim.terminate();
+}
+
+#[tokio::test]
 async fn initial_fault_flag() {
     let sim = Sim::spawn(&[
         "reservoir",
