@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::certs::{make_ca, make_cert};
 use common::{
     Mosquitto, SiteCfg, Subscriber, SubscriberOpts, assert_schema_valid, free_port, http_get,
     wait_for_async,
@@ -29,19 +30,6 @@ use riskgate::queue::{QueueId, Store};
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const GOOD_PW: &str = "correct horse battery staple";
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl CLI");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A CA and two server certificates signed by it: `good` for 127.0.0.1 and
 /// localhost, `wrong` for wrong.example only; a client certificate
@@ -82,78 +70,6 @@ fn make_certs(dir: &Path) {
     ] {
         make_cert(dir, name, cn, san, ca, usage);
     }
-}
-
-fn make_ca(dir: &Path, name: &str, subj: &str) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend(["-keyout", &key, "-out", &pem, "-days", "2", "-subj", subj]);
-    openssl(dir, &ca);
-}
-
-fn make_cert(dir: &Path, name: &str, cn: &str, san: &str, ca: &str, usage: &str) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
-    let (key, csr, ext, pem) = (
-        format!("{name}.key"),
-        format!("{name}.csr"),
-        format!("{name}.ext"),
-        format!("{name}.pem"),
-    );
-    let subj = format!("/CN={cn}");
-    let mut req = vec!["req"];
-    req.extend(ec);
-    req.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
-    openssl(dir, &req);
-    std::fs::write(
-        dir.join(&ext),
-        format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage={usage}\n"),
-    )
-    .unwrap();
-    let serial = format!("0x{:016x}", rand_serial());
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &ca_pem,
-            "-CAkey",
-            &ca_key,
-            "-set_serial",
-            &serial,
-            "-out",
-            &pem,
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-        ],
-    );
-}
-
-fn rand_serial() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1
 }
 
 /// A broker with its plain listener (for the subscriber) and a TLS listener

@@ -64,10 +64,11 @@ struct Running {
 }
 
 impl Running {
-    fn start(dev: Device<MqttDevice>, port: u16) -> Running {
+    fn start(mut dev: Device<MqttDevice>, port: u16) -> Running {
         let (tx, rx) = mpsc::channel(1024);
         let stop = CancellationToken::new();
-        let task = tokio::spawn(mqtt::run(dev, ("127.0.0.1".into(), port), tx, stop.clone()));
+        dev.broker.connection_mut().port = port;
+        let task = tokio::spawn(mqtt::run(dev, tx, stop.clone()));
         Running { rx, stop, task }
     }
 

@@ -33,6 +33,7 @@ pub use telemetry::{Deadband, Telemetry};
 // point types.
 pub use crate::source::modbus::config::{Modbus, ModbusPoint, ModbusRtu, ModbusTcp};
 pub use crate::source::mqtt::config::{Broker, MqttDevice, MqttPoint};
+pub use crate::source::mqtt::connection::{Connection, Login, Secret, TlsFiles};
 pub use raw::{
     ActionCfg, ByteOrder, Cmp, DataType, Dur, Gateway, Http, Influx, InputKind, Parity, Period,
     PointIds, PollGroup, PresetUse, Protocol, RegisterKind, Rule, RuleKindCfg, SerialLine, Site,

@@ -67,10 +67,10 @@ impl Config {
     }
 
     pub fn uplink_client_id(&self) -> String {
-        self.uplink
-            .as_ref()
-            .and_then(|u| u.client_id.clone())
-            .unwrap_or_else(|| format!("riskgate-{}", self.gateway.id))
+        match &self.uplink {
+            Some(u) => crate::source::mqtt::connection::uplink_client_id(u, &self.gateway.id),
+            None => format!("riskgate-{}", self.gateway.id),
+        }
     }
 }
 

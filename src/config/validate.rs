@@ -98,6 +98,12 @@ pub fn validate(
     if let Some(u) = &cfg.uplink {
         sections::check_uplink(u, &mut e);
     }
+    // What `broker = "uplink"` sources connect with: the uplink's own
+    // connection, every setting of it.
+    let uplink = cfg
+        .uplink
+        .as_ref()
+        .map(|u| mqtt::connection::Connection::of_uplink(u, &cfg.gateway.id));
 
     // ---- serial lines
     let mut line_ids = HashMap::new();
@@ -139,8 +145,7 @@ pub fn validate(
                 );
             }
         }
-        let uplink = cfg.uplink.as_ref();
-        if let Some(typed) = device(d, p, pps, &line_ids, uplink, &mut e, &mut warnings) {
+        if let Some(typed) = device(d, p, pps, &line_ids, uplink.as_ref(), &mut e, &mut warnings) {
             devices.push(typed);
         }
     }
@@ -283,7 +288,7 @@ pub(super) fn device(
     p: &str,
     point_paths: &[String],
     line_ids: &HashMap<&str, &SerialLine>,
-    uplink: Option<&Uplink>,
+    uplink: Option<&mqtt::connection::Connection>,
     e: &mut Errs,
     warnings: &mut Vec<String>,
 ) -> Option<TypedDevice> {
@@ -304,6 +309,7 @@ pub(super) fn device(
         // is the whole failure, so it raises `offline` at once.
         health.offline_after = 1;
     }
+    mqtt::connection::reject_on_other_protocols(d, p, e);
     // One line per protocol: each checks its own fields and points.
     let kind = match d.protocol {
         Protocol::ModbusTcp => {

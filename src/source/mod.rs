@@ -174,10 +174,7 @@ impl Source {
             Source::RtuLine { line, devices } => {
                 modbus::rtu::run(line, devices, tx, shutdown).await
             }
-            Source::Mqtt { device } => {
-                let broker = (device.broker.host().to_string(), device.broker.port());
-                mqtt::run(device, broker, tx, shutdown).await
-            }
+            Source::Mqtt { device } => mqtt::run(device, tx, shutdown).await,
             Source::Sl651 {
                 listen,
                 stations,

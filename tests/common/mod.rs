@@ -1,5 +1,6 @@
 //! Shared fixtures of the integration tests, one job a file:
 //! - `wait`: free ports, polling with a limit (no sleeps as synchronisation);
+//! - `certs`: test CAs and certificates made with the openssl CLI;
 //! - `services`: real Mosquitto and VictoriaMetrics on free loopback ports;
 //! - `http`: a minimal blocking HTTP client;
 //! - `influx`: a stand-in for InfluxDB 2.x's write endpoint (auth, org,
@@ -16,6 +17,7 @@
 //! The names are re-exported here, so a test says `common::Mosquitto`.
 #![allow(dead_code, unused_imports)]
 
+pub mod certs;
 pub mod gateway;
 pub mod history;
 pub mod http;

@@ -193,7 +193,8 @@ pub struct Device {
     #[serde(default)]
     pub groups: Vec<PollGroup>,
     // ---- MQTT source
-    /// `host:port` of the site broker; `"uplink"` reuses the uplink broker.
+    /// `host:port` of the site broker; `"uplink"` reaches the uplink's
+    /// broker with all of the uplink's connection settings.
     #[serde(default)]
     pub broker: Option<String>,
     #[serde(default)]
@@ -205,6 +206,21 @@ pub struct Device {
     /// and raise `{device}.flood` (`source::flood`).
     #[serde(default)]
     pub max_rate: Option<f64>,
+    /// Login on the device's own broker (`broker = "uplink"` uses the
+    /// uplink's); the password only by reference, never inline.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password_env: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<String>,
+    /// TLS to the device's own broker: the CA, and a client certificate
+    /// if the broker requires one. The host name is always checked.
+    #[serde(default)]
+    pub tls: Option<super::Tls>,
+    /// Says that a broker off this machine is reached without TLS.
+    #[serde(default)]
+    pub plain_tcp: bool,
     // ---- SL 651 station (`line` above for a radio modem's serial line)
     /// `"tcp://0.0.0.0:5001"` or `"udp://0.0.0.0:5002"`: where riskgate
     /// listens for the station.

@@ -455,8 +455,8 @@ fn default_status_every() -> Dur {
 #[derive(Clone, Debug, Deserialize)]
 pub struct Tls {
     /// PEM file of the CA that signed the broker's certificate. The
-    /// certificate is checked against `uplink.host` (hostname verification
-    /// is always on).
+    /// certificate is checked against the broker's host (`uplink.host`, or
+    /// an MQTT device's `broker`); hostname verification is always on.
     pub ca_file: String,
     #[serde(default)]
     pub client_cert_file: Option<String>,

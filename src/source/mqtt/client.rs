@@ -43,7 +43,6 @@ pub const MAX_PAYLOAD: usize = 256 * 1024;
 /// connection. Anything larger makes rumqttc drop the connection; that is
 /// counted as a malformed payload too, and the source reconnects.
 const MAX_PACKET: usize = 2 * 1024 * 1024;
-const KEEP_ALIVE: Duration = Duration::from_secs(10);
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// A heartbeat shorter than this would turn points bad between two
@@ -234,16 +233,12 @@ struct Src {
 }
 
 /// Runs the MQTT source of one device until `shutdown` is cancelled,
-/// connected to `broker` (`source::build` passes the device's own
-/// [`Broker`](super::config::Broker); a test passes its broker's port).
-/// Never returns early: a broker that is down, a disconnect or a bad payload
-/// become bad-quality readings and health inputs.
-pub async fn run(
-    device: Device<MqttDevice>,
-    broker: (String, u16),
-    tx: mpsc::Sender<Input>,
-    shutdown: CancellationToken,
-) {
+/// connected to its [`Broker`](super::config::Broker) with that broker's
+/// TLS, login and client-id prefix (`broker = "uplink"`: the uplink's).
+/// Never returns early: a broker that is down or cannot be trusted, a
+/// missing key file, a disconnect or a bad payload become bad-quality
+/// readings and health inputs (the device's `offline` alarm).
+pub async fn run(device: Device<MqttDevice>, tx: mpsc::Sender<Input>, shutdown: CancellationToken) {
     let heartbeat = device.heartbeat.max(MIN_HEARTBEAT);
     let points = device
         .points
@@ -270,91 +265,110 @@ pub async fn run(
         flood: FloodGuard::new(device.max_rate, Instant::now()),
         max_rate: device.max_rate,
     };
-
-    let client_id = format!("riskgate-src-{}-{:08x}", device.id, rand::random::<u32>());
-    let mut opts = MqttOptions::new(client_id, broker.0.clone(), broker.1);
-    opts.set_keep_alive(KEEP_ALIVE);
-    opts.set_clean_session(true);
-    opts.set_max_packet_size(MAX_PACKET, 64 * 1024);
-    let (client, mut eventloop) = AsyncClient::new(opts, 10);
-    tracing::info!(device = %src.device, broker = %format!("{}:{}", broker.0, broker.1), topic = ?src.topic, "mqtt source starting");
+    let conn = device.broker.connection();
+    tracing::info!(device = %src.device, broker = %format!("{}://{}", conn.scheme(), conn.addr()), topic = ?src.topic, "mqtt source starting");
 
     let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
+    // One session per turn: after an error the client is rebuilt from the
+    // config, so a renewed certificate or password is read again.
     loop {
-        let Some(event) = src.until(eventloop.poll()).await else {
-            break;
+        let failure = match conn.options(conn.client_id(&device.id)) {
+            Ok(mut opts) => {
+                opts.set_clean_session(true);
+                opts.set_max_packet_size(MAX_PACKET, 64 * 1024);
+                match src.session(opts, &mut backoff).await {
+                    Some(e) => e,
+                    None => break,
+                }
+            }
+            Err(e) => e.to_string(),
         };
-        match event {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                if backoff.failures() > 0 {
-                    tracing::info!(device = %src.device, "mqtt broker reachable again after {} failed attempts", backoff.failures());
-                }
-                backoff.reset();
-                // Clean session: the broker forgot the subscription.
-                if let Err(e) = client.try_subscribe(src.topic.clone(), QoS::AtLeastOnce) {
-                    tracing::error!(device = %src.device, topic = %src.topic, "cannot subscribe: {e}");
-                }
-            }
-            Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                if ack
-                    .return_codes
-                    .iter()
-                    .any(|c| matches!(c, SubscribeReasonCode::Failure))
-                {
-                    let detail = format!("broker refused the subscription to {:?}", src.topic);
-                    tracing::error!(device = %src.device, "{detail}");
-                    if !src.health(false, detail).await {
-                        break;
-                    }
-                } else {
-                    tracing::debug!(device = %src.device, topic = ?src.topic, "subscribed");
-                }
-            }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                if !src.on_publish(p).await {
-                    break;
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                let delay = backoff.fail();
-                let failures = backoff.failures();
-                if let ConnectionError::MqttState(StateError::Deserialization(
-                    rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(n),
-                )) = &e
-                {
-                    src.count_malformed(format_args!(
-                        "a packet of {n} bytes (over {MAX_PACKET}) broke the connection"
-                    ));
-                }
-                let detail = format!("mqtt broker {}:{}: {e}", broker.0, broker.1);
-                if failures == 1 {
-                    tracing::warn!(device = %src.device, "{detail}; retrying");
-                } else {
-                    tracing::debug!(device = %src.device, attempt = failures, "{detail}");
-                }
-                metrics()
-                    .polls
-                    .with_label_values(&[&*src.device, "transport"])
-                    .inc();
-                metrics()
-                    .device_up
-                    .with_label_values(&[&*src.device])
-                    .set(0);
-                if !src.health(false, detail).await {
-                    break;
-                }
-                if src.until(tokio::time::sleep(delay)).await.is_none() {
-                    break;
-                }
-            }
+        let delay = backoff.fail();
+        let mut detail = format!("mqtt broker {}://{}: {failure}", conn.scheme(), conn.addr());
+        if let Some(hint) = super::connection::tls_hint(&failure, conn) {
+            detail = format!("{detail} ({hint})");
+        }
+        if backoff.failures() == 1 {
+            tracing::warn!(device = %src.device, "{detail}; retrying");
+        } else {
+            tracing::debug!(device = %src.device, attempt = backoff.failures(), "{detail}");
+        }
+        metrics()
+            .polls
+            .with_label_values(&[&*src.device, "transport"])
+            .inc();
+        metrics()
+            .device_up
+            .with_label_values(&[&*src.device])
+            .set(0);
+        if !src.health(false, detail).await {
+            break;
+        }
+        if src.until(tokio::time::sleep(delay)).await.is_none() {
+            break;
         }
     }
-    let _ = client.try_disconnect();
     tracing::info!(device = %src.device, "mqtt source stopped");
 }
 
 impl Src {
+    /// One MQTT session until its first error (returned, for the health
+    /// detail) or shutdown (`None`).
+    async fn session(&mut self, opts: MqttOptions, backoff: &mut Backoff) -> Option<String> {
+        let (client, mut eventloop) = AsyncClient::new(opts, 10);
+        let failure = loop {
+            let event = self.until(eventloop.poll()).await?;
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    if backoff.failures() > 0 {
+                        tracing::info!(device = %self.device, "mqtt broker reachable again after {} failed attempts", backoff.failures());
+                    }
+                    backoff.reset();
+                    // Clean session: the broker forgot the subscription.
+                    if let Err(e) = client.try_subscribe(self.topic.clone(), QoS::AtLeastOnce) {
+                        tracing::error!(device = %self.device, topic = %self.topic, "cannot subscribe: {e}");
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    if ack
+                        .return_codes
+                        .iter()
+                        .any(|c| matches!(c, SubscribeReasonCode::Failure))
+                    {
+                        // A broker's ACL that does not let this login read
+                        // the topic: the device can never be heard.
+                        let detail = format!("broker refused the subscription to {:?}", self.topic);
+                        tracing::error!(device = %self.device, "{detail}");
+                        if !self.health(false, detail).await {
+                            return None;
+                        }
+                    } else {
+                        tracing::debug!(device = %self.device, topic = ?self.topic, "subscribed");
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if !self.on_publish(p).await {
+                        return None;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if let ConnectionError::MqttState(StateError::Deserialization(
+                        rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(n),
+                    )) = &e
+                    {
+                        self.count_malformed(format_args!(
+                            "a packet of {n} bytes (over {MAX_PACKET}) broke the connection"
+                        ));
+                    }
+                    break e.to_string();
+                }
+            }
+        };
+        let _ = client.try_disconnect();
+        Some(failure)
+    }
+
     /// Drives `fut` to completion while keeping the heartbeat: every time
     /// the deadline passes, the points are sent bad. `None` on shutdown.
     /// `fut` is never dropped half-way except on shutdown.

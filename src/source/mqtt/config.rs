@@ -1,39 +1,19 @@
 //! The MQTT part of the config: the typed device and point, and the check
 //! that builds them from a `protocol = "mqtt"` entry of `[[devices]]`.
 //!
-//! Invariant: an [`MqttDevice`] has a broker address, a non-empty topic, a
-//! heartbeat greater than zero, and every point a parsed path.
+//! Invariant: an [`MqttDevice`] has a broker (its whole connection, see
+//! `connection`), a non-empty topic, a heartbeat greater than zero, and
+//! every point a parsed path.
 
 use std::time::Duration;
 
+pub use super::connection::Broker;
+use super::connection::{self, Connection};
 use super::jsonpath::JsonPath;
 use crate::config::check::Errs;
 use crate::config::error::positive;
 use crate::config::raw::{self, DataType};
 use crate::source::flood::DEFAULT_MAX_RATE;
-
-/// Where a site's MQTT device publishes, resolved at validation.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Broker {
-    /// `broker = "uplink"`: the county uplink's broker (its host and port
-    /// copied here; TLS and credentials are not reused).
-    Uplink { host: String, port: u16 },
-    /// `broker = "host:port"`: the site's own broker.
-    Site { host: String, port: u16 },
-}
-
-impl Broker {
-    pub fn host(&self) -> &str {
-        match self {
-            Broker::Uplink { host, .. } | Broker::Site { host, .. } => host,
-        }
-    }
-    pub fn port(&self) -> u16 {
-        match self {
-            Broker::Uplink { port, .. } | Broker::Site { port, .. } => *port,
-        }
-    }
-}
 
 /// The highest `max_rate` accepted: beyond it the limit protects nothing
 /// (the source would hand the engine more than a whole site sends).
@@ -69,14 +49,14 @@ pub struct MqttPoint {
     pub stale_after: Duration,
 }
 
-/// Checks a `protocol = "mqtt"` device. `uplink` resolves `broker = "uplink"`;
-/// without an `[uplink]` section that name means the local broker on
-/// 127.0.0.1, which `warnings` says.
+/// Checks a `protocol = "mqtt"` device. `uplink` (the uplink's connection)
+/// resolves `broker = "uplink"`; without an `[uplink]` section that name
+/// means the local broker on 127.0.0.1, which `warnings` says.
 pub fn check(
     d: &raw::Device,
     p: &str,
     point_paths: &[String],
-    uplink: Option<&raw::Uplink>,
+    uplink: Option<&Connection>,
     e: &mut Errs,
     warnings: &mut Vec<String>,
 ) -> Option<MqttDevice> {
@@ -89,31 +69,27 @@ pub fn check(
             );
             None
         }
-        Some("uplink") => Some(match uplink {
-            Some(u) => Broker::Uplink {
-                host: u.host.clone(),
-                port: u.port,
-            },
-            None => {
-                warnings.push(format!(
-                    "{p}.broker: \"uplink\" but there is no [uplink] section; the source connects to 127.0.0.1:{MQTT_PORT}"
-                ));
-                Broker::Site {
-                    host: "127.0.0.1".into(),
-                    port: MQTT_PORT,
+        Some("uplink") => {
+            connection::check_uplink_use(d, p, e);
+            Some(match uplink {
+                Some(u) => Broker::Uplink(u.clone()),
+                None => {
+                    warnings.push(format!(
+                        "{p}.broker: \"uplink\" but there is no [uplink] section; the source connects to 127.0.0.1:{MQTT_PORT}"
+                    ));
+                    Broker::Own(Connection::local(MQTT_PORT))
                 }
-            }
-        }),
+            })
+        }
         Some(b) => {
             let (host, port) = match b.rsplit_once(':') {
                 None => (b, Some(MQTT_PORT)),
                 Some((h, port)) => (h, port.parse().ok()),
             };
             match port {
-                Some(port) if !host.is_empty() => Some(Broker::Site {
-                    host: host.into(),
-                    port,
-                }),
+                Some(port) if !host.is_empty() => {
+                    connection::check_own(d, p, host, port, e).map(Broker::Own)
+                }
                 _ => {
                     e.push(
                         format!("{p}.broker"),
@@ -124,6 +100,14 @@ pub fn check(
             }
         }
     };
+    if d.password.is_some() {
+        // `password` is an SL 651 station's; a broker password in the
+        // file would be readable by whoever may read the config.
+        e.push(
+            format!("{p}.password"),
+            "not a field of protocol mqtt: a broker password is never written in the file; give username with password_env or password_file",
+        );
+    }
     let topic = match &d.topic {
         None => {
             e.push(format!("{p}.topic"), "required for protocol mqtt");
@@ -244,6 +228,167 @@ mod tests {
                 .map(|e| format!("{}: {}", e.path, e.message))
                 .collect(),
         }
+    }
+
+    fn own(text: &str) -> super::Connection {
+        let d = device_from_toml(text).unwrap_or_else(|e| panic!("{e:?}"));
+        let DeviceKind::Mqtt(m) = &d.kind else {
+            panic!("mqtt")
+        };
+        match &m.broker {
+            super::Broker::Own(c) => c.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn with_broker(broker: &str, extra: &str) -> String {
+        mqtt(extra).replace(
+            "broker = \"127.0.0.1:1883\"",
+            &format!("broker = \"{broker}\""),
+        )
+    }
+
+    #[test]
+    fn an_own_broker_off_this_machine_needs_tls_or_says_plain_tcp() {
+        let e = errors(&with_broker("192.168.10.5:1883", ""));
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("device.tls: broker 192.168.10.5 is off this machine")),
+            "{e:?}"
+        );
+        let c = own(&with_broker("192.168.10.5:1883", "plain_tcp = true"));
+        assert_eq!((c.tls, c.port), (None, 1883));
+        let c = own(&with_broker(
+            "broker.site:8883",
+            "username = \"vb\"\npassword_file = \"/run/credentials/riskgate.service/vb\"\ntls = { ca_file = \"/etc/riskgate/site-ca.pem\", client_cert_file = \"c.pem\", client_key_file = \"c.key\" }",
+        ));
+        assert_eq!(c.host, "broker.site");
+        let tls = c.tls.unwrap();
+        assert_eq!(
+            tls.ca_file,
+            std::path::PathBuf::from("/etc/riskgate/site-ca.pem")
+        );
+        assert_eq!(tls.client, Some(("c.pem".into(), "c.key".into())));
+        let login = c.login.unwrap();
+        assert_eq!(login.username, "vb");
+        assert_eq!(
+            login.password,
+            Some(super::super::connection::Secret::File(
+                "/run/credentials/riskgate.service/vb".into()
+            ))
+        );
+        assert_eq!(c.client_id_prefix, "riskgate");
+        // Loopback stays on this machine: plain is fine.
+        assert!(own(&mqtt("")).tls.is_none());
+    }
+
+    #[test]
+    fn connection_fields_are_checked_together() {
+        let e = errors(&with_broker(
+            "10.0.0.1:8883",
+            "plain_tcp = true\npassword_env = \"A\"\npassword_file = \"b\"\ntls = { ca_file = \"\", client_cert_file = \"c.pem\" }",
+        ));
+        for want in [
+            "device.plain_tcp: plain_tcp = true contradicts device.tls",
+            "device.tls.ca_file: must not be empty",
+            "device.tls: client_cert_file and client_key_file go together",
+            "device.password_file: give password_env or password_file, not both",
+            "device.username: a password needs a username",
+        ] {
+            assert!(e.iter().any(|e| e == want), "{want}: {e:?}");
+        }
+        // A password is never inline (`password` is the SL 651 station's).
+        let e = errors(&mqtt("username = \"vb\"\npassword = \"secret\""));
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("device.password: not a field of protocol mqtt")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn broker_uplink_takes_no_connection_fields_of_its_own() {
+        let e = errors(&with_broker(
+            "uplink",
+            "username = \"x\"\ntls = { ca_file = \"ca.pem\" }",
+        ));
+        for f in ["username", "tls"] {
+            assert!(
+                e.iter()
+                    .any(|e| e.starts_with(&format!("device.{f}: not with broker = \"uplink\""))),
+                "{f}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_protocols_reject_mqtt_connection_fields() {
+        let modbus = "id = \"gd\"\nprotocol = \"modbus_tcp\"\nhost = \"127.0.0.1\"\nusername = \"u\"\nplain_tcp = true\n[[points]]\nid = \"p\"\nregister = \"holding\"\naddress = 0\n";
+        let e = errors(modbus);
+        for f in ["username", "plain_tcp"] {
+            assert!(
+                e.contains(&format!("device.{f}: only for protocol mqtt")),
+                "{f}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn broker_uplink_is_the_uplinks_whole_connection() {
+        let text = r#"
+[site]
+id = "s"
+kind = "coal_mine"
+[gateway]
+id = "gw1"
+data_dir = "/tmp/unused"
+[uplink]
+host = "county.example"
+port = 8883
+username = "gw1"
+password_file = "/run/credentials/riskgate.service/uplink"
+keep_alive = "45s"
+[uplink.tls]
+ca_file = "/etc/riskgate/county-ca.pem"
+client_cert_file = "/etc/riskgate/gw.pem"
+client_key_file = "/run/credentials/riskgate.service/gw.key"
+
+[[devices]]
+id = "vb"
+protocol = "mqtt"
+broker = "uplink"
+topic = "t"
+heartbeat = "5s"
+  [[devices.points]]
+  id = "p"
+  path = "v"
+"#;
+        let cfg = crate::config::load_str(text, std::path::Path::new("t.toml"))
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let DeviceKind::Mqtt(m) = &cfg.devices[0].kind else {
+            panic!("mqtt")
+        };
+        let super::Broker::Uplink(c) = &m.broker else {
+            panic!("{:?}", m.broker)
+        };
+        assert_eq!(
+            c,
+            &super::Connection::of_uplink(cfg.uplink.as_ref().unwrap(), "gw1")
+        );
+        assert_eq!((c.host.as_str(), c.port), ("county.example", 8883));
+        assert_eq!(c.keep_alive, std::time::Duration::from_secs(45));
+        assert_eq!(c.client_id_prefix, cfg.uplink_client_id());
+        assert_eq!(c.client_id_prefix, "riskgate-gw1");
+        let tls = c.tls.as_ref().unwrap();
+        assert_eq!(
+            tls.client,
+            Some((
+                "/etc/riskgate/gw.pem".into(),
+                "/run/credentials/riskgate.service/gw.key".into()
+            ))
+        );
+        assert_eq!(c.login.as_ref().unwrap().username, "gw1");
+        assert!(c.client_id("vb").starts_with("riskgate-gw1-src-vb-"));
     }
 
     #[test]

@@ -3,12 +3,15 @@
 //! points by their `path`.
 //!
 //! `config` checks the device's part of the config file into an
-//! [`MqttDevice`](config::MqttDevice), `jsonpath` is the small path syntax
-//! of its points, `client` runs the subscription (fail safe: silence and
-//! garbage turn the points bad, see its module doc).
+//! [`MqttDevice`](config::MqttDevice), `connection` is how it reaches its
+//! broker (TLS, login; `broker = "uplink"` as the uplink does), `jsonpath`
+//! is the small path syntax of its points, `client` runs the subscription
+//! (fail safe: silence, garbage and a broker it cannot reach or trust turn
+//! the points bad, see its module doc).
 
 pub mod client;
 pub mod config;
+pub mod connection;
 pub mod jsonpath;
 
 pub use client::{JsonValueError, MAX_PAYLOAD, json_to_value, run};
