@@ -3,8 +3,8 @@
 # Mosquitto broker, VictoriaMetrics as the InfluxDB-compatible server, socat
 # for serial-line pseudo-terminals; the clippy and rustfmt components), checks
 # formatting and lints (warnings are errors, so the `[lints]` of Cargo.toml
-# hold), then runs every test of the workspace. The tests start their own
-# services on free loopback ports and stop them.
+# hold), then runs every test of the workspace and the Debian package test.
+# The tests start their own services on free loopback ports and stop them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,3 +44,6 @@ need_component rustfmt cargo fmt
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked "$@"
+# The Debian package, from the debug binary the tests just built (no release
+# build): install, check, remove, purge. Skips with its reason when not root.
+./scripts/package-test.sh
