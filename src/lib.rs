@@ -8,6 +8,7 @@
 //! everything before any of it starts.
 
 pub mod api;
+pub mod auth;
 pub mod backoff;
 pub mod config;
 #[cfg(feature = "demo")]

@@ -1,4 +1,4 @@
-//! The `riskgate` command: run | validate | demo | ack | history.
+//! The `riskgate` command: run | validate | demo | ack | history | user.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,8 +14,18 @@ use clap::{Parser, Subcommand};
     about = "Edge gateway for industrial-safety sites: polls devices, raises alarms, forwards them to the county platform"
 )]
 struct Cli {
+    /// Log lines as text (default) or as JSON objects, one a line (for
+    /// journald or a log shipper). The level is set with RUST_LOG.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -58,21 +68,32 @@ enum Cmd {
         /// Stop after this long (e.g. 90s); default: until Ctrl-C.
         #[arg(long)]
         duration: Option<humantime::Duration>,
+        /// The password of the demo's `operator` and `viewer` logins
+        /// [default: a new random one each start, printed in the banner].
+        #[arg(long)]
+        demo_password: Option<String>,
     },
-    /// Acknowledge an alarm on the running gateway.
+    /// Acknowledge an alarm on the running gateway, as a logged-in operator.
+    /// The password is read from the terminal, or from the first line of
+    /// standard input; `RISKGATE_TOKEN` (a token from `POST /api/login`)
+    /// instead logs in with that session.
     Ack {
         alarm_id: String,
-        #[arg(long)]
-        by: String,
+        /// The operator account to log in with (its name is the one the
+        /// acknowledgement carries).
+        #[arg(long, visible_alias = "by")]
+        user: Option<String>,
         /// The gateway's API; default: `http.listen` of --config, else 127.0.0.1:8080.
         #[arg(long)]
         api: Option<String>,
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
-    /// Print a point's local history.
+    /// Print a point's local history, or with --audit the audit log of
+    /// acknowledgements.
     History {
-        point: String,
+        #[arg(required_unless_present = "audit")]
+        point: Option<String>,
         #[arg(long, default_value = "1h")]
         since: String,
         #[arg(long, short)]
@@ -80,18 +101,56 @@ enum Cmd {
         /// Print the 5-minute statistics instead of raw readings.
         #[arg(long)]
         stats: bool,
+        /// Print the audit log (who acknowledged which alarm, when, from where).
+        #[arg(long, conflicts_with = "stats")]
+        audit: bool,
+    },
+    /// Manage the operator accounts (the users file, `http.users_file`).
+    User {
+        #[command(subcommand)]
+        cmd: UserCmd,
+        /// The config whose `http.users_file` to use [default: /etc/riskgate/users.toml].
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        /// The users file itself (instead of --config's).
+        #[arg(long, global = true)]
+        users_file: Option<PathBuf>,
     },
 }
 
-fn init_logs() {
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Add a user; the password is read from the terminal or standard input.
+    Add {
+        name: String,
+        #[arg(long, value_parser = ["viewer", "operator"])]
+        role: String,
+        /// The name shown on the page (default: the name).
+        #[arg(long)]
+        display: Option<String>,
+    },
+    /// Set a user's password (their open sessions end).
+    Passwd { name: String },
+    /// Remove a user (their open sessions end).
+    Remove { name: String },
+    /// List the users: name, role, display name.
+    List,
+}
+
+fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn,rumqttc=warn"));
     // Logs on stderr: stdout is the demo's banner and the CLI's answers.
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => fmt.init(),
+        // One JSON object a line, the event's fields flattened beside
+        // `level`, `timestamp` and `message`, as log shippers expect.
+        LogFormat::Json => fmt.json().flatten_event(true).init(),
+    }
 }
 
 fn load_or_print(path: &std::path::Path) -> Result<riskgate::config::Config, ExitCode> {
@@ -129,6 +188,7 @@ async fn shutdown_signal() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let log_format = cli.log_format;
     match cli.cmd {
         Cmd::Validate { config } => match load_or_print(&config) {
             Ok(c) => {
@@ -144,7 +204,7 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Cmd::Run { config } => {
-            init_logs();
+            init_logs(log_format);
             let cfg = match load_or_print(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -168,8 +228,9 @@ fn main() -> ExitCode {
             http,
             data_dir,
             duration,
+            demo_password,
         } => {
-            init_logs();
+            init_logs(log_format);
             let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
             let opts = riskgate::demo::DemoOptions {
                 broker,
@@ -181,7 +242,7 @@ fn main() -> ExitCode {
                 http: http.unwrap_or_else(|| riskgate::demo::default_or_free("127.0.0.1:8080")),
                 data_dir,
             };
-            match rt.block_on(demo(opts, duration.map(Into::into))) {
+            match rt.block_on(demo(opts, duration.map(Into::into), demo_password)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -191,7 +252,7 @@ fn main() -> ExitCode {
         }
         Cmd::Ack {
             alarm_id,
-            by,
+            user,
             api,
             config,
         } => {
@@ -212,8 +273,26 @@ fn main() -> ExitCode {
                 },
                 (None, None) => "http://127.0.0.1:8080".into(),
             };
+            let login = match (std::env::var("RISKGATE_TOKEN").ok(), user) {
+                (Some(t), _) if !t.is_empty() => Login::Token(t),
+                (_, Some(u)) => {
+                    match riskgate::auth::cli::read_password(&format!("password of {u}: ")) {
+                        Ok(pw) => Login::Password(u, pw),
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            return ExitCode::from(2);
+                        }
+                    }
+                }
+                _ => {
+                    eprintln!(
+                        "error: give --user NAME (an operator account) or set RISKGATE_TOKEN"
+                    );
+                    return ExitCode::from(2);
+                }
+            };
             let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
-            match rt.block_on(ack(&api, &alarm_id, &by)) {
+            match rt.block_on(ack(&api, &alarm_id, login)) {
                 Ok(msg) => {
                     println!("{msg}");
                     ExitCode::SUCCESS
@@ -224,17 +303,40 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::User {
+            cmd,
+            config,
+            users_file,
+        } => match user_cmd(cmd, config, users_file) {
+            Ok(msg) => {
+                print!("{msg}");
+                if !msg.ends_with('\n') {
+                    println!();
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Cmd::History {
             point,
             since,
             config,
             stats,
+            audit,
         } => {
             let cfg = match load_or_print(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            match history(&cfg, &point, &since, stats) {
+            let r = match point {
+                _ if audit => audit_log(&cfg, &since),
+                Some(point) => history(&cfg, &point, &since, stats),
+                None => Err(anyhow::anyhow!("name a point, or give --audit")),
+            };
+            match r {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -245,28 +347,134 @@ fn main() -> ExitCode {
     }
 }
 
-async fn ack(api: &str, alarm_id: &str, by: &str) -> anyhow::Result<String> {
+enum Login {
+    Password(String, String),
+    Token(String),
+}
+
+/// POSTs `body` to `{api}{path}` with the bearer token, if any; the JSON
+/// answer on success, the answer's `error` otherwise.
+async fn post(
+    api: &str,
+    path: &str,
+    token: Option<&str>,
+    body: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
     // `--api 127.0.0.1:8080` (as `http.listen` is written) means http://.
     let api = api.trim_end_matches('/');
     let url = if api.contains("://") {
-        format!("{api}/api/alarms/ack")
+        format!("{api}{path}")
     } else {
-        format!("http://{api}/api/alarms/ack")
+        format!("http://{api}{path}")
     };
-    let resp = reqwest::Client::new()
+    let mut req = reqwest::Client::new()
         .post(&url)
-        .json(&serde_json::json!({"alarm_id": alarm_id, "by": by}))
-        .timeout(Duration::from_secs(10))
+        .json(&body)
+        .timeout(Duration::from_secs(10));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req
         .send()
         .await
         .with_context(|| format!("cannot reach the gateway at {url}"))?;
     let status = resp.status();
     let body: serde_json::Value = resp.json().await.unwrap_or_default();
     if status.is_success() {
-        Ok(format!("acknowledged {alarm_id} by {by}"))
+        Ok(body)
     } else {
         anyhow::bail!("{}", body["error"].as_str().unwrap_or(status.as_str()))
     }
+}
+
+/// Logs in (unless given a token), acknowledges, logs out again.
+async fn ack(api: &str, alarm_id: &str, login: Login) -> anyhow::Result<String> {
+    let (token, own) = match login {
+        Login::Token(t) => (t, false),
+        Login::Password(name, password) => {
+            let r = post(
+                api,
+                "/api/login",
+                None,
+                serde_json::json!({"name": name, "password": password}),
+            )
+            .await
+            .context("login")?;
+            (r["token"].as_str().unwrap_or_default().to_string(), true)
+        }
+    };
+    let r = post(
+        api,
+        "/api/alarms/ack",
+        Some(&token),
+        serde_json::json!({"alarm_id": alarm_id}),
+    )
+    .await;
+    if own {
+        // The session was only for this; a failed logout only leaves it to expire.
+        let _ = post(api, "/api/logout", Some(&token), serde_json::json!({})).await;
+    }
+    let r = r?;
+    Ok(format!(
+        "acknowledged {alarm_id} by {}",
+        r["acked_by"].as_str().unwrap_or_default()
+    ))
+}
+
+fn user_cmd(
+    cmd: UserCmd,
+    config: Option<PathBuf>,
+    users_file: Option<PathBuf>,
+) -> anyhow::Result<String> {
+    use riskgate::auth::cli;
+    let path = cli::users_file(users_file, config.as_deref())?;
+    Ok(match cmd {
+        UserCmd::Add {
+            name,
+            role,
+            display,
+        } => {
+            let pw = cli::read_new_password()?;
+            cli::add(&path, &name, role.parse()?, display.as_deref(), &pw)?
+        }
+        UserCmd::Passwd { name } => {
+            let pw = cli::read_new_password()?;
+            cli::passwd(&path, &name, &pw)?
+        }
+        UserCmd::Remove { name } => cli::remove(&path, &name)?,
+        UserCmd::List => cli::list(&path)?,
+    })
+}
+
+/// `riskgate history --audit`: the audit log, oldest first.
+fn audit_log(cfg: &riskgate::config::Config, since: &str) -> anyhow::Result<()> {
+    let from = riskgate::time::since(since, chrono::Utc::now())?;
+    let store = riskgate::queue::Store::open(
+        std::path::Path::new(&cfg.gateway.data_dir),
+        u64::MAX,
+        u64::MAX,
+    )?;
+    let tz = cfg.tz();
+    println!("time\tsource\tactor\tdisplay_name\taddress\taction\talarm_id\tresult");
+    for r in store.audit_log(from.timestamp_millis(), usize::MAX >> 1)? {
+        let at = chrono::DateTime::from_timestamp_millis(r.at_ms)
+            .map(|t| {
+                t.with_timezone(&tz)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
+            })
+            .unwrap_or_default();
+        println!(
+            "{at}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            r.source.as_str(),
+            r.actor,
+            r.display_name,
+            r.address,
+            r.action,
+            r.alarm_id,
+            r.result
+        );
+    }
+    Ok(())
 }
 
 fn history(
@@ -314,7 +522,11 @@ fn history(
 }
 
 #[cfg(feature = "demo")]
-async fn demo(opts: riskgate::demo::DemoOptions, duration: Option<Duration>) -> anyhow::Result<()> {
+async fn demo(
+    opts: riskgate::demo::DemoOptions,
+    duration: Option<Duration>,
+    password: Option<String>,
+) -> anyhow::Result<()> {
     let mut devs = riskgate::demo::start_devices().await?;
     let broker = match &opts.broker {
         Some(b) => b.clone(),
@@ -323,6 +535,7 @@ async fn demo(opts: riskgate::demo::DemoOptions, duration: Option<Duration>) -> 
     riskgate::demo::start_video(&mut devs, &broker)?;
     std::fs::create_dir_all(&opts.data_dir)
         .with_context(|| format!("creating {}", opts.data_dir.display()))?;
+    let logins = riskgate::demo::write_demo_users(&opts.data_dir, password)?;
     let text = riskgate::demo::config_toml(&opts, &devs, &broker);
     let path = opts.data_dir.join("demo-site.toml");
     std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
@@ -347,6 +560,9 @@ async fn demo(opts: riskgate::demo::DemoOptions, duration: Option<Duration>) -> 
         "  operator page   http://{}/",
         running.http_addr.map(|a| a.to_string()).unwrap_or_default()
     );
+    // The two lines a browser test reads: `login: NAME / PASSWORD`.
+    println!("  login: {} / {}", logins.operator.0, logins.operator.1);
+    println!("  viewer: {} / {}", logins.viewer.0, logins.viewer.1);
     println!(
         "  MQTT broker     {broker}{}",
         if opts.broker.is_none() {

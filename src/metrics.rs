@@ -3,7 +3,9 @@
 
 use std::sync::OnceLock;
 
-use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -47,7 +49,25 @@ pub struct Metrics {
     /// Readings dropped because the store refused them for longer than the
     /// memory buffer holds (oldest first).
     pub unstored_dropped: IntCounterVec,
+    /// Failed logins by reason (`refused`, `locked`, `users_file`).
+    pub login_failures: IntCounterVec,
+    /// Remote acknowledgements not applied before the engine saw them, by
+    /// reason (`retained`, `bad_by`, `malformed`).
+    pub remote_acks_ignored: IntCounterVec,
+    /// Seconds one device poll took (request to decoded answer or error).
+    pub poll_seconds: HistogramVec,
+    /// Seconds an alarm event batch took to commit (queued and logged).
+    pub alarm_commit_seconds: HistogramVec,
+    /// Seconds from sending to the sink's acknowledgement, by sink
+    /// (`uplink` publish to PubAck, `influxdb` write request).
+    pub publish_seconds: HistogramVec,
 }
+
+/// Buckets from 1 ms to 10 s: a loopback poll, an fsync and a slow
+/// county broker all land inside.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 pub fn metrics() -> &'static Metrics {
     static M: OnceLock<Metrics> = OnceLock::new();
@@ -66,6 +86,17 @@ pub fn metrics() -> &'static Metrics {
                 .register(Box::new(g.clone()))
                 .expect("metric registration");
             g
+        };
+        let hv = |name: &str, help: &str, labels: &[&str]| {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                labels,
+            )
+            .expect("metric definition");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("metric registration");
+            h
         };
         Metrics {
             polls: cv(
@@ -166,6 +197,31 @@ pub fn metrics() -> &'static Metrics {
                 "riskgate_unstored_dropped_total",
                 "Readings dropped beyond the memory buffer while the store refused writes",
                 &["what"],
+            ),
+            login_failures: cv(
+                "riskgate_login_failures_total",
+                "Failed logins to the operator page and API",
+                &["reason"],
+            ),
+            remote_acks_ignored: cv(
+                "riskgate_remote_acks_ignored_total",
+                "Remote acknowledgements ignored before reaching the engine",
+                &["reason"],
+            ),
+            poll_seconds: hv(
+                "riskgate_poll_seconds",
+                "Duration of one device poll",
+                &["device"],
+            ),
+            alarm_commit_seconds: hv(
+                "riskgate_alarm_commit_seconds",
+                "Duration of one alarm event commit",
+                &[],
+            ),
+            publish_seconds: hv(
+                "riskgate_publish_seconds",
+                "Duration from send to the sink's acknowledgement",
+                &["sink"],
             ),
             registry,
         }

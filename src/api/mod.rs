@@ -1,35 +1,47 @@
-//! The operator's local HTTP API and page.
+//! The operator's local HTTP API and page. The full description is
+//! `docs/openapi.yaml` (a test keeps it and the router in step); who may
+//! call what is `auth.rs` and `docs/api.md`.
 //!
-//! | route | what |
-//! |---|---|
-//! | `GET /` | the operator page (live points and alarms, acknowledge) |
-//! | `GET /api/state` | points, active alarms, device health, queue depths |
-//! | `GET /api/points` · `GET /api/alarms` | the two halves of it |
-//! | `POST /api/alarms/ack` | `{"alarm_id": "...", "by": "name"}` |
-//! | `GET /api/history?point=ID&since=1h` | raw readings and 5-minute statistics |
-//! | `GET /api/events?since=24h` | alarm events from the local log |
-//! | `GET /api/online` | per device, the share of polls answered over the last hour and day |
-//! | `GET /metrics` | Prometheus |
-//! | `GET /health` | 200 `ok` while the gateway runs and keeps its promises; 503 `degraded: FAULTS` while a fault of the gateway itself is active (e.g. `store.write`) |
+//! | route | who | what |
+//! |---|---|---|
+//! | `GET /` | anyone | the operator page (it shows a login form when needed) |
+//! | `POST /api/login` · `POST /api/logout` · `GET /api/me` | anyone · anyone · session | `{"name","password"}` → session cookie and token |
+//! | `GET /api/state` | reader | points, active alarms, device health, queue depths |
+//! | `GET /api/points` · `GET /api/alarms` | reader | the two halves of it |
+//! | `POST /api/alarms/ack` | operator | `{"alarm_id": "..."}`; the name acknowledged with is the session's user |
+//! | `GET /api/history?point=ID&since=1h` | reader | raw readings and 5-minute statistics |
+//! | `GET /api/events?since=24h` | reader | alarm events from the local log |
+//! | `GET /api/online` | reader | per device, the share of polls answered over the last hour and day |
+//! | `GET /api/audit?since=24h` | operator | the audit log of acknowledgements |
+//! | `GET /metrics` | anyone | Prometheus |
+//! | `GET /health` | anyone | 200 `ok` while the gateway runs and keeps its promises; 503 `degraded: FAULTS` while a fault of the gateway itself is active (e.g. `store.write`) |
+//! | `GET /healthz` · `GET /readyz` | anyone | process up (always 200) · ready (config, engine, store, sinks; 503 with reasons) |
+//!
+//! "reader": a session, unless reads are open (`http.public_read`, or no
+//! users and a loopback listener; see `auth.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
+use bytes::Bytes;
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::oneshot;
 
+pub mod auth;
+mod ready;
 pub mod serve;
 pub mod state;
 
-use crate::queue::QueueId;
+use crate::queue::{AuditRow, AuditSource, QueueId};
 use crate::time::since;
+use auth::{Operator, Reader};
 pub use serve::{HEADER_TIMEOUT, serve};
 pub use state::{AckCmd, PointView, Shared};
 
@@ -44,27 +56,42 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_BODY: usize = 16 * 1024;
 
 pub fn router(shared: Arc<Shared>) -> Router {
-    routes(shared).layer(
-        tower::ServiceBuilder::new()
-            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-                MAX_IN_FLIGHT,
-            ))
-            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-                StatusCode::REQUEST_TIMEOUT,
-                REQUEST_TIMEOUT,
-            ))
-            .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-                BODY_TIMEOUT,
-            ))
-            .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY)),
-    )
+    let http = shared.cfg.http.clone().unwrap_or_default();
+    let guard = Arc::new(auth::Guard::new(&http));
+    routes(shared)
+        // Inside the bounds below: a refused Host or Origin costs no more
+        // than any other request.
+        .layer(axum::middleware::from_fn(auth::check))
+        .layer(Extension(guard))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                    MAX_IN_FLIGHT,
+                ))
+                .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    REQUEST_TIMEOUT,
+                ))
+                .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+                    BODY_TIMEOUT,
+                ))
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY)),
+        )
 }
 
+/// Every route. Each handler that reads takes a [`Reader`], each that
+/// writes an [`Operator`] (or checks the session itself): the guard is in
+/// the handler's signature, so a route cannot be added without one.
 fn routes(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/health", get(health))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready::readyz))
         .route("/metrics", get(|| async { crate::metrics::render() }))
+        .route("/api/login", post(auth::login))
+        .route("/api/logout", post(auth::logout))
+        .route("/api/me", get(auth::me))
         .route("/api/state", get(state))
         .route("/api/points", get(points))
         .route("/api/alarms", get(alarms))
@@ -72,6 +99,7 @@ fn routes(shared: Arc<Shared>) -> Router {
         .route("/api/history", get(history))
         .route("/api/events", get(events))
         .route("/api/online", get(online))
+        .route("/api/audit", get(audit))
         .with_state(shared)
 }
 
@@ -96,8 +124,10 @@ async fn health(State(sh): State<Arc<Shared>>) -> Response {
     }
 }
 
-async fn page() -> Html<&'static str> {
-    Html(include_str!("page.html"))
+/// The page, its scripts marked with this response's nonce (the CSP lets
+/// no other script run).
+async fn page(Extension(nonce): Extension<auth::Nonce>) -> Html<String> {
+    Html(include_str!("page.html").replace("<script", &format!("<script nonce=\"{}\"", nonce.0)))
 }
 
 fn alarms_json(sh: &Shared) -> serde_json::Value {
@@ -123,7 +153,7 @@ fn alarms_json(sh: &Shared) -> serde_json::Value {
     json!(list)
 }
 
-async fn state(State(sh): State<Arc<Shared>>) -> Json<serde_json::Value> {
+async fn state(_: Reader, State(sh): State<Arc<Shared>>) -> Json<serde_json::Value> {
     let points = sh.points.read().unwrap_or_else(|p| p.into_inner()).clone();
     let devices = sh
         .devices_online
@@ -150,7 +180,7 @@ async fn state(State(sh): State<Arc<Shared>>) -> Json<serde_json::Value> {
     }))
 }
 
-async fn online(State(sh): State<Arc<Shared>>) -> Json<serde_json::Value> {
+async fn online(_: Reader, State(sh): State<Arc<Shared>>) -> Json<serde_json::Value> {
     let rates = sh
         .online
         .lock()
@@ -159,39 +189,119 @@ async fn online(State(sh): State<Arc<Shared>>) -> Json<serde_json::Value> {
     Json(json!({ "now": sh.id.time(Utc::now()), "devices": rates }))
 }
 
-async fn points(State(sh): State<Arc<Shared>>) -> Json<serde_json::Value> {
+async fn points(_: Reader, State(sh): State<Arc<Shared>>) -> Json<serde_json::Value> {
     Json(json!(
         sh.points.read().unwrap_or_else(|p| p.into_inner()).clone()
     ))
 }
 
-async fn alarms(State(sh): State<Arc<Shared>>) -> Json<serde_json::Value> {
+async fn alarms(_: Reader, State(sh): State<Arc<Shared>>) -> Json<serde_json::Value> {
     Json(alarms_json(&sh))
 }
 
+/// The acknowledgement's body. A `by` field is refused (400), not ignored:
+/// the name is the session's, and a client that still sends one should
+/// learn that it is not used rather than believe it was.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AckBody {
     alarm_id: String,
-    by: String,
 }
 
-async fn ack(State(sh): State<Arc<Shared>>, Json(body): Json<AckBody>) -> Response {
-    if body.by.trim().is_empty() {
-        return error(StatusCode::BAD_REQUEST, "`by` must name who acknowledges");
+async fn ack(
+    op: Operator,
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| v.get("by").is_some()) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "`by` is not accepted: the acknowledgement carries the logged-in user's name",
+        );
+    }
+    let body: AckBody = match auth::json_body(&headers, &body) {
+        Ok(b) => b,
+        Err(r) => return r.into_response(),
+    };
+    if body.alarm_id.is_empty() || body.alarm_id.len() > 256 {
+        return error(StatusCode::BAD_REQUEST, "`alarm_id` must be 1 to 256 bytes");
     }
     let (tx, rx) = oneshot::channel();
     let cmd = AckCmd {
         alarm_id: body.alarm_id.clone(),
-        by: body.by.trim().to_string(),
+        by: op.user.name.clone(),
         reply: Some(tx),
     };
     if sh.acks.send(cmd).await.is_err() {
         return error(StatusCode::SERVICE_UNAVAILABLE, "the gateway is stopping");
     }
-    match rx.await {
-        Ok(Ok(())) => Json(json!({"ok": true, "alarm_id": body.alarm_id})).into_response(),
-        Ok(Err(e)) => error(StatusCode::CONFLICT, e),
-        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the gateway is stopping"),
+    let result = match rx.await {
+        Ok(r) => r,
+        Err(_) => return error(StatusCode::SERVICE_UNAVAILABLE, "the gateway is stopping"),
+    };
+    let row = AuditRow {
+        id: 0,
+        at_ms: Utc::now().timestamp_millis(),
+        actor: op.user.name.clone(),
+        display_name: op.user.shown().to_string(),
+        source: AuditSource::Local,
+        address: op.from.to_string(),
+        action: "ack".into(),
+        alarm_id: body.alarm_id.clone(),
+        result: match &result {
+            Ok(()) => "ok".into(),
+            Err(e) => format!("refused: {e}"),
+        },
+    };
+    tracing::info!(user = %row.actor, from = %row.address, alarm_id = %row.alarm_id, result = %row.result, "acknowledgement");
+    let store = sh.store.clone();
+    // Committed before the answer (queue/audit.rs); a store that refuses
+    // it does not undo the acknowledgement, which the engine has applied
+    // and the county will see, but it is said loudly.
+    match tokio::task::spawn_blocking(move || store.audit(&row)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "audit row of an acknowledgement not stored"),
+        Err(e) => tracing::error!(error = %e, "storing an audit row panicked"),
+    }
+    match result {
+        Ok(()) => Json(json!({"ok": true, "alarm_id": body.alarm_id, "acked_by": op.user.name}))
+            .into_response(),
+        Err(e) => error(StatusCode::CONFLICT, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    #[serde(default = "default_events_since")]
+    since: String,
+}
+
+/// `GET /api/audit`: operators only (it names who was where when).
+async fn audit(
+    _: Operator,
+    State(sh): State<Arc<Shared>>,
+    Query(q): Query<AuditQuery>,
+) -> Response {
+    let from = match since(&q.since, Utc::now()) {
+        Ok(t) => t.timestamp_millis(),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let (store, id) = (sh.store.clone(), sh.id.clone());
+    match tokio::task::spawn_blocking(move || store.audit_log(from, 10_000)).await {
+        Ok(Ok(rows)) => Json(json!(
+            rows.iter()
+                .map(|r| {
+                    let mut v = json!(r);
+                    v["at"] =
+                        json!(chrono::DateTime::from_timestamp_millis(r.at_ms).map(|t| id.time(t)));
+                    v
+                })
+                .collect::<Vec<_>>()
+        ))
+        .into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
 
@@ -211,7 +321,11 @@ fn default_limit() -> usize {
     10_000
 }
 
-async fn history(State(sh): State<Arc<Shared>>, Query(q): Query<HistoryQuery>) -> Response {
+async fn history(
+    _: Reader,
+    State(sh): State<Arc<Shared>>,
+    Query(q): Query<HistoryQuery>,
+) -> Response {
     let from = match since(&q.since, Utc::now()) {
         Ok(t) => t,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
@@ -255,7 +369,11 @@ fn default_events_since() -> String {
     "24h".into()
 }
 
-async fn events(State(sh): State<Arc<Shared>>, Query(q): Query<EventsQuery>) -> Response {
+async fn events(
+    _: Reader,
+    State(sh): State<Arc<Shared>>,
+    Query(q): Query<EventsQuery>,
+) -> Response {
     let from = match since(&q.since, Utc::now()) {
         Ok(t) => t,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),

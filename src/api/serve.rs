@@ -55,7 +55,11 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
                 }
             },
         };
-        let service = TowerToHyperService::new(app.clone());
+        // The client's address, for the audit log and the login throttle.
+        let app = app
+            .clone()
+            .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+        let service = TowerToHyperService::new(app);
         let conn = graceful.watch(http.serve_connection(TokioIo::new(tcp), service));
         tokio::spawn(async move {
             // A header timeout, a reset or a client gone mid-request: the

@@ -47,9 +47,21 @@ pub struct Shared {
     /// Notified when the gateway's faults change, so the uplink publishes
     /// its status at once.
     pub status_wake: Arc<tokio::sync::Notify>,
+    /// When the engine task last ticked (`/readyz`).
+    pub engine_tick: Mutex<Option<tokio::time::Instant>>,
 }
 
 impl Shared {
+    /// The engine task calls this on each tick.
+    pub fn ticked(&self) {
+        *self.engine_tick.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(tokio::time::Instant::now());
+    }
+
+    pub fn last_tick(&self) -> Option<tokio::time::Instant> {
+        *self.engine_tick.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The gateway's own active fault alarms (`StatusCounts::faults`).
     pub fn faults(&self) -> Vec<String> {
         self.counts

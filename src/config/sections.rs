@@ -3,6 +3,8 @@
 //! HTTP section comes out typed.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::check::Errs;
 use super::error::positive;
@@ -10,10 +12,30 @@ use super::raw::{Http, Influx, Site, Store, Uplink};
 
 /// The operator page and API. `Config::http` is `None` when the file says
 /// `[http] enabled = false`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpServer {
     /// Port 0 picks a free port; `Running::http_addr` says which.
     pub listen: SocketAddr,
+    /// Resolved against the config file's directory.
+    pub users_file: PathBuf,
+    pub public_read: bool,
+    pub allowed_hosts: Vec<String>,
+    pub session_idle: Duration,
+    pub session_max: Duration,
+}
+
+impl Default for HttpServer {
+    /// `[http]` as an empty section gives it, on a free loopback port.
+    fn default() -> Self {
+        HttpServer {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            users_file: PathBuf::from("/etc/riskgate/users.toml"),
+            public_read: false,
+            allowed_hosts: Vec::new(),
+            session_idle: Duration::from_secs(12 * 3600),
+            session_max: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
 }
 
 pub fn check_site(site: &Site, e: &mut Errs) {
@@ -36,20 +58,67 @@ pub fn check_site(site: &Site, e: &mut Errs) {
     }
 }
 
-pub fn check_http(http: &Http, e: &mut Errs) -> Option<HttpServer> {
+/// `file` is the config file (a relative `users_file` is beside it).
+///
+/// A listener reachable from the network (not loopback) must have
+/// accounts: the users file is read here, so `riskgate validate` says so
+/// before the gateway ever serves an unguarded API on the LAN.
+pub fn check_http(http: &Http, file: &Path, e: &mut Errs) -> Option<HttpServer> {
     if !http.enabled {
         return None;
     }
-    match http.listen.parse::<SocketAddr>() {
-        Ok(listen) => Some(HttpServer { listen }),
+    let users_file = match Path::new(&http.users_file) {
+        p if p.is_absolute() => p.to_path_buf(),
+        p => file.parent().unwrap_or(Path::new(".")).join(p),
+    };
+    if http.users_file.trim().is_empty() {
+        e.push("http.users_file", "must not be empty");
+    }
+    if http.session_idle.0.is_zero() {
+        e.push("http.session_idle", "must be greater than zero");
+    }
+    if http.session_max.0 < http.session_idle.0 {
+        e.push("http.session_max", "must be at least session_idle");
+    }
+    for (i, h) in http.allowed_hosts.iter().enumerate() {
+        if h.is_empty() || h.contains(['/', ' ', '@']) {
+            e.push(
+                format!("http.allowed_hosts[{i}]"),
+                format!("`{h}` is not a host or host:port"),
+            );
+        }
+    }
+    let listen = match http.listen.parse::<SocketAddr>() {
+        Ok(l) => l,
         Err(_) => {
             e.push(
                 "http.listen",
                 format!("`{}` is not an address like 127.0.0.1:8080", http.listen),
             );
-            None
+            return None;
+        }
+    };
+    if !listen.ip().is_loopback() {
+        match crate::auth::Users::load(&users_file) {
+            Ok(Some(u)) if !u.users.is_empty() => {}
+            Ok(_) => e.push(
+                "http.listen",
+                format!(
+                    "`{listen}` is reachable from the network but no user is configured in {}: add one with `riskgate user add NAME --role operator --config FILE`, or listen on 127.0.0.1",
+                    users_file.display()
+                ),
+            ),
+            Err(err) => e.push("http.users_file", err.to_string()),
         }
     }
+    Some(HttpServer {
+        listen,
+        users_file,
+        public_read: http.public_read,
+        allowed_hosts: http.allowed_hosts.clone(),
+        session_idle: http.session_idle.0,
+        session_max: http.session_max.0,
+    })
 }
 
 pub fn check_store(store: &Store, e: &mut Errs) {

@@ -90,7 +90,7 @@ pub fn validate(
             "must be 1-64 characters of A-Z a-z 0-9 . _ - (the contract's gateway_id)",
         );
     }
-    let http = sections::check_http(&cfg.http, &mut e);
+    let http = sections::check_http(&cfg.http, file, &mut e);
     sections::check_store(&cfg.store, &mut e);
     if let Some(i) = &cfg.influxdb {
         sections::check_influx(i, &mut e);

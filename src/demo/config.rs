@@ -47,6 +47,7 @@ data_dir = "{data}"
 
 [http]
 listen = "{http}"
+users_file = "users.toml"   # operator and viewer, written by `riskgate demo`
 
 [uplink]
 host = "{bh}"

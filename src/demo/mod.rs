@@ -14,11 +14,13 @@ mod config;
 mod devices;
 pub mod scenarios;
 pub mod site;
+mod users;
 
 pub use broker::start_embedded_broker;
 pub use config::config_toml;
 pub use devices::{Devices, start_devices, start_video};
 pub use scenarios::{FACE_SCENARIO, KJ_SCENARIO, RETURN_SCENARIO, VIDEO_SCENARIO};
+pub use users::{DemoLogins, write_demo_users};
 
 pub struct DemoOptions {
     pub broker: Option<String>,

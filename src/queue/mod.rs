@@ -23,6 +23,7 @@
 //! likewise; readings (`history.rs`) are committed in batches,
 //! one fsync per batch, together with their local history.
 
+mod audit;
 mod epoch;
 mod gate;
 mod history;
@@ -39,6 +40,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use tokio::sync::Notify;
 
+pub use audit::{AUDIT_MAX_ROWS, AuditRow, AuditSource};
 use gate::Gate;
 pub use gate::Prio;
 pub use history::{HistoryRow, Partial, SEGMENT, Stat5m};

@@ -25,6 +25,18 @@ CREATE TABLE IF NOT EXISTS alarm_log (
     json TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS alarm_log_at ON alarm_log(at_ms);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    source TEXT NOT NULL,
+    address TEXT NOT NULL,
+    action TEXT NOT NULL,
+    alarm_id TEXT NOT NULL,
+    result TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_at ON audit(at_ms);
 CREATE TABLE IF NOT EXISTS history_raw (
     point TEXT NOT NULL,
     at_ms INTEGER NOT NULL,

@@ -214,6 +214,7 @@ impl EngineTask {
                 },
                 _ = tick.tick() => {
                     self.watchdog.fed();
+                    self.shared.ticked();
                     let out = self.engine.tick(self.clock.now());
                     self.emit(out);
                     if let Some(t) = &mut self.telemetry

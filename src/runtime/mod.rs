@@ -135,6 +135,7 @@ pub async fn start(cfg: Config) -> Result<Running, RunError> {
         counts: counts.clone(),
         acks: ack_tx,
         status_wake: Arc::new(tokio::sync::Notify::new()),
+        engine_tick: Mutex::new(None),
     });
 
     // Sinks first, so nothing waits on them. Each is one queue, one sink,
@@ -233,7 +234,7 @@ pub async fn start(cfg: Config) -> Result<Running, RunError> {
 
     // Operator API.
     let mut http_addr = None;
-    if let Some(http) = cfg.http {
+    if let Some(http) = &cfg.http {
         let listener = tokio::net::TcpListener::bind(http.listen)
             .await
             .map_err(|source| RunError::Listen {

@@ -124,6 +124,24 @@ pub struct Http {
     pub listen: String,
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// The operator accounts (`riskgate user add`); a relative path is
+    /// taken from the config file's directory.
+    #[serde(default = "default_users_file")]
+    pub users_file: String,
+    /// Reads (page data, points, alarms, history) without logging in.
+    /// Writes always need a session.
+    #[serde(default)]
+    pub public_read: bool,
+    /// Host header values accepted besides the listen address itself and
+    /// `localhost`/`127.0.0.1` on its port (e.g. `"gw-1301.local:8080"`).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// A session ends after this long without a request...
+    #[serde(default = "default_session_idle")]
+    pub session_idle: Dur,
+    /// ...and this long after login in any case.
+    #[serde(default = "default_session_max")]
+    pub session_max: Dur,
 }
 
 impl Default for Http {
@@ -131,12 +149,26 @@ impl Default for Http {
         Http {
             listen: default_http(),
             enabled: true,
+            users_file: default_users_file(),
+            public_read: false,
+            allowed_hosts: Vec::new(),
+            session_idle: default_session_idle(),
+            session_max: default_session_max(),
         }
     }
 }
 
 fn default_http() -> String {
     "127.0.0.1:8080".into()
+}
+fn default_users_file() -> String {
+    "/etc/riskgate/users.toml".into()
+}
+fn default_session_idle() -> Dur {
+    Dur(Duration::from_secs(12 * 3600))
+}
+fn default_session_max() -> Dur {
+    Dur(Duration::from_secs(7 * 24 * 3600))
 }
 
 fn yes() -> bool {
@@ -437,6 +469,11 @@ pub struct Uplink {
     /// Accept remote acknowledgements on `{prefix}/{site}/ack`.
     #[serde(default = "yes")]
     pub accept_remote_ack: bool,
+    /// Let a remote acknowledgement clear a latching alarm. Off: the
+    /// county's acknowledgement of a latching alarm is refused (and kept in
+    /// the audit log), so only someone on site can release the latch.
+    #[serde(default)]
+    pub remote_ack_clears_latching: bool,
 }
 
 fn default_mqtt_port() -> u16 {
