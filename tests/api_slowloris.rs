@@ -60,9 +60,11 @@ async fn until_closed(conn: &mut TcpStream, limit: Duration) -> Option<Vec<u8>> 
 
 async fn get(addr: std::net::SocketAddr, path: &str) -> String {
     let mut c = TcpStream::connect(addr).await.unwrap();
-    c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    c.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let got = until_closed(&mut c, Duration::from_secs(30))
         .await
         .expect("an answer");

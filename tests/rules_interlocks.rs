@@ -42,8 +42,15 @@ fn site_config(site: &str, dir: &Path, broker: u16, body: &str) -> riskgate::con
     let text = Site::new(site, "coal_mine", &format!("gw-{site}"), &dir.join("data"))
         .site_field("name", "规则测试矿")
         .site_field("region_code", "140581")
-        .raw("[http]\nlisten = \"127.0.0.1:0\"\n[store]\ncommit_interval = \"100ms\"")
-        .plain_uplink("127.0.0.1", broker, "status_interval = \"2s\"")
+        // Reads open (the checks below read the API without a login);
+        // acknowledging still needs an operator's login.
+        .raw("[http]\nlisten = \"127.0.0.1:0\"\nusers_file = \"users.toml\"\npublic_read = true\n[store]\ncommit_interval = \"100ms\"")
+        // The county's acknowledgement below releases a latched alarm.
+        .plain_uplink(
+            "127.0.0.1",
+            broker,
+            "status_interval = \"2s\"\nremote_ack_clears_latching = true",
+        )
         .raw(body)
         .toml();
     let path = dir.join("site.toml");
@@ -550,12 +557,41 @@ fn detector_device(port: u16) -> String {
         .toml()
 }
 
+/// The operators of the acknowledgement test, in `dir/users.toml` (beside
+/// the site config, as its `http.users_file` says).
+const OPERATORS: [&str; 2] = ["张三", "李四"];
+const OPERATOR_PASSWORD: &str = "interlock-test-pw";
+
+fn add_operators(dir: &Path) {
+    for name in OPERATORS {
+        riskgate::auth::cli::add(
+            &dir.join("users.toml"),
+            name,
+            riskgate::auth::Role::Operator,
+            None,
+            OPERATOR_PASSWORD,
+        )
+        .unwrap();
+    }
+}
+
+/// `riskgate ack ID --by NAME` logged in as NAME, the password on stdin.
 async fn cli_ack(api: &str, alarm_id: &str, by: &str) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_riskgate"))
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_riskgate"))
         .args(["ack", alarm_id, "--by", by, "--api", api])
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(format!("{OPERATOR_PASSWORD}\n").as_bytes())
         .await
-        .unwrap()
+        .unwrap();
+    drop(stdin);
+    child.wait_with_output().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -563,6 +599,7 @@ async fn latching_alarm_acknowledged_by_the_cli_and_by_the_county() {
     let broker = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
     let site = "rules-ack";
+    add_operators(dir.path());
     let (slave, gd) =
         devices::gas_detector_tcp("127.0.0.1:0".parse().unwrap(), Scenario::default())
             .await

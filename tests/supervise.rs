@@ -188,8 +188,10 @@ fn a_request_body_that_never_arrives_times_out() {
     };
     conn.set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
+    // The login reads its body before any session exists (the ack now
+    // refuses a caller without one before reading its body).
     conn.write_all(
-        b"POST /api/alarms/ack HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+        format!("POST /api/login HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{").as_bytes(),
     )
     .unwrap();
     let started = Instant::now();
