@@ -98,13 +98,17 @@ pub fn check_http(http: &Http, file: &Path, e: &mut Errs) -> Option<HttpServer> 
             return None;
         }
     };
+    // `public_read = true` says a read-only page open to the network is
+    // meant (e.g. a dashboard inside a container network): with no users
+    // nobody can log in, so nothing can be acknowledged over HTTP.
     if !listen.ip().is_loopback() {
         match crate::auth::Users::load(&users_file) {
             Ok(Some(u)) if !u.users.is_empty() => {}
+            Ok(_) if http.public_read => {}
             Ok(_) => e.push(
                 "http.listen",
                 format!(
-                    "`{listen}` is reachable from the network but no user is configured in {}: add one with `riskgate user add NAME --role operator --config FILE`, or listen on 127.0.0.1",
+                    "`{listen}` is reachable from the network but no user is configured in {}: add one with `riskgate user add NAME --role operator --config FILE`, listen on 127.0.0.1, or set public_read = true for a read-only page",
                     users_file.display()
                 ),
             ),
