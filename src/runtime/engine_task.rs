@@ -181,12 +181,7 @@ impl EngineTask {
                     let reply = r.map(|out| self.emit(out));
                     if let Some(tx) = cmd.reply { let _ = tx.send(reply); }
                 }
-                Some(ack) = remote.recv() => {
-                    match self.engine.acknowledge(&ack.alarm_id, &ack.by, Utc::now()) {
-                        Ok(out) => self.emit(out),
-                        Err(e) => tracing::warn!(alarm_id = %ack.alarm_id, error = %e, "remote acknowledgement not applied"),
-                    }
-                }
+                Some(ack) = remote.recv() => self.remote_ack(ack),
                 Some(r) = self.store_rx.recv() => self.store_result(r.as_deref()),
                 Some((point, why)) = self.failed_rx.recv() => {
                     let out = self.engine.action_outcome(&point, why.as_deref(), Utc::now());
@@ -252,6 +247,65 @@ impl EngineTask {
             mpsc::unbounded_channel().0,
         ));
         let _ = outbox.await;
+    }
+
+    /// A county acknowledgement: refused when the uplink found it bad or
+    /// when it would release a latching alarm and
+    /// `uplink.remote_ack_clears_latching` is off (only someone on site
+    /// releases a latch); every one goes to the audit log, its source
+    /// `remote`, written off this task.
+    fn remote_ack(&mut self, ack: RemoteAck) {
+        let clears_latching = self
+            .shared
+            .cfg
+            .uplink
+            .as_ref()
+            .is_some_and(|u| u.remote_ack_clears_latching);
+        let latching = self
+            .engine
+            .active()
+            .any(|a| a.alarm_id == ack.alarm_id && a.latching);
+        let result = if let Some(why) = &ack.refused {
+            Err(why.clone())
+        } else if latching && !clears_latching {
+            Err("a latching alarm is released on site only (uplink.remote_ack_clears_latching = false)".to_string())
+        } else {
+            match self.engine.acknowledge(&ack.alarm_id, &ack.by, Utc::now()) {
+                Ok(out) => {
+                    self.emit(out);
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        if let Err(why) = &result {
+            tracing::warn!(alarm_id = %ack.alarm_id, error = %why, "remote acknowledgement not applied");
+        }
+        let row = crate::queue::AuditRow {
+            id: 0,
+            at_ms: Utc::now().timestamp_millis(),
+            actor: ack
+                .by
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(64)
+                .collect(),
+            display_name: String::new(),
+            source: crate::queue::AuditSource::Remote,
+            address: ack.from.clone(),
+            action: "ack".into(),
+            alarm_id: ack.alarm_id.chars().take(256).collect(),
+            result: match result {
+                Ok(()) => "ok".into(),
+                Err(why) => format!("refused: {why}"),
+            },
+        };
+        let store = self.shared.store.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.audit(&row) {
+                tracing::error!(error = %e, "audit row of a remote acknowledgement not stored");
+            }
+        });
     }
 
     fn batch(&mut self, rs: &[Reading]) {

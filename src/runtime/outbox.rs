@@ -147,10 +147,15 @@ async fn commit(
             batch.to_vec(),
             active.to_vec(),
         );
+        let timer = crate::metrics::metrics()
+            .alarm_commit_seconds
+            .with_label_values::<&str>(&[])
+            .start_timer();
         let r = tokio::task::spawn_blocking(move || {
             s.append_events(QueueId::Alarms, &b, |seq, t| id.alarm_event(seq, t), &a)
         })
         .await;
+        timer.observe_duration();
         let held = crate::metrics::metrics()
             .unstored
             .with_label_values(&["events"]);

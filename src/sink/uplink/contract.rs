@@ -221,4 +221,28 @@ pub struct RemoteAck {
     pub by: String,
     #[serde(default)]
     pub at: Option<String>,
+    /// Set by the uplink when the message fails its checks (`by`): the
+    /// engine task then only writes the refusal to the audit log.
+    #[serde(skip)]
+    pub refused: Option<String>,
+    /// The broker it came from (`host:port`), for the audit log.
+    #[serde(skip)]
+    pub from: String,
+}
+
+impl RemoteAck {
+    /// `by` names a person or a console: non-empty, at most 64
+    /// characters, no control characters (it reaches logs, the audit log
+    /// and the page).
+    pub fn check_by(&self) -> Result<(), String> {
+        if self.by.trim().is_empty() {
+            Err("`by` is empty".into())
+        } else if self.by.chars().count() > 64 {
+            Err("`by` is longer than 64 characters".into())
+        } else if self.by.chars().any(char::is_control) {
+            Err("`by` holds control characters".into())
+        } else {
+            Ok(())
+        }
+    }
 }

@@ -59,6 +59,8 @@ pub struct UplinkSink {
     id: Identity,
     status_interval: Duration,
     accept_remote_ack: bool,
+    /// `host:port` of the county broker, for the audit log.
+    broker: String,
     /// For the status's `queue_depth`.
     store: Arc<Store>,
     counts: Arc<Mutex<StatusCounts>>,
@@ -161,6 +163,7 @@ impl UplinkSink {
             id,
             status_interval: u.status_interval.0,
             accept_remote_ack: u.accept_remote_ack,
+            broker: format!("{}:{}", u.host, u.port),
             store,
             counts,
             remote_acks,
@@ -287,10 +290,30 @@ impl UplinkSink {
                 Some(Sent::Offline) => Progress::Closed,
                 _ => Progress::Idle,
             },
+            // A retained acknowledgement would be applied again at every
+            // reconnect, to whatever alarm then has that id: ignored.
+            Event::Incoming(Packet::Publish(p)) if p.topic == self.id.ack_topic() && p.retain => {
+                crate::metrics::metrics()
+                    .remote_acks_ignored
+                    .with_label_values(&["retained"])
+                    .inc();
+                tracing::warn!("retained remote acknowledgement ignored");
+                Progress::Idle
+            }
             Event::Incoming(Packet::Publish(p)) if p.topic == self.id.ack_topic() => {
                 match serde_json::from_slice::<RemoteAck>(&p.payload) {
-                    Ok(ack) => {
-                        tracing::info!(alarm_id = %ack.alarm_id, by = %ack.by, "remote acknowledgement from the county platform");
+                    Ok(mut ack) => {
+                        ack.from = self.broker.clone();
+                        if let Err(why) = ack.check_by() {
+                            crate::metrics::metrics()
+                                .remote_acks_ignored
+                                .with_label_values(&["bad_by"])
+                                .inc();
+                            tracing::warn!(alarm_id = %ack.alarm_id, why = %why, "remote acknowledgement refused");
+                            ack.refused = Some(why);
+                        } else {
+                            tracing::info!(alarm_id = %ack.alarm_id, by = %ack.by, "remote acknowledgement from the county platform");
+                        }
                         let _ = self.remote_acks.send(ack);
                     }
                     Err(e) => {
