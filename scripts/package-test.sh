@@ -103,7 +103,7 @@ expect() { # PATH MODE OWNER:GROUP
 }
 expect /usr/bin/riskgate 755 root:root
 expect /lib/systemd/system/riskgate.service 644 root:root
-expect /etc/riskgate 750 root:riskgate
+expect /etc/riskgate 2750 root:riskgate
 expect /etc/riskgate/riskgate.toml 640 root:riskgate
 expect /etc/riskgate/credentials 700 root:root
 expect /var/lib/riskgate 750 riskgate:riskgate
@@ -126,6 +126,10 @@ runuser -u riskgate -- /usr/bin/riskgate validate --config /etc/riskgate/riskgat
 for ex in /usr/share/doc/riskgate/examples/*.example.toml; do
     /usr/bin/riskgate validate --config "$ex" >/dev/null || fail "$ex is not valid"
 done
+# A file root creates in /etc/riskgate later (the users file) is the service's group.
+(umask 022 && touch /etc/riskgate/package-test.new)
+expect /etc/riskgate/package-test.new 644 root:riskgate
+rm /etc/riskgate/package-test.new
 # The world may not read the config.
 if runuser -u nobody -- cat /etc/riskgate/riskgate.toml >/dev/null 2>&1; then
     fail "user nobody can read /etc/riskgate/riskgate.toml"
