@@ -3,10 +3,12 @@
 //!
 //! Golden frames: the domain notes (standards-research.md §8) record a
 //! real device's test report ending `…03E43B`, but not its other bytes, so
-//! it cannot be decoded here. The golden frames below were produced by
-//! firmware-sim's encoder and their CRC checked by hand against the
-//! draft's rule (A001H, init FFFFH, high byte first), written out byte by
-//! byte so that a change in either codec shows.
+//! it cannot be decoded here. Four up frames and two answers published in
+//! a public walk-through of the protocol are decoded (and the answers
+//! re-encoded) byte for byte at the end of this file. The golden frame
+//! below was produced by firmware-sim's encoder and its CRC checked by
+//! hand against the draft's rule (A001H, init FFFFH, high byte first),
+//! written out byte by byte so that a change in either codec shows.
 
 use chrono::{NaiveDate, NaiveDateTime};
 use firmware_sim::sl651::codec::{self, Elem, Identity, Report};
@@ -231,5 +233,121 @@ proptest! {
         b.extend(tail);
         let _ = frame::split(&b);
         let _ = body::decode(&b[14.min(b.len())..]);
+    }
+}
+
+/// Frames published in a public walk-through of the protocol ("SL651-2014
+/// 全协议解析(HEX编码格式)", toymoban.com/news/detail-686475.html) [S]:
+/// frames a station and a centre exchanged, with the values the author
+/// read from them. Decoded here with riskgate's codec, not firmware-sim's.
+fn published(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn published_frames_decode_to_the_published_values() {
+    // 测试报 30H: current rainfall 0.5 mm, cumulative 0.5 mm, river level
+    // 0.127 m, supply 11.15 V (the page's reading).
+    let test_report = published(
+        "7E7E010012345678123430002B020003591011154947F1F1001234567848F0F0\
+         591011154920190000052619000005392300000127381211150320FA",
+    );
+    let Split::Frame(f, n) = frame::split(&test_report) else {
+        panic!("the test report is one frame")
+    };
+    assert_eq!(n, test_report.len());
+    assert_eq!(
+        (f.centre, f.station, f.password, f.function),
+        (0x01, [0x00, 0x12, 0x34, 0x56, 0x78], 0x1234, 0x30)
+    );
+    let r = body::decode(&f.body).unwrap();
+    assert_eq!(r.serial, 3);
+    assert_eq!(r.category, Some(0x48), "river station (H)");
+    assert_eq!(
+        r.groups[0].values,
+        vec![
+            (0x20, Observed::Number(0.5)),
+            (0x26, Observed::Number(0.5)),
+            (0x39, Observed::Number(0.127)),
+            (0x38, Observed::Number(11.15)),
+        ]
+    );
+
+    // 定时报 32H from centre 05 with password 03E8: 4 mm, 4 mm, 10.49 m,
+    // 10.99 V.
+    let timed = published(
+        "7E7E05001122334403E832002B020034170718110016F1F1001122334448F0F0\
+         1707181100201900004026190000403923000104903812109903A421",
+    );
+    let Split::Frame(f, _) = frame::split(&timed) else {
+        panic!("the timed report is one frame")
+    };
+    assert_eq!((f.centre, f.password, f.function), (0x05, 0x03E8, 0x32));
+    let r = body::decode(&f.body).unwrap();
+    assert_eq!(r.serial, 0x34);
+    assert_eq!(r.sent.to_string(), "2017-07-18 11:00:16");
+    assert_eq!(r.groups[0].observed.to_string(), "2017-07-18 11:00:00");
+    assert_eq!(
+        r.groups[0].values,
+        vec![
+            (0x20, Observed::Number(4.0)),
+            (0x26, Observed::Number(4.0)),
+            (0x39, Observed::Number(10.49)),
+            (0x38, Observed::Number(10.99)),
+        ]
+    );
+
+    // Keep-alives 2FH, one whose serial number holds 7E (not a start).
+    for hex in [
+        "7E7E01001234567812342F0008020003591011155111036BCA",
+        "7E7E00987654321012342F0008027E0822101110074703C3AE",
+    ] {
+        let bytes = published(hex);
+        let Split::Frame(f, n) = frame::split(&bytes) else {
+            panic!("{hex} is one frame")
+        };
+        assert_eq!((f.function, n), (0x2F, bytes.len()));
+    }
+}
+
+/// The centre's answers on the same page: riskgate's encoder writes the
+/// same bytes, CRC included, for the same fields.
+#[test]
+fn answers_match_the_published_down_frames() {
+    for (station, centre, password, function, body_hex, end, want) in [
+        (
+            [0x00, 0x12, 0x34, 0x56, 0x78],
+            0x01,
+            0x1234,
+            0x30,
+            "0003591011154947",
+            frame::ESC,
+            "7E7E00123456780112343080080200035910111549471B75D4",
+        ),
+        (
+            [0x00, 0x11, 0x22, 0x33, 0x44],
+            0x05,
+            0x03E8,
+            0x32,
+            "0034170718110016",
+            frame::ESC,
+            "7E7E00112233440503E83280080200341707181100161BE5D4",
+        ),
+    ] {
+        let f = frame::Frame {
+            encoding: frame::Encoding::Hex,
+            direction: Direction::Down,
+            centre,
+            station,
+            password,
+            function,
+            packet: None,
+            body: published(body_hex),
+            end,
+        };
+        assert_eq!(f.encode(), published(want));
     }
 }

@@ -50,6 +50,7 @@ fn station(path: &str) -> Device<Sl651Station> {
             report_interval: Duration::from_secs(3600),
             report_margin: Duration::from_secs(600),
             keep_online: false,
+            centre: None,
             points: vec![point("radio-1.level", "Z"), point("radio-1.pt", "PT")],
         },
     )

@@ -94,6 +94,12 @@ struct Sl651Args {
     /// Fall silent after this many reports
     #[arg(long)]
     silent_after: Option<usize>,
+    /// Send ASCII frames (SOH) instead of HEX/BCD (7E7E)
+    #[arg(long)]
+    ascii: bool,
+    /// Centre address the frames name (1-255)
+    #[arg(long, default_value_t = 1)]
+    centre: u8,
 }
 
 async fn run_sl651_station(a: Sl651Args) -> Result<()> {
@@ -113,7 +119,7 @@ async fn run_sl651_station(a: Sl651Args) -> Result<()> {
     cli::run(cli::Options {
         connect: a.connect,
         identity: Identity {
-            centre: 1,
+            centre: a.centre,
             address,
             password: u16::from_str_radix(&a.password, 16).context("--password")?,
             category: hex8(&a.category, "category")?,
@@ -127,6 +133,7 @@ async fn run_sl651_station(a: Sl651Args) -> Result<()> {
         fault: a.fault.parse().map_err(anyhow::Error::msg)?,
         fault_every: a.fault_every,
         silent_after: a.silent_after,
+        ascii: a.ascii,
     })
     .await
 }

@@ -6,7 +6,8 @@
 //!   store made afresh after a disk loss starts `seq` at 1 again under a new
 //!   epoch, so no `event_id` repeats.
 //! - Beside the database, `riskgate.seq` notes the epoch and the last `seq`
-//!   given (written after each alarm commit; not synced, it is a hint). At
+//!   given (overwritten in place after each alarm commit; not synced, it
+//!   is a hint). At
 //!   open, a database whose `seq` is behind that note was restored from an
 //!   older copy: it gets a new epoch (its own events would otherwise repeat
 //!   `event_id`s the county already has, with other contents) and its `seq`
@@ -51,8 +52,24 @@ fn read_note(db: &Path) -> Option<(u32, u64)> {
 
 /// Notes the last `seq` given under `epoch`. A failure is logged only: the
 /// note is a hint for restore detection, never needed to run.
+///
+/// Written in place at offset 0 with a fixed width, never truncated: on
+/// ext4 a file truncated and rewritten is flushed at close (the
+/// `auto_da_alloc` heuristic) and its new block joins the next journal
+/// commit, so a rewrite after every alarm commit made the next alarm's
+/// fsync wait for it. An overwrite of the same bytes is one dirty page.
+/// The width (30 bytes) is at least that of any note written before, so
+/// no older tail can remain.
 pub(super) fn note(db: &Path, epoch: u32, seq: u64) {
-    if let Err(e) = std::fs::write(note_path(db), format!("{epoch:08x} {seq}\n")) {
+    use std::os::unix::fs::FileExt;
+    let line = format!("{epoch:08x} {seq:020}\n");
+    let res = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(note_path(db))
+        .and_then(|f| f.write_all_at(line.as_bytes(), 0));
+    if let Err(e) = res {
         tracing::warn!(error = %e, "cannot note the last seq beside the store");
     }
 }
@@ -106,6 +123,22 @@ mod tests {
         let none: &[(String, ())] = &[];
         s.append_events(QueueId::Alarms, &vec![(); n], enc, none)
             .unwrap()
+    }
+
+    /// The note is overwritten in place: a shorter number after a longer
+    /// one, or a note in the older variable-width form, leaves no tail.
+    #[test]
+    fn the_note_is_overwritten_in_place_without_a_stale_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("riskgate.db");
+        std::fs::write(super::note_path(&db), "deadbeef 12345678901234567890\n").unwrap();
+        super::note(&db, 0xabc, 7);
+        assert_eq!(super::read_note(&db), Some((0xabc, 7)));
+        super::note(&db, 0xabc, 123_456);
+        super::note(&db, 0xabc, 8);
+        assert_eq!(super::read_note(&db), Some((0xabc, 8)));
+        let len = std::fs::metadata(super::note_path(&db)).unwrap().len();
+        assert_eq!(len, 30, "one fixed-width line");
     }
 
     #[test]

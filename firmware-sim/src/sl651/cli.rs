@@ -31,6 +31,8 @@ pub struct Options {
     pub fault_every: usize,
     /// Stop sending after this many reports (silence).
     pub silent_after: Option<usize>,
+    /// ASCII frames (SOH) instead of HEX/BCD.
+    pub ascii: bool,
 }
 
 pub async fn run(o: Options) -> Result<()> {
@@ -42,6 +44,7 @@ pub async fn run(o: Options) -> Result<()> {
             None => bail!("--connect: tcp://host:port, udp://host:port or serial:PATH"),
         },
     };
+    st.ascii = o.ascii;
     let start = o.start.unwrap_or_else(|| {
         chrono::Local::now().naive_local()
             - chrono::Duration::from_std(o.duration).unwrap_or_default()

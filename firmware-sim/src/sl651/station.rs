@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
+use super::ascii;
 use super::codec::{self, Answer, Identity, Report};
 
 /// A fault for one send.
@@ -57,6 +58,8 @@ pub struct Station {
     pub answer_timeout: Duration,
     /// Bodies longer than this go as several packets.
     pub max_body: usize,
+    /// Send ASCII frames (SOH) instead of HEX/BCD (7E7E).
+    pub ascii: bool,
     buf: Vec<u8>,
 }
 
@@ -97,6 +100,7 @@ impl Station {
             serial: 0,
             answer_timeout: Duration::from_secs(2),
             max_body: 4095,
+            ascii: false,
             buf: Vec::new(),
         }
     }
@@ -118,13 +122,21 @@ impl Station {
         if fault == Sl651Fault::WrongPassword {
             id.password ^= 0x5A5A;
         }
-        let body = report.body(&id);
+        let body = if self.ascii {
+            ascii::body(report, &id)
+        } else {
+            report.body(&id)
+        };
         let max = if fault == Sl651Fault::OutOfOrder {
             body.len().div_ceil(3)
         } else {
             self.max_body
         };
-        let mut frames = codec::frames(&id, report.function, &body, max);
+        let mut frames = if self.ascii {
+            ascii::frames(&id, report.function, &body, max)
+        } else {
+            codec::frames(&id, report.function, &body, max)
+        };
         match fault {
             Sl651Fault::BadCrc => {
                 if let Some(f) = frames.last_mut()
@@ -161,9 +173,14 @@ impl Station {
 
     /// A keep-alive (2FH): the last serial number and the send time.
     pub async fn keep_alive(&mut self, now: chrono::NaiveDateTime) -> io::Result<()> {
-        let mut body = self.serial.to_be_bytes().to_vec();
-        body.extend(codec::bcd_time(now, true));
-        let f = codec::up_frame(&self.id, codec::KEEP_ALIVE, &body, None, true);
+        let f = if self.ascii {
+            let body = ascii::keep_alive_body(self.serial, now);
+            ascii::up_frame(&self.id, codec::KEEP_ALIVE, &body, None, true)
+        } else {
+            let mut body = self.serial.to_be_bytes().to_vec();
+            body.extend(codec::bcd_time(now, true));
+            codec::up_frame(&self.id, codec::KEEP_ALIVE, &body, None, true)
+        };
         self.write(&f).await
     }
 
@@ -186,10 +203,16 @@ impl Station {
             // Drop bytes before a frame start.
             while !self.buf.is_empty()
                 && !self.buf.starts_with(&codec::START[..self.buf.len().min(2)])
+                && self.buf[0] != ascii::SOH
             {
                 self.buf.remove(0);
             }
-            if let Some((a, n)) = codec::read_answer(&self.buf) {
+            let read = if self.buf.first() == Some(&ascii::SOH) {
+                ascii::read_answer(&self.buf)
+            } else {
+                codec::read_answer(&self.buf)
+            };
+            if let Some((a, n)) = read {
                 self.buf.drain(..n);
                 return Ok(Some(a));
             }

@@ -242,6 +242,10 @@ pub struct Device {
     /// Answer reports with ESC (stay on line) instead of EOT.
     #[serde(default)]
     pub keep_online: bool,
+    /// The centre address (1-255) the station's frames must carry; none:
+    /// any centre address is taken.
+    #[serde(default)]
+    pub centre: Option<u32>,
     // ---- health (all protocols)
     /// Consecutive failed polls before the device's `offline` alarm.
     #[serde(default = "default_offline_after")]

@@ -62,6 +62,8 @@ pub enum BodyError {
     BadLength(u8),
     #[error("guide {0:02X}H is cut short")]
     GuideCut(u8),
+    #[error("ASCII body: {0}")]
+    Text(&'static str),
 }
 
 /// Decodes an up report body. `serial_only` bodies (keep-alive) need only
@@ -71,7 +73,7 @@ pub fn decode(b: &[u8]) -> Result<Report, BodyError> {
         return Err(BodyError::Short(b.len()));
     }
     let serial = u16::from_be_bytes([b[0], b[1]]);
-    let sent = bcd_time(&b[2..8], true).ok_or(BodyError::BadTime("send"))?;
+    let sent = decode_time(&b[2..8], true).ok_or(BodyError::BadTime("send"))?;
     let mut r = Report {
         serial,
         sent,
@@ -92,7 +94,7 @@ pub fn decode(b: &[u8]) -> Result<Report, BodyError> {
             }
             (OBSERVATION_TIME, Some(&OBSERVATION_TIME)) => {
                 let t = b.get(i + 2..i + 7).ok_or(BodyError::GuideCut(id))?;
-                let observed = bcd_time(t, false).ok_or(BodyError::BadTime("observation"))?;
+                let observed = decode_time(t, false).ok_or(BodyError::BadTime("observation"))?;
                 r.groups.push(Group {
                     observed,
                     values: Vec::new(),
@@ -136,7 +138,14 @@ pub fn decode(b: &[u8]) -> Result<Report, BodyError> {
     Ok(r)
 }
 
-fn value(shape: Shape, id: u8, data: &[u8], decimals: u8) -> Result<Observed, BodyError> {
+/// One element's bytes as its shape reads them (the ASCII decoder hands
+/// its hex-digit series here too).
+pub(super) fn value(
+    shape: Shape,
+    id: u8,
+    data: &[u8],
+    decimals: u8,
+) -> Result<Observed, BodyError> {
     match shape {
         Shape::Bcd => bcd_number(id, data, decimals),
         Shape::Status => {
@@ -207,7 +216,8 @@ fn from_bcd(x: u8) -> Option<u32> {
 }
 
 /// YYMMDDHHmm(ss) in BCD; years are 2000-2099.
-fn bcd_time(t: &[u8], with_seconds: bool) -> Option<NaiveDateTime> {
+/// A BCD time YYMMDDHHmm(SS); `None` if not BCD or not a date.
+pub(super) fn decode_time(t: &[u8], with_seconds: bool) -> Option<NaiveDateTime> {
     let d: Vec<u32> = t.iter().map(|&x| from_bcd(x)).collect::<Option<_>>()?;
     let s = if with_seconds { *d.get(5)? } else { 0 };
     NaiveDate::from_ymd_opt(2000 + *d.first()? as i32, *d.get(1)?, *d.get(2)?)?.and_hms_opt(

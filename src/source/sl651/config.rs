@@ -49,6 +49,9 @@ pub struct Sl651Station {
     pub report_margin: Duration,
     /// Answer ESC (stay on line) rather than EOT after a report.
     pub keep_online: bool,
+    /// The centre address the station must report to (draft Table 20:
+    /// 1-255); `None` takes any. Answers echo the frame's centre address.
+    pub centre: Option<u8>,
     pub points: Vec<Sl651Point>,
 }
 
@@ -210,6 +213,16 @@ pub fn check(
             }
         },
     };
+    let centre = match d.centre {
+        Some(c) if !(1..=255).contains(&c) => {
+            e.push(
+                format!("{p}.centre"),
+                format!("{c} is not a centre address (1-255)"),
+            );
+            None
+        }
+        c => Some(c.map(|c| c as u8)),
+    };
     let interval = match &d.report_interval {
         None => {
             e.push(
@@ -253,6 +266,7 @@ pub fn check(
         report_interval: interval?,
         report_margin: margin?,
         keep_online: d.keep_online,
+        centre: centre?,
         points: points.into_iter().collect::<Option<Vec<_>>>()?,
     })
 }

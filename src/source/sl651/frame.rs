@@ -1,136 +1,24 @@
-//! The HEX/BCD frame of SL 651-2014 (7E7E): split a byte stream into
-//! frames, check each one's CRC, and build the centre's answers.
-//!
-//! Source: standards-research.md §4.1, from a pre-publication draft of the
-//! standard (header "SL/T XXXXX—XXXX") **[C, draft]**. Layout of an up
-//! frame (station → centre):
-//!
-//! ```text
-//! 7E 7E | centre 1 | station 5 | password 2 | function 1 | dir+len 2 |
-//! STX 02 (or SYN 16 + 3 bytes total/seq) | body | ETX 03 / ETB 17 | CRC 2
-//! ```
-//!
-//! A down frame (centre → station) names the station before the centre
-//! (draft Table 20/21) and ends with ENQ, ACK, NAK, EOT or ESC.
+//! One splitter for both encodings of SL 651-2014: a byte stream becomes
+//! HEX/BCD frames (7E7E, `hex`) and ASCII frames (SOH, `ascii`), whatever
+//! lies between them is skipped as garbage, and a frame encodes itself in
+//! its own encoding. The shared pieces (`link`) are re-exported here.
 //!
 //! Invariants: [`split`] never panics and never reads past its input
 //! whatever the bytes; a frame it returns passed its CRC; a frame longer
-//! than [`MAX_FRAME`] is refused before it is buffered.
+//! than its encoding's largest (`hex::MAX_FRAME`, `ascii::MAX_FRAME`) is
+//! refused before it is buffered.
 
-/// Frame start of the HEX/BCD encoding (draft 6.2.2, Table 10).
-pub const START: [u8; 2] = [0x7E, 0x7E];
-/// Start of the body of a single-packet frame.
-pub const STX: u8 = 0x02;
-/// Start of the body of one packet of a multi-packet message (M3).
-pub const SYN: u8 = 0x16;
-/// Up: last (or only) packet.
-pub const ETX: u8 = 0x03;
-/// Up: more packets follow.
-pub const ETB: u8 = 0x17;
-/// Down: a query.
-pub const ENQ: u8 = 0x05;
-/// Down: received, continue.
-pub const ACK: u8 = 0x06;
-/// Down: received with errors, send again.
-pub const NAK: u8 = 0x15;
-/// Down: end of the exchange, the station may leave the link.
-pub const EOT: u8 = 0x04;
-/// Down: end of the exchange, the station stays on line (10 min).
-pub const ESC: u8 = 0x1B;
+use super::{ascii, hex};
 
-/// Bytes from the start through STX (draft; public code agrees:
-/// `PACKAGE_HEAD_STX_LEN 14`).
-pub const HEADER: usize = 14;
-/// The 3 bytes after SYN: total packets (high 12 bits), sequence (low 12).
-pub const PACKET_INFO: usize = 3;
-/// A body is 1-4095 bytes (low 12 bits of the length field).
-pub const MAX_BODY: usize = 0x0FFF;
-/// The largest frame: header, packet info, body, end byte and CRC.
-pub const MAX_FRAME: usize = HEADER + PACKET_INFO + MAX_BODY + 3;
+pub use super::hex::{HEADER, MAX_FRAME, PACKET_INFO, START};
+pub use super::link::*;
 
-/// CRC-16 with the reflected polynomial A001H (X^16+X^15+X^2+1) and
-/// initial value FFFFH (draft Annex H.3.2). The same arithmetic as Modbus
-/// RTU's CRC; only the byte order on the wire differs (high byte first
-/// here, low byte first in Modbus RTU, draft 5.2).
-pub fn crc16(bytes: &[u8]) -> u16 {
-    let mut crc: u16 = 0xFFFF;
-    for &b in bytes {
-        crc ^= u16::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xA001
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    crc
-}
-
-/// Which way a frame travels (high 4 bits of the length field: 0000 up,
-/// 1000 down).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    Up,
-    Down,
-}
-
-/// One frame, CRC checked.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Frame {
-    pub direction: Direction,
-    pub centre: u8,
-    /// A5…A1 as on the wire.
-    pub station: [u8; 5],
-    pub password: u16,
-    pub function: u8,
-    /// `Some((total, seq))` for a packet of a multi-packet message (SYN);
-    /// both 1-4095.
-    pub packet: Option<(u16, u16)>,
-    pub body: Vec<u8>,
-    /// ETX, ETB (up) or ENQ, ACK, NAK, EOT, ESC (down).
-    pub end: u8,
-}
-
-/// What the header of a frame that failed says, when it could be read:
-/// enough to count the failure against its station.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Claimed {
-    pub station: [u8; 5],
-    pub function: u8,
-}
-
-/// Why bytes were not a frame. Each is counted by the caller.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum FrameError {
-    #[error("bytes before a frame start (7E7E)")]
-    Garbage,
-    #[error("CRC {got:04X} does not match {want:04X}")]
-    BadCrc { got: u16, want: u16 },
-    #[error("frame ends before its declared length")]
-    Truncated,
-    #[error("declared body of {0} bytes is over the 4095 a frame may carry")]
-    Oversized(usize),
-    #[error("direction nibble {0:#03x} is neither up (0) nor down (8)")]
-    BadDirection(u8),
-    #[error("body start {0:#04x} is neither STX nor SYN")]
-    BadBodyStart(u8),
-    #[error("end byte {0:#04x} is not one of ETX ETB ENQ ACK NAK EOT ESC")]
-    BadEnd(u8),
-    #[error("packet {seq} of {total}: sequence must be 1..=total")]
-    BadPacket { total: u16, seq: u16 },
-}
-
-/// The result of looking at the front of a buffer.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Split {
-    /// A frame, and the bytes it took from the front.
-    Frame(Frame, usize),
-    /// Not enough bytes yet for the frame that starts at the front.
-    NeedMore,
-    /// Drop this many bytes from the front: they are not (the start of) a
-    /// valid frame. `Claimed` when the header could be read.
-    Skip(usize, FrameError, Option<Claimed>),
+/// Where the next frame could start: 7E7E (HEX) or a plausible SOH
+/// (ASCII), at or after `from`.
+fn next_start(buf: &[u8], from: usize) -> Option<usize> {
+    (from..buf.len()).find(|&i| {
+        buf[i..].starts_with(&START) || (buf[i] == ascii::SOH && ascii::plausible(&buf[i..]))
+    })
 }
 
 /// Looks for one frame at the front of `buf`. Never panics.
@@ -138,162 +26,34 @@ pub enum Split {
 /// Resynchronisation: a failed frame drops only its first byte, so a good
 /// frame that began inside the bytes a bad header claimed is still found.
 pub fn split(buf: &[u8]) -> Split {
-    // Garbage before a start: drop up to the next candidate start.
     if buf.is_empty() {
         return Split::NeedMore;
     }
+    if buf[0] == ascii::SOH && ascii::plausible(buf) {
+        return ascii::split(buf);
+    }
+    // Garbage before a start: drop up to the next candidate start.
     if buf[0] != START[0] || (buf.len() >= 2 && buf[1] != START[1]) {
-        let next = buf[1..]
-            .windows(2)
-            .position(|w| w == START)
-            .map(|i| i + 1)
-            .unwrap_or_else(|| {
-                // Keep a trailing 7E: it may be the first half of a start.
-                if buf.last() == Some(&START[0]) {
-                    buf.len() - 1
-                } else {
-                    buf.len()
-                }
-            });
+        let next = next_start(buf, 1).unwrap_or_else(|| {
+            // Keep a trailing 7E: it may be the first half of a start.
+            if buf.last() == Some(&START[0]) {
+                buf.len() - 1
+            } else {
+                buf.len()
+            }
+        });
         return Split::Skip(next.max(1), FrameError::Garbage, None);
     }
-    if buf.len() < HEADER {
-        return Split::NeedMore;
-    }
-    let claimed = |b: &[u8]| Claimed {
-        station: [b[3], b[4], b[5], b[6], b[7]],
-        function: b[10],
-    };
-    let (direction, station, centre) = match buf[11] >> 4 {
-        0x0 => (
-            Direction::Up,
-            [buf[3], buf[4], buf[5], buf[6], buf[7]],
-            buf[2],
-        ),
-        // A down frame: station first, then the centre.
-        0x8 => (
-            Direction::Down,
-            [buf[2], buf[3], buf[4], buf[5], buf[6]],
-            buf[7],
-        ),
-        other => return Split::Skip(1, FrameError::BadDirection(other), None),
-    };
-    let len = (usize::from(buf[11] & 0x0F) << 8) | usize::from(buf[12]);
-    let info = match buf[13] {
-        STX => 0,
-        SYN => PACKET_INFO,
-        other => return Split::Skip(1, FrameError::BadBodyStart(other), Some(claimed(buf))),
-    };
-    if len > MAX_BODY {
-        return Split::Skip(1, FrameError::Oversized(len), Some(claimed(buf)));
-    }
-    // The draft does not say whether a SYN frame's length counts the 3
-    // packet bytes [U]; try the reading that counts them (the shorter
-    // frame) first, then the one that does not. Shorter first, so that
-    // waiting for more bytes never waits past a frame that is complete.
-    let candidates: &[usize] = if info == 0 { &[0] } else { &[0, PACKET_INFO] };
-    let mut first_err = None;
-    for &extra in candidates {
-        let total = HEADER + extra + len + 3;
-        if buf.len() < total {
-            return Split::NeedMore;
-        }
-        let want = crc16(&buf[..total - 2]);
-        let got = u16::from_be_bytes([buf[total - 2], buf[total - 1]]);
-        if want != got {
-            first_err.get_or_insert(FrameError::BadCrc { got, want });
-            continue;
-        }
-        let end = buf[total - 3];
-        let ok_end = match direction {
-            Direction::Up => matches!(end, ETX | ETB),
-            Direction::Down => matches!(end, ENQ | ACK | NAK | EOT | ESC),
-        };
-        if !ok_end {
-            return Split::Skip(1, FrameError::BadEnd(end), Some(claimed(buf)));
-        }
-        let packet = if info > 0 {
-            let v = u32::from(buf[14]) << 16 | u32::from(buf[15]) << 8 | u32::from(buf[16]);
-            let (t, s) = ((v >> 12) as u16, (v & 0xFFF) as u16);
-            if t == 0 || s == 0 || s > t {
-                let e = FrameError::BadPacket { total: t, seq: s };
-                return Split::Skip(1, e, Some(claimed(buf)));
-            }
-            Some((t, s))
-        } else {
-            None
-        };
-        let body_from = HEADER + info;
-        let body_to = total - 3;
-        if body_from > body_to {
-            // A SYN frame whose length cannot even hold its packet bytes.
-            let e = FrameError::BadPacket { total: 0, seq: 0 };
-            return Split::Skip(1, e, Some(claimed(buf)));
-        }
-        let body = buf[body_from..body_to].to_vec();
-        let frame = Frame {
-            direction,
-            centre,
-            station,
-            password: u16::from_be_bytes([buf[8], buf[9]]),
-            function: buf[10],
-            packet,
-            body,
-            end,
-        };
-        return Split::Frame(frame, total);
-    }
-    let err = first_err.unwrap_or(FrameError::Truncated);
-    // A frame start inside the claimed span: this frame was cut short and
-    // the next one began (a truncated frame on a stream).
-    let span = HEADER + len + 3;
-    let cut = buf[2..span.min(buf.len())].windows(2).any(|w| w == START);
-    let err = if cut { FrameError::Truncated } else { err };
-    Split::Skip(1, err, Some(claimed(buf)))
+    hex::split(buf)
 }
 
 impl Frame {
-    /// The frame's bytes, CRC high byte first.
+    /// The frame's bytes in its encoding, CRC high byte first.
     pub fn encode(&self) -> Vec<u8> {
-        let info = if self.packet.is_some() {
-            PACKET_INFO
-        } else {
-            0
-        };
-        let mut out = Vec::with_capacity(HEADER + info + self.body.len() + 3);
-        out.extend_from_slice(&START);
-        match self.direction {
-            Direction::Up => {
-                out.push(self.centre);
-                out.extend_from_slice(&self.station);
-            }
-            Direction::Down => {
-                out.extend_from_slice(&self.station);
-                out.push(self.centre);
-            }
+        match self.encoding {
+            Encoding::Hex => hex::encode(self),
+            Encoding::Ascii => ascii::encode(self),
         }
-        out.extend_from_slice(&self.password.to_be_bytes());
-        out.push(self.function);
-        let dir: u16 = match self.direction {
-            Direction::Up => 0x0000,
-            Direction::Down => 0x8000,
-        };
-        // Bodies are built by this crate and bounded by MAX_BODY.
-        let len = (self.body.len().min(MAX_BODY)) as u16;
-        out.extend_from_slice(&(dir | len).to_be_bytes());
-        match self.packet {
-            None => out.push(STX),
-            Some((total, seq)) => {
-                out.push(SYN);
-                let v = (u32::from(total & 0xFFF) << 12) | u32::from(seq & 0xFFF);
-                out.extend_from_slice(&v.to_be_bytes()[1..]);
-            }
-        }
-        out.extend_from_slice(&self.body[..usize::from(len)]);
-        out.push(self.end);
-        let crc = crc16(&out);
-        out.extend_from_slice(&crc.to_be_bytes());
-        out
     }
 }
 
@@ -311,6 +71,7 @@ mod tests {
 
     fn sample() -> Frame {
         Frame {
+            encoding: Encoding::Hex,
             direction: Direction::Up,
             centre: 0x01,
             station: [0x00, 0x12, 0x34, 0x56, 0x78],

@@ -208,7 +208,7 @@ async fn stream<S: AsyncRead + AsyncWrite + Unpin>(
         buf.extend_from_slice(&chunk[..n]);
         let mut h = shared.feed(&mut buf, &mut conn);
         // `split` asks for more only within one frame's length.
-        debug_assert!(buf.len() <= MAX_FRAME + chunk.len());
+        debug_assert!(buf.len() <= MAX_FRAME.max(super::ascii::MAX_FRAME) + chunk.len());
         for a in &h.answers {
             if let Err(e) = io.write_all(a).await {
                 tracing::info!(peer, "sl651: answer not sent: {e}");

@@ -24,9 +24,10 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use tokio::time::Instant;
 
+use super::ascii;
 use super::body::{self, Observed, Report};
 use super::config::{Read, Sl651Station, address_text};
-use super::frame::{Claimed, Direction, EOT, ESC, Frame, FrameError, NAK};
+use super::frame::{Claimed, Direction, EOT, ESC, Encoding, Frame, FrameError, NAK};
 use super::metrics::{self, Outcome};
 use crate::config::Device;
 use crate::model::{BadReason, Input, Quality, Reading, Value};
@@ -143,8 +144,12 @@ impl Receiver {
         if let (FrameError::BadCrc { .. }, Some(c), Some(a)) = (err, claimed, known)
             && let Some(s) = self.stations.get(&a)
         {
+            let to = To {
+                encoding: c.encoding,
+                centre: s.dev.centre.unwrap_or(DEFAULT_CENTRE),
+            };
             h.answers
-                .push(answer(&s.dev, c.function, 0, NAK, Utc::now(), self.tz));
+                .push(answer(&s.dev, to, c.function, 0, NAK, Utc::now(), self.tz));
         }
         h
     }
@@ -178,6 +183,14 @@ impl Receiver {
             metrics::count(&dev.id, Outcome::Malformed, &"a down frame from a station");
             return h;
         }
+        if let Some(c) = dev.centre.filter(|&c| c != f.centre) {
+            metrics::count(
+                &dev.id,
+                Outcome::WrongCentre,
+                &format!("centre {:02X} where {c:02X} is configured", f.centre),
+            );
+            return h;
+        }
         if f.password != dev.password {
             metrics::count(
                 &dev.id,
@@ -187,6 +200,11 @@ impl Receiver {
             return h;
         }
         h.station = Some(f.station);
+        // Answers go back in the frame's encoding, to the centre it named.
+        let to = To {
+            encoding: f.encoding,
+            centre: f.centre,
+        };
         let body = match f.function {
             // Keep-alive: no reply (draft 6.6.4.2). It shows the link is
             // up, not that the station still measures: the report
@@ -214,7 +232,8 @@ impl Receiver {
                     Outcome::NotSupported,
                     &format!("function {:02X}H", f.function),
                 );
-                h.answers.push(answer(&dev, f.function, 0, NAK, wall, tz));
+                h.answers
+                    .push(answer(&dev, to, f.function, 0, NAK, wall, tz));
                 return h;
             }
             other => {
@@ -227,11 +246,21 @@ impl Receiver {
             }
         };
         let end = if dev.keep_online { ESC } else { EOT };
+        if f.function == 0x36 && f.encoding == Encoding::Ascii {
+            // A picture is binary JPEG data: the draft's ASCII frame has no
+            // reading riskgate could check [U].
+            metrics::count(
+                &dev.id,
+                Outcome::NotSupported,
+                &"a picture in an ASCII frame",
+            );
+            return h;
+        }
         if f.function == 0x36 {
             match picture(&body) {
                 Some((serial, observed, bytes)) => {
                     h.answers
-                        .push(answer(&dev, f.function, serial, end, wall, tz));
+                        .push(answer(&dev, to, f.function, serial, end, wall, tz));
                     if st.seen(f.function, serial, observed) {
                         metrics::count(&dev.id, Outcome::Duplicate, &serial);
                         return h;
@@ -249,7 +278,11 @@ impl Receiver {
             }
             return h;
         }
-        let report = match body::decode(&body) {
+        let decoded = match f.encoding {
+            Encoding::Hex => body::decode(&body),
+            Encoding::Ascii => ascii::decode_body(&body),
+        };
+        let report = match decoded {
             Ok(r) => r,
             Err(e) => {
                 metrics::count(&dev.id, Outcome::Malformed, &e);
@@ -257,7 +290,7 @@ impl Receiver {
             }
         };
         h.answers
-            .push(answer(&dev, f.function, report.serial, end, wall, tz));
+            .push(answer(&dev, to, f.function, report.serial, end, wall, tz));
         let first = report.groups.first().map_or(report.sent, |g| g.observed);
         if st.seen(f.function, report.serial, first) {
             metrics::count(&dev.id, Outcome::Duplicate, &report.serial);
@@ -390,21 +423,42 @@ fn health(dev: &Device<Sl651Station>, ok: bool, detail: &str, at: DateTime<Utc>)
     }
 }
 
+/// The centre address answers carry when no frame named one (a NAK to a
+/// frame whose header could not be fully read).
+const DEFAULT_CENTRE: u8 = 0x01;
+
+/// Whom an answer goes to: the encoding and centre address of the frame
+/// it answers.
+#[derive(Clone, Copy)]
+struct To {
+    encoding: Encoding,
+    centre: u8,
+}
+
 /// The centre's answer: the message's serial number and the centre's
 /// time as body, `end` as the end byte (draft 6.3, Table 10).
 fn answer(
     dev: &Device<Sl651Station>,
+    to: To,
     function: u8,
     serial: u16,
     end: u8,
     wall: DateTime<Utc>,
     tz: chrono_tz::Tz,
 ) -> Vec<u8> {
-    let mut b = serial.to_be_bytes().to_vec();
-    b.extend(body::bcd_send_time(wall.with_timezone(&tz).naive_local()));
+    let local = wall.with_timezone(&tz).naive_local();
+    let b = match to.encoding {
+        Encoding::Hex => {
+            let mut b = serial.to_be_bytes().to_vec();
+            b.extend(body::bcd_send_time(local));
+            b
+        }
+        Encoding::Ascii => ascii::answer_body(serial, local),
+    };
     Frame {
+        encoding: to.encoding,
         direction: Direction::Down,
-        centre: 0x01,
+        centre: to.centre,
         station: dev.address,
         password: dev.password,
         function,
@@ -506,6 +560,7 @@ mod tests {
                 report_interval: Duration::from_secs(60),
                 report_margin: Duration::from_secs(10),
                 keep_online: false,
+                centre: None,
                 points: vec![Sl651Point {
                     id: "st-1.pt".into(),
                     name: None,
@@ -538,6 +593,7 @@ mod tests {
 
     fn up(body: Vec<u8>, packet: Option<(u16, u16)>) -> Frame {
         Frame {
+            encoding: Encoding::Hex,
             direction: Direction::Up,
             centre: 1,
             station: ADDR,
