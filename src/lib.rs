@@ -10,6 +10,7 @@
 pub mod api;
 pub mod auth;
 pub mod backoff;
+pub mod client;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
