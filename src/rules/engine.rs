@@ -91,6 +91,18 @@ impl Engine {
         self.points.states()
     }
 
+    /// Latest value and quality of one point.
+    pub fn point_value(&self, id: &str) -> Option<PointState> {
+        self.points.state(id)
+    }
+
+    /// The points whose value or quality changed since the last call (a
+    /// reading, or staleness on a tick), each once: the operator views are
+    /// updated from these, not rebuilt from every point.
+    pub fn take_changed_points(&mut self) -> Vec<crate::model::PointId> {
+        self.points.take_changed()
+    }
+
     pub fn handle(&mut self, input: &Input, now: Now) -> Output {
         match input {
             // A threshold crossing is stamped with the reading's time, not

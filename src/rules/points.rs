@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{BadReason, Quality, Reading, Value};
+use crate::model::{BadReason, PointId, Quality, Reading, Value};
 use crate::time::Mono;
 
 /// What the engine knows of a point now, for the operator page.
@@ -64,6 +64,8 @@ pub struct PointInfo {
     /// A good `true` raises the point's `tamper` alarm (a station's
     /// cabinet door open); `false` clears it.
     pub tamper: bool,
+    /// Listed in `Points::changed` since the last `take_changed`.
+    changed: bool,
 }
 
 impl PointInfo {
@@ -86,6 +88,7 @@ impl PointInfo {
             is_text: false,
             writable: false,
             tamper: false,
+            changed: false,
         }
     }
 }
@@ -117,6 +120,11 @@ pub struct Points {
     /// Histories given back by the store, as (wall ms, value), waiting for
     /// the first moment to be placed on the monotonic scale.
     restored: Vec<Restored>,
+    /// Points whose value, quality or last good time changed since the
+    /// last `take_changed`, each once: the operator views follow them
+    /// without looking at every point (bounded by the point count even
+    /// when nobody takes them, as in tests driving the engine alone).
+    changed: Vec<PointId>,
 }
 
 /// A stored history waiting for `settle`: point, window, (wall ms, value).
@@ -201,6 +209,10 @@ impl Points {
         let Some(p) = self.map.get_mut(&*r.point) else {
             return false;
         };
+        if !p.changed {
+            p.changed = true;
+            self.changed.push(r.point.clone());
+        }
         p.quality = r.quality.clone();
         p.reported = true;
         p.first_reading.get_or_insert(r.at);
@@ -254,8 +266,33 @@ impl Points {
         );
         if too_old && silent {
             p.quality = Quality::Bad(BadReason::Stale);
+            if !p.changed {
+                p.changed = true;
+                self.changed.push(id.into());
+            }
         }
         too_old || matches!(p.quality, Quality::Bad(BadReason::Stale))
+    }
+
+    /// The points changed since the last call, each once, in the order
+    /// they first changed.
+    pub fn take_changed(&mut self) -> Vec<PointId> {
+        for id in &self.changed {
+            if let Some(p) = self.map.get_mut(&**id) {
+                p.changed = false;
+            }
+        }
+        std::mem::take(&mut self.changed)
+    }
+
+    /// Latest value and quality of one point.
+    pub fn state(&self, id: &str) -> Option<PointState> {
+        self.map.get(id).map(|p| PointState {
+            id: id.to_string(),
+            value: p.value.clone(),
+            quality: p.quality.clone(),
+            last_good: p.last_good,
+        })
     }
 
     /// Latest value and quality of every point, sorted by point id.
@@ -329,6 +366,38 @@ mod stale_tests {
         assert_eq!(
             pts.get("p").unwrap().quality,
             Quality::Bad(BadReason::Exception(2))
+        );
+    }
+
+    /// The views follow `take_changed`: each changed point once, a
+    /// reading or a turn to stale, and nothing when nothing changed.
+    #[test]
+    fn changed_points_are_listed_once_until_taken() {
+        let t0 = Utc::now();
+        let m = |secs: u64| Mono::from_millis(secs * 1000);
+        let mut pts = Points::default();
+        for id in ["a", "b"] {
+            let info = PointInfo::new(id.into(), None, "d".into(), Duration::from_secs(5));
+            pts.insert(id.into(), info);
+        }
+        assert!(pts.take_changed().is_empty());
+        // "p" is not a point of the table; "a" read twice is listed once.
+        let mut r = reading(Quality::Good, t0);
+        assert!(!pts.apply(&r, m(0)));
+        r.point = "a".into();
+        pts.apply(&r, m(0));
+        pts.apply(&r, m(1));
+        let ids: Vec<String> = pts.take_changed().iter().map(|p| p.to_string()).collect();
+        assert_eq!(ids, ["a"]);
+        assert!(pts.take_changed().is_empty());
+        // "a" goes stale on a tick: listed again, once.
+        assert!(pts.check_stale("a", m(7)));
+        assert!(pts.check_stale("a", m(8)));
+        let ids: Vec<String> = pts.take_changed().iter().map(|p| p.to_string()).collect();
+        assert_eq!(ids, ["a"]);
+        assert_eq!(
+            pts.state("a").unwrap().quality,
+            Quality::Bad(BadReason::Stale)
         );
     }
 }
