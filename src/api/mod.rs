@@ -11,6 +11,7 @@
 //! | `POST /api/alarms/ack` | operator | `{"alarm_id": "..."}`; the name acknowledged with is the session's user |
 //! | `GET /api/history?point=ID&since=1h` | reader | raw readings and 5-minute statistics |
 //! | `GET /api/events?since=24h` | reader | alarm events from the local log |
+//! | `GET /api/events/stream` | reader | live server-sent events for the page (`stream.rs`) |
 //! | `GET /api/online` | reader | per device, the share of polls answered over the last hour and day |
 //! | `GET /api/audit?since=24h` | operator | the audit log of acknowledgements |
 //! | `GET /metrics` | anyone | Prometheus |
@@ -38,6 +39,7 @@ pub mod auth;
 mod ready;
 pub mod serve;
 pub mod state;
+pub mod stream;
 
 use crate::queue::{AuditRow, AuditSource, QueueId};
 use crate::time::since;
@@ -98,6 +100,7 @@ fn routes(shared: Arc<Shared>) -> Router {
         .route("/api/alarms/ack", post(ack))
         .route("/api/history", get(history))
         .route("/api/events", get(events))
+        .route("/api/events/stream", get(stream::events_stream))
         .route("/api/online", get(online))
         .route("/api/audit", get(audit))
         .with_state(shared)
@@ -131,26 +134,8 @@ async fn page(Extension(nonce): Extension<auth::Nonce>) -> Html<String> {
 }
 
 fn alarms_json(sh: &Shared) -> serde_json::Value {
-    let alarms = sh.alarms.read().unwrap_or_else(|p| p.into_inner()).clone();
-    let mut list: Vec<_> = alarms
-        .iter()
-        .map(|a| {
-            json!({
-                "alarm_id": a.alarm_id, "rule_id": a.rule_id, "kind": a.kind, "level": a.level,
-                "level_color": crate::model::level_color(a.level), "name": a.name, "point_id": a.point_id,
-                "value": a.value, "threshold": a.threshold, "message": a.message,
-                "raised_at": sh.id.time(a.raised_at), "acked_by": a.acked_by,
-                "acked_at": a.acked_at.map(|t| sh.id.time(t)), "latching": a.latching, "condition": a.condition,
-            })
-        })
-        .collect();
-    list.sort_by_key(|a| {
-        (
-            a["level"].as_u64(),
-            a["raised_at"].as_str().map(String::from),
-        )
-    });
-    json!(list)
+    let alarms = sh.alarms.read().unwrap_or_else(|p| p.into_inner());
+    json!(state::alarm_views(&sh.id, &alarms))
 }
 
 async fn state(_: Reader, State(sh): State<Arc<Shared>>) -> Json<serde_json::Value> {

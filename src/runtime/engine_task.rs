@@ -25,12 +25,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::supervise::Watchdog;
 use super::telemetry::TelemetryFeed;
+use super::views::Views;
 use super::{actions, outbox};
-use crate::api::{AckCmd, PointView, Shared};
+use crate::api::{AckCmd, Shared};
 use crate::backoff::Backoff;
-use crate::model::{AlarmState, Input, Quality, Reading};
+use crate::model::{AlarmState, Input, Reading};
 use crate::queue::{HistoryRow, QueueId};
-use crate::rules::engine::{ActionRequest, Engine, Instance, Output};
+use crate::rules::engine::{ActionRequest, Engine, Output};
 use crate::rules::health::GatewayFault;
 use crate::sink::uplink::contract::RemoteAck;
 use crate::source::{WriteRequest, Writers};
@@ -99,8 +100,8 @@ pub(super) struct EngineTask {
     /// No readings commit before this (backoff after a refused one).
     retry_at: Option<tokio::time::Instant>,
     commit_backoff: Backoff,
-    /// The gateway faults last published, to wake the status on a change.
-    faults: Vec<String>,
+    /// The operator views and live stream, updated by what changed.
+    views: Views,
     /// Rule states not stored yet, newest per rule id.
     states: std::collections::BTreeMap<String, String>,
     /// The last commit: every changed state goes, however recent its last.
@@ -112,6 +113,7 @@ impl EngineTask {
         let (outbox, outbox_rx) = mpsc::unbounded_channel();
         let (failed_tx, failed_rx) = mpsc::unbounded_channel();
         let (store_tx, store_rx) = mpsc::unbounded_channel();
+        let views = Views::new(&shared, &engine);
         EngineTask {
             engine,
             clock: Clock::new(),
@@ -132,7 +134,7 @@ impl EngineTask {
             store_health: StoreHealth::default(),
             retry_at: None,
             commit_backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(5)),
-            faults: Vec::new(),
+            views,
             states: Default::default(),
             stopping: false,
         }
@@ -197,8 +199,8 @@ impl EngineTask {
                         if let Input::Readings(rs) = &input {
                             self.batch(rs);
                         }
-                        if let Input::DeviceHealth { device, ok, at, .. } = &input {
-                            self.shared.devices_online.write().unwrap_or_else(|p| p.into_inner()).insert(device.to_string(), *ok);
+                        if let Input::DeviceHealth { device, ok, detail, at } = &input {
+                            self.views.device_health(&self.shared, device, *ok, detail, *at);
                             self.shared.online.lock().unwrap_or_else(|p| p.into_inner()).record(device, *ok, *at);
                         }
                         let out = self.engine.handle(&input, now);
@@ -485,6 +487,7 @@ impl EngineTask {
                 .with_label_values(&[t.kind.as_str(), state])
                 .inc();
         }
+        self.views.transitions(&self.shared, &out.transitions);
         let active = self.engine.active_keyed();
         let mut actions: HashMap<usize, Vec<ActionRequest>> = HashMap::new();
         for (i, a) in out.actions {
@@ -516,67 +519,9 @@ impl EngineTask {
         self.writers.get(dev).cloned()
     }
 
+    /// Brings the operator views and the live streams up to date with
+    /// what changed (`views`): cheap when little did.
     fn publish_views(&mut self) {
-        let cfg = &self.shared.cfg;
-        let views: Vec<PointView> = self
-            .engine
-            .point_values()
-            .into_iter()
-            .map(|s| {
-                let (d, p) = cfg
-                    .point(&s.id)
-                    .expect("engine points come from the config");
-                PointView {
-                    name: p.name.map_or_else(|| s.id.clone(), str::to_string),
-                    device: d.id.clone(),
-                    unit: p.unit.map(str::to_string),
-                    value: if s.quality == Quality::Good {
-                        s.value
-                    } else {
-                        None
-                    },
-                    quality: s.quality.label().to_string(),
-                    last_good: s.last_good.map(|t| self.shared.id.time(t)),
-                    id: s.id,
-                }
-            })
-            .collect();
-        let alarms: Vec<Instance> = self.engine.active().cloned().collect();
-        let online = self
-            .shared
-            .devices_online
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .filter(|v| **v)
-            .count();
-        let mut faults: Vec<String> = alarms
-            .iter()
-            .filter(|a| crate::rules::health::is_gateway_fault(&a.rule_id))
-            .map(|a| a.rule_id.clone())
-            .collect();
-        faults.sort();
-        {
-            let mut c = self.shared.counts.lock().unwrap_or_else(|p| p.into_inner());
-            c.active_alarms = alarms.len() as u64;
-            c.devices_online = online as u64;
-            c.faults = faults.clone();
-        }
-        if faults != self.faults {
-            // The retained status carries the gateway's health: sent now,
-            // not at the next status interval (it needs no store).
-            self.faults = faults;
-            self.shared.status_wake.notify_one();
-        }
-        *self
-            .shared
-            .points
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = views;
-        *self
-            .shared
-            .alarms
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = alarms;
+        self.views.publish(&mut self.engine, &self.shared);
     }
 }

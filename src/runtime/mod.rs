@@ -1,7 +1,8 @@
 //! Wiring: sources → bounded channel → engine task → durable queues →
 //! sinks, plus housekeeping and the operator API. Everything is started here
 //! and stopped by one cancellation token; the parts live in their own files
-//! (`engine_task`, `actions`, `outbox`, `housekeeping`, `supervise`).
+//! (`engine_task`, `actions`, `outbox`, `housekeeping`, `supervise`,
+//! `views` for what the API shows).
 //!
 //! Every task is supervised (`supervise`): one that ends or panics while
 //! the gateway runs stops the whole gateway with an error, so `run` returns
@@ -18,6 +19,7 @@ mod housekeeping;
 mod outbox;
 mod supervise;
 mod telemetry;
+pub mod views;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -131,11 +133,13 @@ pub async fn start(cfg: Config) -> Result<Running, RunError> {
         points: RwLock::new(Vec::new()),
         alarms: RwLock::new(Vec::new()),
         devices_online: RwLock::new(HashMap::new()),
+        devices: RwLock::new(Vec::new()),
         online: Mutex::new(Default::default()),
         counts: counts.clone(),
         acks: ack_tx,
         status_wake: Arc::new(tokio::sync::Notify::new()),
         engine_tick: Mutex::new(None),
+        stream: crate::api::state::StreamHub::new(shutdown.child_token()),
     });
 
     // Sinks first, so nothing waits on them. Each is one queue, one sink,
