@@ -52,11 +52,11 @@ struct Events {
 impl Events {
     async fn open(addr: std::net::SocketAddr) -> Events {
         let mut conn = TcpStream::connect(addr).await.unwrap();
-        conn.write_all(
-            b"GET /api/events/stream HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n",
-        )
-        .await
-        .unwrap();
+        // The real address as Host: the API refuses names it does not serve.
+        let req = format!(
+            "GET /api/events/stream HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+        );
+        conn.write_all(req.as_bytes()).await.unwrap();
         Events {
             conn,
             buf: String::new(),
@@ -170,9 +170,11 @@ async fn the_stream_sends_a_snapshot_then_changes_and_ends_at_stop() {
 /// The body of a GET.
 async fn get(addr: std::net::SocketAddr, path: &str) -> String {
     let mut c = TcpStream::connect(addr).await.unwrap();
-    c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    c.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut got = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut got))
         .await
