@@ -1,7 +1,8 @@
 //! `GET /api/events/stream` over real HTTP (issue 11 item 4): a snapshot
 //! first, then the changes as they happen (here a device nobody answers
 //! for: its failed polls and its points' bad quality), with no polling;
-//! and an open stream does not hold up the gateway's stop.
+//! and an open stream does not hold up the gateway's stop; a stream opened
+//! with a session ends when the session does (logout, removed user).
 //!
 //! Waits are on what the stream says, each with a generous limit.
 
@@ -51,10 +52,16 @@ struct Events {
 
 impl Events {
     async fn open(addr: std::net::SocketAddr) -> Events {
+        Events::open_as(addr, None).await
+    }
+
+    /// A stream opened with `token` as its bearer token.
+    async fn open_as(addr: std::net::SocketAddr, token: Option<&str>) -> Events {
         let mut conn = TcpStream::connect(addr).await.unwrap();
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
         // The real address as Host: the API refuses names it does not serve.
         let req = format!(
-            "GET /api/events/stream HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+            "GET /api/events/stream HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n{auth}\r\n"
         );
         conn.write_all(req.as_bytes()).await.unwrap();
         Events {
@@ -184,4 +191,107 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> String {
     text.split_once("\r\n\r\n")
         .map(|x| x.1.to_string())
         .unwrap_or_default()
+}
+
+/// The status line and body of a request with `token` as bearer.
+async fn request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    c.write_all(
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut got))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|x| x.1.to_string());
+    (status, body.unwrap_or_default())
+}
+
+async fn login(addr: std::net::SocketAddr, name: &str) -> String {
+    let (status, body) = request(
+        addr,
+        "POST",
+        "/api/login",
+        None,
+        &format!(r#"{{"name":"{name}","password":"{PW}"}}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["token"].as_str().unwrap().to_string()
+}
+
+const PW: &str = "stream-pass-4711";
+
+/// The stream's end after its session's, within the check interval.
+async fn ends_with_its_session(ev: &mut Events) {
+    let limit = riskgate::api::stream::SESSION_CHECK * 5 + Duration::from_secs(5);
+    ev.until(limit, |n, _| n == "session_ended").await;
+    let closed = tokio::time::timeout(limit, async { while ev.next().await.is_some() {} }).await;
+    assert!(closed.is_ok(), "the stream closed after session_ended");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_ends_when_its_session_does() {
+    use riskgate::auth::{Role, cli};
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.toml");
+    cli::add(&users, "viewer", Role::Viewer, None, PW).unwrap();
+    cli::add(&users, "gone", Role::Viewer, None, PW).unwrap();
+    let mut cfg = config(dir.path());
+    cfg.http.as_mut().expect("[http]").users_file = users.clone();
+    let running = riskgate::runtime::start(cfg).await.unwrap();
+    let addr = running.http_addr.expect("API listening");
+
+    // Without a session there is no stream.
+    let (status, _) = request(addr, "GET", "/api/events/stream", None, "").await;
+    assert_eq!(status, 401);
+
+    // Logged out: the open stream says so and closes; a second session of
+    // the same user goes on.
+    let a = login(addr, "viewer").await;
+    let b = login(addr, "viewer").await;
+    let mut ev_a = Events::open_as(addr, Some(&a)).await;
+    let mut ev_b = Events::open_as(addr, Some(&b)).await;
+    assert_eq!(ev_a.next().await.expect("a snapshot").0, "snapshot");
+    assert_eq!(ev_b.next().await.expect("a snapshot").0, "snapshot");
+    let (status, _) = request(addr, "POST", "/api/logout", Some(&a), "").await;
+    assert_eq!(status, 204);
+    ends_with_its_session(&mut ev_a).await;
+    let (status, _) = request(addr, "GET", "/api/events/stream", Some(&a), "").await;
+    assert_eq!(status, 401, "the ended session opens no new stream");
+
+    // A user removed from the users file: their stream ends too.
+    let c = login(addr, "gone").await;
+    let mut ev_c = Events::open_as(addr, Some(&c)).await;
+    assert_eq!(ev_c.next().await.expect("a snapshot").0, "snapshot");
+    cli::remove(&users, "gone").unwrap();
+    ends_with_its_session(&mut ev_c).await;
+
+    // The other session's stream was not touched: it still carries events.
+    ev_b.until(Duration::from_secs(20), |n, _| {
+        n == "devices" || n == "points"
+    })
+    .await;
+    running.stop().await;
 }

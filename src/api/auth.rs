@@ -304,6 +304,46 @@ impl<S: Send + Sync> FromRequestParts<S> for Reader {
     }
 }
 
+/// A [`Reader`] whose answer lasts (the event stream): it keeps the session
+/// it was let in with, so that the answer can end when the session does
+/// (logout, expiry, the user removed or their password changed).
+pub struct LastingReader {
+    guard: Arc<Guard>,
+    token: Option<String>,
+}
+
+impl LastingReader {
+    /// May this reader still read? Asked again while the answer lasts; it
+    /// does not count as a use of the session (`Accounts::still_valid`).
+    pub fn still_allowed(&self) -> bool {
+        self.guard.reads_open()
+            || self
+                .token
+                .as_deref()
+                .is_some_and(|t| self.guard.accounts.still_valid(t))
+    }
+
+    /// A reader under `http`'s rules without a session (unit tests).
+    #[cfg(test)]
+    pub(crate) fn anonymous(http: &HttpServer) -> LastingReader {
+        LastingReader {
+            guard: Arc::new(Guard::new(http)),
+            token: None,
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for LastingReader {
+    type Rejection = Refusal;
+    async fn from_request_parts(parts: &mut Parts, s: &S) -> Result<Self, Refusal> {
+        Reader::from_request_parts(parts, s).await?;
+        Ok(LastingReader {
+            guard: guard_of(parts)?,
+            token: token(&parts.headers),
+        })
+    }
+}
+
 /// A JSON body of `T`, or 400/415 with `{"error"}` saying what is wrong.
 pub fn json_body<T: serde::de::DeserializeOwned>(
     h: &HeaderMap,

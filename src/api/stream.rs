@@ -10,6 +10,7 @@
 //! | `alarm` | one transition as it happens: `state` `raised`, `escalated`, `acknowledged` or `cleared` |
 //! | `status` | `{"health", "faults"}` when the gateway's own faults change |
 //! | `resync` | this client fell behind and lost events; a fresh `snapshot` follows |
+//! | `session_ended` | the session the stream was opened with ended (logout, expiry, user removed, password changed); the stream closes after it |
 //!
 //! Invariants: the engine task never waits for a stream. It sends each
 //! event once into a bounded broadcast channel (`state::StreamHub`); a
@@ -19,7 +20,11 @@
 //! At most `state::MAX_STREAMS` streams are open at once (503 beyond), a
 //! comment every [`KEEP_ALIVE`] keeps idle proxies from closing one, and
 //! every stream ends when the gateway stops (the API's graceful stop would
-//! otherwise wait for pages that never close).
+//! otherwise wait for pages that never close). A stream opened with a
+//! session ends within [`SESSION_CHECK`] of that session's end, unless reads
+//! are open to all: a page logged out elsewhere, or left open past the idle
+//! limit, must not go on showing the site. Checking does not count as using
+//! the session, so an open page alone does not keep it alive.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -37,19 +42,22 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 
-use super::auth::Reader;
+use super::auth::LastingReader;
 use super::state::{Shared, StreamEvent, alarm_views};
 use crate::queue::QueueId;
 
 /// A comment line this often on an idle stream.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+/// How often an open stream asks whether its session still stands.
+pub const SESSION_CHECK: Duration = Duration::from_secs(1);
+
 /// How soon a browser reconnects after the stream broke (a gateway
 /// restart): told to it in the first event.
 const RECONNECT: Duration = Duration::from_secs(2);
 
 /// The route's handler.
-pub async fn events_stream(_: Reader, State(sh): State<Arc<Shared>>) -> Response {
+pub async fn events_stream(reader: LastingReader, State(sh): State<Arc<Shared>>) -> Response {
     let Ok(permit) = sh.stream.slots.clone().try_acquire_owned() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -62,13 +70,7 @@ pub async fn events_stream(_: Reader, State(sh): State<Arc<Shared>>) -> Response
         .event("snapshot")
         .retry(RECONNECT)
         .data(snapshot(&sh).to_string());
-    let feed = Feed {
-        stop: sh.stream.stop.clone(),
-        sh,
-        rx,
-        queued: VecDeque::from([first]),
-        _permit: permit,
-    };
+    let feed = Feed::new(sh, rx, reader, first, permit);
     Sse::new(events(feed))
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
         .into_response()
@@ -104,8 +106,36 @@ struct Feed {
     stop: CancellationToken,
     /// Events to send before the next one from the channel.
     queued: VecDeque<Event>,
+    /// Who reads, asked every [`SESSION_CHECK`] whether they still may.
+    reader: LastingReader,
+    check: tokio::time::Interval,
+    /// The session ended: close once `queued` is sent.
+    ending: bool,
     /// Held while the stream is open: dropped with it when the client goes.
     _permit: OwnedSemaphorePermit,
+}
+
+impl Feed {
+    fn new(
+        sh: Arc<Shared>,
+        rx: broadcast::Receiver<StreamEvent>,
+        reader: LastingReader,
+        first: Event,
+        permit: OwnedSemaphorePermit,
+    ) -> Feed {
+        let mut check = tokio::time::interval(SESSION_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Feed {
+            stop: sh.stream.stop.clone(),
+            sh,
+            rx,
+            queued: VecDeque::from([first]),
+            reader,
+            check,
+            ending: false,
+            _permit: permit,
+        }
+    }
 }
 
 fn events(feed: Feed) -> impl Stream<Item = Result<Event, Infallible>> {
@@ -113,9 +143,23 @@ fn events(feed: Feed) -> impl Stream<Item = Result<Event, Infallible>> {
         if let Some(e) = f.queued.pop_front() {
             return Some((Ok(e), f));
         }
-        let next = tokio::select! {
-            _ = f.stop.cancelled() => return None,
-            next = f.rx.recv() => next,
+        if f.ending {
+            return None;
+        }
+        let next = loop {
+            tokio::select! {
+                _ = f.stop.cancelled() => return None,
+                _ = f.check.tick() => {
+                    if !f.reader.still_allowed() {
+                        // Said before closing, so the page shows its login
+                        // form instead of reconnecting into a 401.
+                        f.ending = true;
+                        let e = Event::default().event("session_ended").data("{}");
+                        return Some((Ok(e), f));
+                    }
+                }
+                next = f.rx.recv() => break next,
+            }
         };
         match next {
             Ok(ev) => {
@@ -172,15 +216,20 @@ mod tests {
         })
     }
 
+    /// A reader of a gateway without users on loopback: reads are open.
+    fn anyone() -> LastingReader {
+        LastingReader::anonymous(&Default::default())
+    }
+
     /// The body a client reads: one chunk per event.
     fn feed(sh: &Arc<Shared>) -> axum::body::BodyDataStream {
-        let feed = events(Feed {
-            sh: sh.clone(),
-            rx: sh.stream.subscribe(),
-            stop: sh.stream.stop.clone(),
-            queued: VecDeque::from([Event::default().event("snapshot").data("{}")]),
-            _permit: sh.stream.slots.clone().try_acquire_owned().unwrap(),
-        });
+        let feed = events(Feed::new(
+            sh.clone(),
+            sh.stream.subscribe(),
+            anyone(),
+            Event::default().event("snapshot").data("{}"),
+            sh.stream.slots.clone().try_acquire_owned().unwrap(),
+        ));
         Sse::new(feed)
             .into_response()
             .into_body()
@@ -224,15 +273,15 @@ mod tests {
         let sh = shared(dir.path());
         let mut open = Vec::new();
         for _ in 0..MAX_STREAMS {
-            let r = events_stream(Reader, State(sh.clone())).await;
+            let r = events_stream(anyone(), State(sh.clone())).await;
             assert_eq!(r.status(), StatusCode::OK);
             open.push(r);
         }
-        let r = events_stream(Reader, State(sh.clone())).await;
+        let r = events_stream(anyone(), State(sh.clone())).await;
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         // A stream closed gives its slot back.
         open.pop();
-        let r = events_stream(Reader, State(sh.clone())).await;
+        let r = events_stream(anyone(), State(sh.clone())).await;
         assert_eq!(r.status(), StatusCode::OK);
         drop((open, r));
 

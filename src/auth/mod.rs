@@ -131,9 +131,23 @@ impl Accounts {
         }
     }
 
-    /// The user of a live session, as the users file has them now.
+    /// The user of a live session, as the users file has them now; the
+    /// session's idle clock restarts.
     pub fn user_of(&self, token: &str) -> Option<User> {
         let s = self.sessions.touch(token)?;
+        self.current(token, s)
+    }
+
+    /// Whether a session still stands (not logged out, expired, its user
+    /// removed or their password changed), without counting as a use of it
+    /// (see `Sessions::peek`).
+    pub fn still_valid(&self, token: &str) -> bool {
+        self.sessions
+            .peek(token)
+            .is_some_and(|s| self.current(token, s).is_some())
+    }
+
+    fn current(&self, token: &str, s: sessions::SessionUser) -> Option<User> {
         let UsersState::Some(users) = self.state() else {
             self.sessions.close(token);
             return None;

@@ -82,6 +82,17 @@ impl Sessions {
     /// The session's user, and its idle clock restarted; `None` for an
     /// unknown or expired token.
     pub fn touch(&self, token: &str) -> Option<SessionUser> {
+        self.lookup(token, true)
+    }
+
+    /// The session's user without restarting its idle clock: an event
+    /// stream asks this again and again while its page is open, and a page
+    /// left open is not somebody using it.
+    pub fn peek(&self, token: &str) -> Option<SessionUser> {
+        self.lookup(token, false)
+    }
+
+    fn lookup(&self, token: &str, touch: bool) -> Option<SessionUser> {
         let now = Instant::now();
         let mut map = self.lock();
         let s = map.get_mut(token)?;
@@ -90,7 +101,9 @@ impl Sessions {
             map.remove(token);
             return None;
         }
-        s.last_seen = now;
+        if touch {
+            s.last_seen = now;
+        }
         Some(SessionUser {
             name: s.name.clone(),
             hash_at_login: s.hash_at_login.clone(),
@@ -142,6 +155,14 @@ mod tests {
         let u = s.open("op", "h");
         tokio::time::advance(Duration::from_secs(60)).await;
         assert!(s.touch(&u).is_none(), "idle too long");
+        let w = s.open("op", "h");
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert!(s.peek(&w).is_some());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(
+            s.peek(&w).is_none(),
+            "peeking does not restart the idle clock"
+        );
         let v = s.open("op", "h");
         s.close(&v);
         assert!(s.touch(&v).is_none());
