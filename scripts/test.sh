@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need (Debian packages: a real
 # Mosquitto broker, VictoriaMetrics as the InfluxDB-compatible server, socat
-# for serial-line pseudo-terminals; the clippy and rustfmt components), checks
+# for serial-line pseudo-terminals, Chromium with its driver and CJK fonts for
+# the browser test; the clippy and rustfmt components), checks
 # formatting and lints (warnings are errors, so the `[lints]` of Cargo.toml
 # hold), then runs every test of the workspace and the Debian package test.
 # The tests start their own services on free loopback ports and stop them.
@@ -14,6 +15,11 @@ command -v mosquitto_sub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v victoria-metrics >/dev/null 2>&1 || need+=(victoria-metrics)
 command -v socat >/dev/null 2>&1 || need+=(socat)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# The browser test (tests/browser.rs): headless Chromium, its WebDriver, and
+# a CJK font so the page's Chinese is drawn.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need+=(fonts-noto-cjk)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     SUDO=""
