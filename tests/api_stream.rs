@@ -60,8 +60,10 @@ impl Events {
         let mut conn = TcpStream::connect(addr).await.unwrap();
         let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
         // The real address as Host: the API refuses names it does not serve.
+        // `Connection: close`: the end of the stream's body is the end of
+        // the connection, which `next` sees.
         let req = format!(
-            "GET /api/events/stream HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n{auth}\r\n"
+            "GET /api/events/stream HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\nConnection: close\r\n{auth}\r\n"
         );
         conn.write_all(req.as_bytes()).await.unwrap();
         Events {
