@@ -6,7 +6,9 @@
 //! in red within the scenario's time, acknowledges it, and sees the page
 //! change and the county receive an `acknowledged` event carrying the
 //! operator's name (valid against the contract's schema). A viewer sees no
-//! acknowledge button and a forged POST is refused with 403. Screenshots
+//! acknowledge button and a forged POST is refused with 403, and once the
+//! viewer is removed from the users file the open page drops back to its
+//! login form (the event stream ends with the session). Screenshots
 //! at desktop width and at 360 px go to `test-output/browser/` in the
 //! target directory, with the Chinese text drawn in the CJK font from
 //! `fonts-noto-cjk`.
@@ -211,7 +213,8 @@ struct Demo {
     child: Child,
     url: String,
     banner: Vec<String>,
-    _dir: tempfile::TempDir,
+    /// The demo's data directory (its users file is `users.toml` there).
+    dir: tempfile::TempDir,
 }
 
 impl Demo {
@@ -246,7 +249,7 @@ impl Demo {
             child,
             url,
             banner,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -287,6 +290,18 @@ async fn an_operator_acknowledges_in_the_browser_and_a_viewer_cannot() {
     let browser = Browser::start(&out_dir().join("chromedriver.log")).await;
     let c = &browser.client;
     c.goto(&demo.url).await.unwrap();
+
+    // Before a login nothing of the site is shown, and not as "no alarm".
+    let before = browser
+        .until(
+            "the login form before a login",
+            Duration::from_secs(15),
+            "return !document.getElementById('login').hidden && document.getElementById('alarms').textContent",
+            vec![],
+        )
+        .await;
+    assert_eq!(before, "请先登录", "the alarm list before a login");
+    browser.screenshot("desktop-login.png").await;
 
     // --- the operator ---
     // The demo's display names, with the role as the page says it.
@@ -484,6 +499,22 @@ async fn an_operator_acknowledges_in_the_browser_and_a_viewer_cannot() {
         .await
         .unwrap();
     assert_eq!(status, 403, "a viewer's acknowledgement is refused");
+
+    // The viewer removed from the users file while the page is open: the
+    // stream ends with the session, and the page asks for a login again
+    // and shows nothing of the site.
+    riskgate::auth::cli::remove(&demo.dir.path().join("users.toml"), &viewer_name).unwrap();
+    let after = browser
+        .until(
+            "the login form once the session ended",
+            Duration::from_secs(15),
+            "return !document.getElementById('login').hidden
+                && document.querySelectorAll('.alarm').length === 0
+                && document.getElementById('alarms').textContent",
+            vec![],
+        )
+        .await;
+    assert_eq!(after, "请先登录");
 
     browser.stop().await;
     drop(demo);
