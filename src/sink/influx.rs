@@ -272,6 +272,7 @@ impl InfluxSink {
         if let Some(t) = &token {
             req = req.header("Authorization", format!("Token {t}"));
         }
+        let started = std::time::Instant::now();
         let resp = match req.send().await {
             Ok(r) => r,
             // Neither the URL (no secrets in it) nor the token is in
@@ -280,6 +281,12 @@ impl InfluxSink {
         };
         let status = resp.status();
         if status.is_success() {
+            // Only acknowledged writes count: a refusal's latency says
+            // nothing about delivery.
+            crate::metrics::metrics()
+                .publish_seconds
+                .with_label_values(&["influxdb"])
+                .observe(started.elapsed().as_secs_f64());
             return Verdict::Written;
         }
         let text: String = match resp.text().await {

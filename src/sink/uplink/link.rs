@@ -7,7 +7,7 @@
 //! scratch) or when the link is dropped.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, QoS};
 use tokio::sync::mpsc;
@@ -33,10 +33,11 @@ pub(super) struct Link {
     /// A publish the client refused (its request channel was full or gone).
     pub failed: Option<String>,
     pub status_tick: Interval,
-    /// Publishes handed to the client, waiting for their packet id.
-    awaiting_pkid: VecDeque<Sent>,
+    /// Publishes handed to the client, waiting for their packet id, with
+    /// the time they were handed over (for the publish latency).
+    awaiting_pkid: VecDeque<(Sent, Instant)>,
     /// Packet ids waiting for their PUBACK.
-    by_pkid: HashMap<u16, Sent>,
+    by_pkid: HashMap<u16, (Sent, Instant)>,
 }
 
 impl Link {
@@ -75,7 +76,7 @@ impl Link {
             .client
             .try_publish(topic, QoS::AtLeastOnce, retain, payload.into_bytes())
         {
-            Ok(()) => self.awaiting_pkid.push_back(what),
+            Ok(()) => self.awaiting_pkid.push_back((what, Instant::now())),
             Err(e) if matches!(what, Sent::Row(..)) => self.failed = Some(format!("publish: {e}")),
             // A status that could not be handed over is not worth a
             // reconnect: the next tick publishes a fresh one.
@@ -90,8 +91,17 @@ impl Link {
         }
     }
 
+    /// The PUBACK of `pkid`: what it stands for. A row's time from hand-over
+    /// to acknowledgement is recorded (status messages are not rows).
     pub fn acked(&mut self, pkid: u16) -> Option<Sent> {
-        self.by_pkid.remove(&pkid)
+        let (sent, at) = self.by_pkid.remove(&pkid)?;
+        if matches!(sent, Sent::Row(..)) {
+            crate::metrics::metrics()
+                .publish_seconds
+                .with_label_values(&["uplink"])
+                .observe(at.elapsed().as_secs_f64());
+        }
+        Some(sent)
     }
 
     pub fn outstanding(&self) -> usize {
@@ -103,7 +113,7 @@ impl Link {
         self.awaiting_pkid
             .iter()
             .chain(self.by_pkid.values())
-            .filter(|s| matches!(s, Sent::Row(r, _) if *r == q))
+            .filter(|(s, _)| matches!(s, Sent::Row(r, _) if *r == q))
             .count()
     }
 

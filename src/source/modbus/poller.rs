@@ -113,11 +113,24 @@ impl DevicePoller {
         tx: &mpsc::Sender<Input>,
     ) -> Result<(), Closed> {
         let op = Op::read(&self.reads[i]);
+        // From the first request to the decoded answer or the last error,
+        // retries included: what the read cost the line.
+        let timer = metrics()
+            .poll_seconds
+            .with_label_values(&[&*self.id])
+            .start_timer();
         let result = match self.cycle(i, Instant::now()).mode {
             Mode::Normal => with_retries(transport, &op, self.device.retries).await,
             Mode::Probe => transport.exchange(&op, false).await,
             Mode::Rest => Err(RequestError::Resting(self.silent_cycles)),
         };
+        match &result {
+            // A resting read sent nothing: no latency to record.
+            Err(RequestError::Resting(_)) => {
+                timer.stop_and_discard();
+            }
+            _ => timer.observe_duration(),
+        }
         self.reschedule(i, Instant::now());
         self.report(i, result, tx).await
     }
