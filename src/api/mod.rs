@@ -1,6 +1,6 @@
 //! The operator's local HTTP API and page. The full description is
-//! `docs/openapi.yaml` (a test keeps it and the router in step); who may
-//! call what is `auth.rs` and `docs/api.md`.
+//! `docs/openapi.yaml` (`tests/openapi.rs` keeps it and the router in
+//! step, guards included); how the guards work is `auth.rs`.
 //!
 //! | route | who | what |
 //! |---|---|---|
