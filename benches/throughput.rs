@@ -141,6 +141,7 @@ fn main() {
         acked_by: None,
         actions: vec![],
         detail: None,
+        quality: None,
     };
     let mut e = 0usize;
     let start = Instant::now();

@@ -83,6 +83,12 @@ pub enum BadReason {
     Stale,
     /// The source has not delivered anything yet.
     NoData,
+    /// The value is outside the sensor's configured range (`[[quality]]
+    /// range`): a sensor past its end of scale reads nothing trustworthy.
+    OverRange,
+    /// The device's own fault or status bits say this point is faulty
+    /// (`[[quality]] fault`).
+    DeviceFault,
 }
 
 impl fmt::Display for BadReason {
@@ -94,6 +100,8 @@ impl fmt::Display for BadReason {
             BadReason::Decode(e) => write!(f, "decode error: {e}"),
             BadReason::Stale => write!(f, "stale"),
             BadReason::NoData => write!(f, "no data"),
+            BadReason::OverRange => write!(f, "over range"),
+            BadReason::DeviceFault => write!(f, "device fault"),
         }
     }
 }
@@ -122,6 +130,8 @@ impl Quality {
             Quality::Bad(BadReason::Decode(_)) => "decode",
             Quality::Bad(BadReason::Stale) => "stale",
             Quality::Bad(BadReason::NoData) => "no_data",
+            Quality::Bad(BadReason::OverRange) => "over_range",
+            Quality::Bad(BadReason::DeviceFault) => "device_fault",
         }
     }
 }
@@ -189,6 +199,9 @@ pub enum AlarmKind {
     Tamper,
     /// A total over a time window past its limit, e.g. rainfall (contract 1.1).
     Accumulation,
+    /// An operator's calibration window (标校), and the alarms its point's
+    /// rules raise inside it: sent, never suppressed (contract 1.1).
+    Calibration,
 }
 
 impl AlarmKind {
@@ -205,6 +218,7 @@ impl AlarmKind {
             AlarmKind::Escalation => "escalation",
             AlarmKind::Tamper => "tamper",
             AlarmKind::Accumulation => "accumulation",
+            AlarmKind::Calibration => "calibration",
         }
     }
 }
@@ -255,6 +269,11 @@ pub struct AlarmTransition {
     /// window and total.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<Detail>,
+    /// The point's quality when the event was made (contract 1.1
+    /// `quality`: `good`, a bad reason, `over_range`, `calibrating`,
+    /// `device_fault`); only for an alarm about one point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<String>,
 }
 
 /// The contract's `detail`: at most 16 flat facts (strings, numbers, bools).

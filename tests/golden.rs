@@ -16,14 +16,17 @@
 //! # decode, transport, stale, no_data)
 //! health = { "gd1" = false }        # a failed poll of device gd1
 //! ack = { rule = "r1", by = "张三" }  # acknowledge the active alarm of rule r1
+//! calibrate = { point = "ch4", for = "60s", by = "王工" }  # open a window
 //! restart = true                    # a new engine with the active alarms
 //!                                   # and rule state the store (src/queue) kept
 //! observed = "20m"                  # the readings' own time (a late report),
 //!                                   # when it is not `at`
 //! ```
 //! `expected.toml`: `[[event]] at = "1s", rule = "r1", state = "raised", level = 2`,
-//! optionally with `kind = "fault"`, `value = 1.7` and `acked_by = "张三"`
-//! (compared when given). Both files refuse unknown keys.
+//! optionally with `kind = "fault"`, `value = 1.7`, `acked_by = "张三"`,
+//! `quality = "calibrating"` and `detail = { check = "frozen" }` (each
+//! compared when given; `detail` names a subset of the event's facts).
+//! Both files refuse unknown keys.
 //!
 //! Every event goes through the store as the gateway commits it (its `seq`
 //! and the active alarms in one transaction), and so does the rules' state
@@ -62,6 +65,8 @@ struct Step {
     health: HashMap<String, bool>,
     #[serde(default)]
     ack: Option<Ack>,
+    #[serde(default)]
+    calibrate: Option<Calibrate>,
     #[serde(default)]
     restart: bool,
     #[serde(default)]
@@ -111,6 +116,15 @@ struct Ack {
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
+struct Calibrate {
+    point: String,
+    #[serde(rename = "for")]
+    length: String,
+    by: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Expected {
     #[serde(default)]
     event: Vec<Event>,
@@ -130,6 +144,11 @@ struct Event {
     value: Option<toml::Value>,
     #[serde(default)]
     acked_by: Option<String>,
+    #[serde(default)]
+    quality: Option<String>,
+    /// The facts named here must be in the event's `detail`, equal.
+    #[serde(default)]
+    detail: Option<toml::Table>,
 }
 
 impl Event {
@@ -152,6 +171,19 @@ impl Event {
                 .acked_by
                 .as_ref()
                 .is_none_or(|a| got.acked_by.as_ref() == Some(a))
+            && self
+                .quality
+                .as_ref()
+                .is_none_or(|q| got.quality.as_ref() == Some(q))
+            && self.detail.as_ref().is_none_or(|want| {
+                let have = got.detail.clone().unwrap_or_default();
+                want.iter().all(|(k, v)| match (v, have.get(k)) {
+                    (toml::Value::Float(_) | toml::Value::Integer(_), Some(h)) => num(v)
+                        .zip(num(h))
+                        .is_some_and(|(a, b)| (a - b).abs() < 1e-9),
+                    (v, h) => Some(v) == h,
+                })
+            })
             && self.value.as_ref().is_none_or(|v| {
                 got.value
                     .as_ref()
@@ -171,6 +203,12 @@ impl Event {
         }
         if let Some(a) = &self.acked_by {
             s += &format!(" acked_by={a}");
+        }
+        if let Some(q) = &self.quality {
+            s += &format!(" quality={q}");
+        }
+        if let Some(d) = &self.detail {
+            s += &format!(" detail={d}");
         }
         s
     }
@@ -261,6 +299,20 @@ fn run_case(dir: &Path) -> Vec<Event> {
                     _ => None,
                 }),
                 acked_by: t.acked_by,
+                quality: t.quality,
+                detail: t.detail.map(|d| {
+                    d.into_iter()
+                        .filter_map(|(k, v)| {
+                            let v = match v {
+                                serde_json::Value::String(s) => toml::Value::String(s),
+                                serde_json::Value::Bool(b) => toml::Value::Boolean(b),
+                                serde_json::Value::Number(n) => toml::Value::Float(n.as_f64()?),
+                                _ => return None,
+                            };
+                            Some((k, v))
+                        })
+                        .collect()
+                }),
             });
         }
     };
@@ -336,6 +388,13 @@ fn run_case(dir: &Path) -> Vec<Event> {
                     },
                     clock,
                 );
+                record(out, &engine, now_ms, &mut ids);
+            }
+            if let Some(c) = &s.calibrate {
+                let length = Duration::from_millis(ms(&c.length));
+                let out = engine
+                    .calibrate(&c.point, length, &c.by, clock)
+                    .unwrap_or_else(|e| panic!("{}: calibrate: {e}", dir.display()));
                 record(out, &engine, now_ms, &mut ids);
             }
             if let Some(a) = &s.ack {

@@ -35,9 +35,9 @@ pub use crate::source::modbus::config::{Modbus, ModbusPoint, ModbusRtu, ModbusTc
 pub use crate::source::mqtt::config::{Broker, MqttDevice, MqttPoint};
 pub use crate::source::mqtt::connection::{Connection, Login, Secret, TlsFiles};
 pub use raw::{
-    ActionCfg, ByteOrder, Cmp, DataType, Dur, Gateway, Http, Influx, InputKind, Parity, Period,
-    PointIds, PollGroup, PresetUse, Protocol, RegisterKind, Rule, RuleKindCfg, SerialLine, Site,
-    SiteKind, Stage, Store, Tls, Uplink,
+    ActionCfg, ByteOrder, Cmp, DataType, Dur, EscalateCfg, EscalateTo, Gateway, Http, Influx,
+    InputKind, Parity, Period, PointIds, PollGroup, PresetUse, Protocol, QualityCfg, RegisterKind,
+    Rule, RuleKindCfg, SerialLine, Site, SiteKind, Stage, Store, TamperCheck, Tls, Uplink,
 };
 
 /// Reads, parses and checks a config file.
@@ -87,6 +87,7 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
         "devices",
         "presets",
         "rules",
+        "quality",
         "influxdb",
         "uplink",
         "telemetry",
@@ -114,6 +115,7 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
     let (mut devices, device_paths) = list::<raw::Device>(&tree, "devices", &file, &mut errors);
     let (preset_uses, _) = list::<PresetUse>(&tree, "presets", &file, &mut errors);
     let (rules, own_rule_paths) = list::<Rule>(&tree, "rules", &file, &mut errors);
+    let (quality, _) = list::<QualityCfg>(&tree, "quality", &file, &mut errors);
 
     // Point ids of devices that failed to parse are still known, so that a
     // rule naming them is not reported as naming a missing point.
@@ -164,6 +166,7 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
         serial_lines,
         devices,
         rules: all_rules,
+        quality,
         influxdb,
         uplink,
         telemetry,

@@ -36,6 +36,8 @@ pub struct Config {
     /// The same rules typed by validation, in the same order: what the
     /// engine runs.
     pub rule_specs: Vec<crate::rules::RuleSpec>,
+    /// `[[quality]]`: sensor ranges and device fault bits per point.
+    pub quality: Vec<crate::rules::quality::PointQuality>,
     pub influxdb: Option<Influx>,
     pub uplink: Option<Uplink>,
     /// `[telemetry]`: real-time data for the county over the uplink.

@@ -30,6 +30,7 @@ pub struct Parsed {
     pub serial_lines: Vec<SerialLine>,
     pub devices: Vec<Device>,
     pub rules: Vec<Rule>,
+    pub quality: Vec<super::QualityCfg>,
     pub influxdb: Option<Influx>,
     pub uplink: Option<Uplink>,
     pub telemetry: Option<super::telemetry::RawTelemetry>,
@@ -175,7 +176,9 @@ pub fn validate(
         })
     };
     let rule_exists = |id: &str| rule_ids.contains_key(id);
+    let device_known = |id: &str| cfg.devices.iter().any(|d| d.id == id);
     let ctx = CheckCtx {
+        device_known: &device_known,
         point: &shape,
         point_known: &point_known,
         rule_exists: &rule_exists,
@@ -248,6 +251,7 @@ pub fn validate(
         }
     }
     check_cycles(&cfg, paths, &rule_ids, &mut e);
+    let quality = crate::rules::quality::check(&cfg.quality, &ctx, &mut e);
 
     let telemetry = cfg.telemetry.as_ref().map(|t| {
         let ids: Vec<&str> = points.keys().copied().collect();
@@ -266,6 +270,7 @@ pub fn validate(
         devices,
         rules: cfg.rules,
         rule_specs: specs,
+        quality,
         influxdb: cfg.influxdb,
         uplink: cfg.uplink,
         telemetry,

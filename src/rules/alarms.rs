@@ -32,6 +32,12 @@ pub struct Instance {
     /// Kind-specific facts of the last judgement (contract 1.1 `detail`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<crate::model::Detail>,
+    /// How often it was escalated because nobody acknowledged it, and
+    /// when last (a restart continues from there, not from zero).
+    #[serde(default)]
+    pub escalations: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalated_at: Option<DateTime<Utc>>,
 }
 
 /// The active alarm instances.

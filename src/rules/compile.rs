@@ -60,6 +60,12 @@ pub fn compile(cfg: &Config) -> Compiled {
             points.insert(p.id.to_string(), info);
         }
     }
+    for q in &cfg.quality {
+        if let Some(p) = points.get_mut(&q.point) {
+            p.range = q.range;
+            p.fault_bit = q.fault.clone();
+        }
+    }
     for r in &cfg.rule_specs {
         if let Some((point, window)) = r.kind.history() {
             points.keep_history(point, window);

@@ -15,6 +15,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::calibration;
 use super::compile::{LiveRule, compile};
 use super::health::{self, Devices};
 use super::kind::{KindSpec, View};
@@ -143,15 +144,23 @@ impl Engine {
         }
     }
 
+    /// Marks readings over range or under a device fault (`[[quality]]`);
+    /// the engine task calls it before storing and sending them.
+    pub fn qualify(&self, readings: &mut [Reading]) {
+        super::quality::qualify(&self.points, readings);
+    }
+
     pub fn on_readings(&mut self, readings: &[Reading], now: Now) -> Output {
         let mut out = Output::default();
         let mut touched = std::collections::HashSet::new();
         self.points.settle(now.wall, now.mono);
-        for r in readings {
+        let mut readings = readings.to_vec();
+        super::quality::qualify(&self.points, &mut readings);
+        for r in &readings {
             if !self.points.apply(r, now.mono) {
                 continue;
             }
-            touched.insert(&*r.point);
+            touched.insert(r.point.clone());
             self.remember(r);
             health::point_quality(&mut self.alarms, &self.points, &r.point, r.at, &mut out);
             health::point_tamper(&mut self.alarms, &self.points, &r.point, r.at, &mut out);
@@ -167,8 +176,27 @@ impl Engine {
                 self.evaluate(i, now, &mut out);
             }
         }
+        calibration::cut_tests(&mut self.alarms, &mut self.points, &self.rules, now);
         self.evaluate_escalations(now.wall, &mut out);
         out
+    }
+
+    /// Opens a calibration window on `point` for `length`, by `by`: the
+    /// point reads `calibrating` and its rules' alarms go out as
+    /// `calibration` events until the window closes by itself.
+    pub fn calibrate(
+        &mut self,
+        point: &str,
+        length: std::time::Duration,
+        by: &str,
+        now: Now,
+    ) -> Result<Output, calibration::CalibrateError> {
+        calibration::open(&mut self.alarms, &mut self.points, point, length, by, now)
+    }
+
+    /// The open calibration windows.
+    pub fn calibrations(&self) -> Vec<calibration::CalibrationView> {
+        calibration::list(&self.points)
     }
 
     /// A good reading goes into the memory of the rules that keep one: an
@@ -206,6 +234,13 @@ impl Engine {
                 m.prune(now.wall.timestamp_millis() - a.horizon().as_millis() as i64);
             }
         }
+        calibration::settle(
+            &mut self.alarms,
+            &mut self.points,
+            &mut self.rules,
+            now,
+            &mut out,
+        );
         for id in self.points.ids() {
             if self.points.check_stale(&id, now.mono) {
                 health::point_quality(&mut self.alarms, &self.points, &id, now.wall, &mut out);
@@ -214,8 +249,12 @@ impl Engine {
         for i in 0..self.rules.len() {
             if !matches!(self.rules[i].spec.kind, KindSpec::Escalation(_)) {
                 self.evaluate(i, now, &mut out);
+                let rule = &mut self.rules[i];
+                self.alarms
+                    .unacked(&rule.spec, &mut rule.timing, &self.points, now, &mut out);
             }
         }
+        calibration::cut_tests(&mut self.alarms, &mut self.points, &self.rules, now);
         self.evaluate_escalations(now.wall, &mut out);
         out
     }
@@ -285,10 +324,18 @@ impl Engine {
     /// Judges rule `i` at `now` and runs its verdict through the lifecycle.
     fn evaluate(&mut self, i: usize, now: Now, out: &mut Output) {
         let rule = &mut self.rules[i];
+        let devices = &self.devices;
+        let offline = |d: &str| {
+            devices
+                .get(d)
+                .is_some_and(|x| x.failures >= x.offline_after)
+        };
         let view = View {
             points: &self.points,
             alarms: &self.alarms,
             memory: rule.memory.as_ref(),
+            mono: now.mono,
+            offline: &offline,
         };
         let Some(v) = rule.spec.kind.judge(&rule.spec.name, &view, now.wall) else {
             return;

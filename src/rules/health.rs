@@ -5,7 +5,9 @@
 //!   by the first good poll.
 //! - `{point}.stale`: no good reading for the point's `stale_after`.
 //! - `{point}.fault`: the device answers, but with an exception or data
-//!   that does not decode. Timeouts are the device's offline alarm.
+//!   that does not decode, a value outside the sensor's range, or its own
+//!   fault bits set (`rules::quality`). Timeouts are the device's offline
+//!   alarm.
 //! - `{point}.tamper`: a tamper point (an SL 651 station's cabinet door)
 //!   reads `true`; cleared by a good `false`. A bad reading changes
 //!   nothing: the point's stale or fault alarm speaks for it.
@@ -175,9 +177,12 @@ pub fn point_quality(
             };
             alarms.raise(r, points, out);
         }
-        Quality::Bad(why @ (BadReason::Exception(_) | BadReason::Decode(_)))
-            if !alarms.contains(&fault_key) =>
-        {
+        Quality::Bad(
+            why @ (BadReason::Exception(_)
+            | BadReason::Decode(_)
+            | BadReason::OverRange
+            | BadReason::DeviceFault),
+        ) if !alarms.contains(&fault_key) => {
             let name = text::fault_name(&p.name);
             let r = Raise {
                 point: Some(id),

@@ -121,6 +121,8 @@ pub struct Timing {
     raised: Option<Mono>,
     /// The instance's clear was held back once already (counted).
     held: bool,
+    /// When it was last escalated for want of an acknowledgement.
+    escalated: Option<Mono>,
 }
 
 impl Alarms {
@@ -152,6 +154,8 @@ impl Alarms {
             condition: true,
             message: r.message,
             detail: r.detail,
+            escalations: 0,
+            escalated_at: None,
         };
         out.transitions
             .push(transition(&inst, AlarmState::Raised, r.at, points));
@@ -251,31 +255,50 @@ impl Alarms {
                 ..Timing::default()
             };
             let inputs = rule.kind.inputs();
-            let point = inputs.first().filter(|_| inputs.len() == 1);
+            let point = rule.kind.subject();
             // Never act on a rule whose inputs have not been seen good since
             // start-up: the alarm is raised, the output left untouched.
             let inputs_known = inputs
                 .iter()
                 .all(|p| points.get(p).is_some_and(|x| x.seen_good));
+            // Inside a calibration window the alarm goes out as the
+            // window's (contract 1.1 `calibration`), and moves nothing.
+            let by = inputs
+                .iter()
+                .find_map(|p| points.get(p)?.calibration.as_ref())
+                .map(|w| w.by.clone());
+            let (kind, message, mut facts) = match &by {
+                Some(_) => (
+                    AlarmKind::Calibration,
+                    text::during_calibration(&v.detail),
+                    v.facts,
+                ),
+                None => (rule.kind.alarm_kind(), v.detail, v.facts),
+            };
+            if let Some(by) = &by {
+                facts
+                    .get_or_insert_with(Default::default)
+                    .insert("calibration_by".into(), serde_json::json!(by));
+            }
             let idx = out.transitions.len();
             let alarm_id = self.raise(
                 Raise {
                     key,
-                    kind: rule.kind.alarm_kind(),
+                    kind,
                     level: rule.level,
                     name: &rule.name,
-                    point: point.map(String::as_str),
+                    point,
                     value: v.value,
                     threshold: v.threshold,
                     at: now.wall,
-                    message: v.detail,
+                    message,
                     latching: rule.latching,
-                    detail: v.facts,
+                    detail: facts,
                 },
                 points,
                 out,
             );
-            if inputs_known {
+            if inputs_known && by.is_none() {
                 let writable = |p: &str| points.get(p).is_some_and(|x| x.writable);
                 for a in rule.actions.iter().filter(|a| writable(&a.write)) {
                     out.actions.push((
@@ -294,7 +317,16 @@ impl Alarms {
         // Active: does it clear? The facts follow the judgement, so the
         // clear (or an acknowledgement) carries the latest ones.
         if let (Some(inst), Some(f)) = (self.active.get_mut(key), &v.facts) {
-            inst.detail = Some(f.clone());
+            let by = inst
+                .detail
+                .as_ref()
+                .and_then(|d| d.get("calibration_by"))
+                .cloned();
+            let mut f = f.clone();
+            if let Some(by) = by {
+                f.insert("calibration_by".into(), by);
+            }
+            inst.detail = Some(f);
         }
         if !v.off {
             timing.off_since = None;
@@ -341,6 +373,54 @@ impl Alarms {
                 },
             ));
         }
+    }
+
+    /// Escalates the rule's active alarm when nobody acknowledged it in
+    /// time (the rule's `escalate` option): once after `after`, once more
+    /// `again_after` later if given. An acknowledgement stops it. A
+    /// restored instance (raised before a restart) counts its time from
+    /// its wall times, the only ones that survived.
+    pub fn unacked(
+        &mut self,
+        rule: &RuleSpec,
+        timing: &mut Timing,
+        points: &Points,
+        now: Now,
+        out: &mut Output,
+    ) {
+        let Some(u) = &rule.escalate else { return };
+        let Some(inst) = self.active.get_mut(rule.id.as_str()) else {
+            return;
+        };
+        if inst.acked_by.is_some() {
+            return;
+        }
+        let wait = match (inst.escalations, u.again_after) {
+            (0, _) => u.after,
+            (1, Some(again)) => again,
+            _ => return,
+        };
+        let elapsed = match timing.escalated.or(timing.raised) {
+            Some(m) => now.mono.since(m),
+            None => (now.wall - inst.escalated_at.unwrap_or(inst.raised_at))
+                .to_std()
+                .unwrap_or_default(),
+        };
+        if elapsed < wait {
+            return;
+        }
+        inst.escalations += 1;
+        inst.escalated_at = Some(now.wall);
+        timing.escalated = Some(now.mono);
+        inst.level = u.next_level(inst.level);
+        let waited = humantime::format_duration(wait).to_string();
+        let mut t = transition(inst, AlarmState::Escalated, now.wall, points);
+        t.message = text::unacked_escalated(&inst.message, &waited, inst.escalations);
+        let mut d = t.detail.take().unwrap_or_default();
+        d.insert("unacknowledged_for".into(), serde_json::json!(waited));
+        d.insert("escalations".into(), serde_json::json!(inst.escalations));
+        t.detail = Some(d);
+        out.transitions.push(t);
     }
 
     /// The one instance of an escalation rule follows the most severe stage
@@ -403,5 +483,6 @@ fn transition(
         acked_by: inst.acked_by.clone(),
         actions: Vec::new(),
         detail: inst.detail.clone(),
+        quality: p.map(|p| p.quality_label().to_string()),
     }
 }

@@ -31,6 +31,9 @@ pub struct PointState {
     pub id: String,
     pub value: Option<Value>,
     pub quality: Quality,
+    /// The quality as the contract names it (`calibrating` inside a
+    /// calibration window).
+    pub label: &'static str,
     pub last_good: Option<DateTime<Utc>>,
 }
 
@@ -66,6 +69,48 @@ pub struct PointInfo {
     pub tamper: bool,
     /// Listed in `Points::changed` since the last `take_changed`.
     changed: bool,
+    /// An operator's calibration window open on the point (标校): its
+    /// quality reads `calibrating` and its rules' alarms go out as
+    /// `calibration` events.
+    pub calibration: Option<CalWindow>,
+    /// When the last window closed (a step to test gas shortly after is
+    /// still the calibration's).
+    pub calibrated_until: Option<Mono>,
+    /// The sensor's configured range `[low, high]`: a good reading outside
+    /// it is `over_range`, bad (fail safe).
+    pub range: Option<(f64, f64)>,
+    /// The point holding the device's own fault bits for this point, and
+    /// the mask of a status word: while set this point is `device_fault`.
+    pub fault_bit: Option<(String, Option<u64>)>,
+}
+
+impl PointInfo {
+    /// The quality as the contract names it: `calibrating` while a window
+    /// is open on a point that reads well, else the reading's own.
+    pub fn quality_label(&self) -> &'static str {
+        match (&self.quality, &self.calibration) {
+            (crate::model::Quality::Good, Some(_)) => "calibrating",
+            (q, _) => q.label(),
+        }
+    }
+}
+
+/// An open calibration window.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CalWindow {
+    /// Who calibrates (the operator's name as given).
+    pub by: String,
+    /// It closes by itself at this moment (monotonic) ...
+    pub until: Mono,
+    /// ... shown as this wall time.
+    pub until_wall: DateTime<Utc>,
+    pub opened_at: DateTime<Utc>,
+    /// The window's length as asked (`30m`).
+    pub length: Duration,
+    /// When the test gas first reached a cut test's cut value.
+    pub cut_armed: Option<Mono>,
+    /// The cut test's result: passed, and the ms the cut took.
+    pub cut_test: Option<(bool, Option<u64>)>,
 }
 
 impl PointInfo {
@@ -89,6 +134,10 @@ impl PointInfo {
             writable: false,
             tamper: false,
             changed: false,
+            calibration: None,
+            calibrated_until: None,
+            range: None,
+            fault_bit: None,
         }
     }
 }
@@ -145,6 +194,10 @@ impl Points {
 
     pub fn get(&self, id: &str) -> Option<&PointInfo> {
         self.map.get(id)
+    }
+
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut PointInfo> {
+        self.map.get_mut(id)
     }
 
     /// Point ids in order, so one tick raises its stale alarms in the same
@@ -274,6 +327,17 @@ impl Points {
         too_old || matches!(p.quality, Quality::Bad(BadReason::Stale))
     }
 
+    /// Lists a point as changed for a reason outside its readings (a
+    /// calibration window opened or closed changes its shown quality).
+    pub fn mark_changed(&mut self, id: &str) {
+        if let Some(p) = self.map.get_mut(id)
+            && !p.changed
+        {
+            p.changed = true;
+            self.changed.push(id.into());
+        }
+    }
+
     /// The points changed since the last call, each once, in the order
     /// they first changed.
     pub fn take_changed(&mut self) -> Vec<PointId> {
@@ -291,6 +355,7 @@ impl Points {
             id: id.to_string(),
             value: p.value.clone(),
             quality: p.quality.clone(),
+            label: p.quality_label(),
             last_good: p.last_good,
         })
     }
@@ -304,6 +369,7 @@ impl Points {
                 id: k.clone(),
                 value: p.value.clone(),
                 quality: p.quality.clone(),
+                label: p.quality_label(),
                 last_good: p.last_good,
             })
             .collect();

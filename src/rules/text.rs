@@ -185,3 +185,94 @@ pub fn store_write_failed(why: &str) -> String {
 }
 
 pub const STORE_WRITE_RECOVERED: &str = "网关存储写入恢复";
+
+// ---- tamper rules
+
+/// A value that should vary and does not.
+pub fn frozen(point: &str, window: &str, range: f64, floor: f64) -> String {
+    format!(
+        "{point} {window} 内变化 {} 小于 {}, 疑似数据冻结",
+        num(range),
+        num(floor)
+    )
+}
+
+/// A sensor at its clean-air value while its neighbour reads high.
+pub fn covered(point: &str, x: f64, clean: f64, nb: &str, n: f64, above: f64) -> String {
+    format!(
+        "{point} {} 接近洁净空气值 {}, 同一风流的 {nb} {} ≥ {}, 疑似探头被遮挡",
+        num(x),
+        num(clean),
+        num(n),
+        num(above)
+    )
+}
+
+/// A device offline while its area works.
+pub fn removed(rule: &str, device: &str) -> String {
+    format!("{rule}: 设备 {device} 在作业期间离线, 疑似被拆除或破坏")
+}
+
+/// A door bit (`opened`) or a camera's blocked flag.
+pub fn opened_or_blocked(point: &str, opened: bool, set: bool) -> String {
+    match (opened, set) {
+        (true, true) => format!("{point}: 机箱或外壳被打开"),
+        (true, false) => format!("{point}: 机箱或外壳已关闭"),
+        (false, true) => format!("{point}: 摄像机被遮挡"),
+        (false, false) => format!("{point}: 摄像机遮挡解除"),
+    }
+}
+
+/// A step to the test-gas value and back, outside any calibration window.
+pub fn test_gas(point: &str, peak: f64, value: f64, within: &str) -> String {
+    if peak.is_finite() {
+        format!(
+            "{point} 在 {within} 内升至 {} (标气 {}) 后回落, 不在标校窗口内, 疑似私自标校",
+            num(peak),
+            num(value)
+        )
+    } else {
+        format!("{point} 无标校样式变化 (标气 {})", num(value))
+    }
+}
+
+// ---- unacknowledged escalation (值班值守)
+
+pub fn unacked_escalated(message: &str, after: &str, times: u8) -> String {
+    let again = if times > 1 { "再次" } else { "" };
+    format!("{message} (超过 {after} 未确认, {again}升级)")
+}
+
+// ---- calibration windows (标校)
+
+pub fn calibration_name(point: &str) -> String {
+    format!("{point} 标校")
+}
+
+pub fn calibration_open(point: &str, by: &str, until: &str) -> String {
+    format!("{point} 标校开始, 操作人 {by}, 至 {until}")
+}
+
+pub fn calibration_closed(point: &str, by: &str) -> String {
+    format!("{point} 标校结束 (操作人 {by})")
+}
+
+/// A rule's alarm while its point is being calibrated.
+pub fn during_calibration(detail: &str) -> String {
+    format!("[标校中] {detail}")
+}
+
+pub fn calibration_over(rule: &str) -> String {
+    format!("{rule}: 标校结束, 标校期间报警解除")
+}
+
+pub fn cut_test_failed(point: &str, value: f64, cut: &str, within: &str) -> String {
+    format!(
+        "{point} 标校气样 {} 达断电值, {cut} 未在 {within} 内断电: 断电测试失败",
+        num(value)
+    )
+}
+
+pub fn cut_test_passed(point: &str, ms: i64) -> String {
+    format!("{point} 断电测试通过 ({ms} ms 内断电)")
+}

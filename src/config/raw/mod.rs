@@ -54,6 +54,9 @@ pub struct RawConfig {
     pub presets: Vec<PresetUse>,
     #[serde(default)]
     pub rules: Vec<Rule>,
+    /// Point quality beyond good/bad: sensor ranges and device fault bits.
+    #[serde(default)]
+    pub quality: Vec<QualityCfg>,
     pub influxdb: Option<Influx>,
     pub uplink: Option<Uplink>,
 }
@@ -246,6 +249,68 @@ pub enum RuleKindCfg {
     Consistency,
     Escalation,
     Accumulation,
+    /// A sensor or cabinet tampered with or its data faked (`check` says
+    /// which pattern): `rules::kind::tamper`.
+    Tamper,
+    /// A calibration's power-cut test (AQ 6201-2019): `rules::kind::cut_test`.
+    CutTest,
+}
+
+/// What a tamper rule looks for (`rules::kind::tamper`).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TamperCheck {
+    /// The value changes less than `floor` over `window`.
+    Frozen,
+    /// The value sits near its clean-air value while a neighbour is high.
+    Covered,
+    /// The device is offline while the area works.
+    Removed,
+    /// A cabinet door or enclosure bit is set.
+    Opened,
+    /// A camera reports its lens blocked.
+    Blocked,
+    /// A step to the test-gas value and back outside a calibration window.
+    TestGas,
+}
+
+/// Where an unacknowledged alarm escalates to: `"up"` (one level more
+/// severe each time) or a level.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum EscalateTo {
+    Level(u8),
+    Word(String),
+}
+
+/// `escalate = { after = "10m", to = "up", again_after = "10m" }`: an
+/// alarm not acknowledged within `after` is escalated (值班值守).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct EscalateCfg {
+    pub after: Option<Dur>,
+    #[serde(default)]
+    pub to: Option<EscalateTo>,
+    #[serde(default)]
+    pub again_after: Option<Dur>,
+}
+
+/// `[[quality]]`: what makes one point's reading `over_range` or
+/// `device_fault` (bad, so every rule reading it is on its alarm side).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct QualityCfg {
+    pub point: String,
+    /// The sensor's measuring range `[low, high]`; a reading outside it
+    /// is `over_range`.
+    #[serde(default)]
+    pub range: Option<Vec<f64>>,
+    /// A point holding the device's fault or status bits for this point:
+    /// a bit point (true = fault), or a status register with `fault_mask`.
+    #[serde(default)]
+    pub fault: Option<String>,
+    /// With a numeric `fault` point: the bits that mean a fault (e.g. a
+    /// KJ status word's 16 outstation fault + 128 sensor fault = 144).
+    #[serde(default)]
+    pub fault_mask: Option<u64>,
 }
 
 /// What an accumulation (or a counting rate) rule's point reports.
@@ -376,6 +441,48 @@ pub struct Rule {
     /// is raised, or escalated, to `level`.
     #[serde(default)]
     pub stages: Vec<Stage>,
+    // ---- tamper
+    /// Which pattern a tamper rule looks for.
+    #[serde(default)]
+    pub check: Option<TamperCheck>,
+    /// A condition saying the area works (frozen, removed, opened,
+    /// blocked); without it the check always applies.
+    #[serde(default)]
+    pub working: Option<String>,
+    /// Frozen: the least change over `window` of a live sensor.
+    #[serde(default)]
+    pub floor: Option<f64>,
+    /// Covered: the point's clean-air value and how near to it counts.
+    #[serde(default)]
+    pub clean: Option<f64>,
+    #[serde(default)]
+    pub margin: Option<f64>,
+    /// Covered: a point in the same airflow, and the value from which it
+    /// counts as high.
+    #[serde(default)]
+    pub neighbour: Option<String>,
+    #[serde(default)]
+    pub neighbour_above: Option<f64>,
+    /// Removed: the device whose loss while the area works is tamper.
+    #[serde(default)]
+    pub device: Option<String>,
+    /// Test gas: the test-gas value, how near counts, and how long the
+    /// step up and back takes at most; cut test: the time the certified
+    /// system has to cut.
+    #[serde(default)]
+    pub test_gas: Option<f64>,
+    #[serde(default)]
+    pub tolerance: Option<f64>,
+    #[serde(default)]
+    pub within: Option<Dur>,
+    // ---- cut test
+    /// The certified system's power-cut state point (断电状态), true when cut.
+    #[serde(default)]
+    pub cut: Option<String>,
+    // ---- any rule
+    /// Escalation of an unacknowledged alarm (值班值守).
+    #[serde(default)]
+    pub escalate: Option<EscalateCfg>,
     // ---- actions
     #[serde(default)]
     pub actions: Vec<ActionCfg>,

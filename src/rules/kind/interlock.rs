@@ -58,10 +58,16 @@ pub fn check(r: &Rule, p: &str, ctx: &CheckCtx<'_>, e: &mut Errs) -> Option<Cond
         );
         return None;
     };
+    condition(src, &format!("{p}.when"), ctx, e)
+}
+
+/// Parses and type-checks a condition written at `path` (an interlock's
+/// `when`, a tamper rule's `working`).
+pub fn condition(src: &str, path: &str, ctx: &CheckCtx<'_>, e: &mut Errs) -> Option<Condition> {
     let when = match expr::parse(src) {
         Ok(x) => x,
         Err(m) => {
-            e.push(format!("{p}.when"), m.to_string());
+            e.push(path.to_string(), m.to_string());
             return None;
         }
     };
@@ -73,7 +79,7 @@ pub fn check(r: &Rule, p: &str, ctx: &CheckCtx<'_>, e: &mut Errs) -> Option<Cond
     };
     let problems = expr::check(&when, &ty, ctx.point_known, ctx.rule_exists);
     for m in &problems {
-        e.push(format!("{p}.when"), m.to_string());
+        e.push(path.to_string(), m.to_string());
     }
     if !problems.is_empty() {
         return None;

@@ -8,13 +8,16 @@
 
 pub mod accumulation;
 pub mod consistency;
+pub mod cut_test;
 pub mod escalation;
 pub mod interlock;
 pub mod limit;
 pub mod rate;
 pub mod schedule;
 pub mod slots;
+pub mod tamper;
 pub mod threshold;
+pub mod unacked;
 
 use std::time::Duration;
 
@@ -42,6 +45,8 @@ pub struct RuleSpec {
     pub on_delay: Duration,
     pub off_delay: Duration,
     pub actions: Vec<ActionCfg>,
+    /// Escalation of the alarm while nobody acknowledges it.
+    pub escalate: Option<unacked::Unacked>,
     pub kind: KindSpec,
 }
 
@@ -54,6 +59,8 @@ pub enum KindSpec {
     Consistency(consistency::Consistency),
     Escalation(escalation::Escalation),
     Accumulation(accumulation::Accumulation),
+    Tamper(tamper::Tamper),
+    CutTest(cut_test::CutTest),
 }
 
 impl KindSpec {
@@ -66,6 +73,9 @@ impl KindSpec {
             KindSpec::Consistency(_) => AlarmKind::Consistency,
             KindSpec::Escalation(_) => AlarmKind::Escalation,
             KindSpec::Accumulation(_) => AlarmKind::Accumulation,
+            KindSpec::Tamper(_) => AlarmKind::Tamper,
+            // Judged only inside a calibration window: the window's kind.
+            KindSpec::CutTest(_) => AlarmKind::Calibration,
         }
     }
 
@@ -76,7 +86,21 @@ impl KindSpec {
             KindSpec::Rate(r) => std::slice::from_ref(&r.point),
             KindSpec::Accumulation(a) => std::slice::from_ref(&a.point),
             KindSpec::Interlock(c) | KindSpec::Consistency(c) => &c.points,
+            KindSpec::Tamper(t) => &t.inputs,
+            KindSpec::CutTest(c) => &c.inputs,
             KindSpec::Escalation(_) => &[],
+        }
+    }
+
+    /// The one point the rule's alarm is about (the event's `point_id`).
+    pub fn subject(&self) -> Option<&str> {
+        match self {
+            KindSpec::Tamper(t) => t.subject(),
+            KindSpec::CutTest(c) => Some(c.point()),
+            _ => match self.inputs() {
+                [one] => Some(one),
+                _ => None,
+            },
         }
     }
 
@@ -84,6 +108,7 @@ impl KindSpec {
     pub fn history(&self) -> Option<(&str, Duration)> {
         match self {
             KindSpec::Rate(r) => Some((&r.point, r.window)),
+            KindSpec::Tamper(t) => t.history(),
             _ => None,
         }
     }
@@ -98,6 +123,8 @@ impl KindSpec {
             KindSpec::Interlock(c) => c.judge(name, view),
             KindSpec::Consistency(c) => consistency::judge(c, name, view),
             KindSpec::Accumulation(a) => a.judge(view.points, view.memory?, now),
+            KindSpec::Tamper(t) => t.judge(name, view),
+            KindSpec::CutTest(c) => c.judge(name, view),
             KindSpec::Escalation(_) => None,
         }
     }
@@ -125,6 +152,11 @@ pub struct View<'a> {
     pub alarms: &'a Alarms,
     /// The judged rule's own memory (an accumulation rule's slots).
     pub memory: Option<&'a slots::Slots>,
+    /// The moment judged, on the monotonic clock (a window's span).
+    pub mono: crate::time::Mono,
+    /// Whether a device is offline now (its failed polls reached
+    /// `offline_after`).
+    pub offline: &'a dyn Fn(&str) -> bool,
 }
 
 impl Env for View<'_> {
@@ -152,6 +184,7 @@ pub struct CheckCtx<'a> {
     /// parse (its own errors are reported; this rule's need not be).
     pub point_known: &'a dyn Fn(&str) -> bool,
     pub rule_exists: &'a dyn Fn(&str) -> bool,
+    pub device_known: &'a dyn Fn(&str) -> bool,
     /// The site's zone: calendars and days are the site's.
     pub tz: chrono_tz::Tz,
 }
@@ -175,6 +208,19 @@ pub fn check(r: &Rule, p: &str, ctx: &CheckCtx<'_>, e: &mut Errs) -> Option<Rule
         RuleKindCfg::Consistency => consistency::check(r, p, ctx, e).map(KindSpec::Consistency),
         RuleKindCfg::Escalation => escalation::check(r, p, ctx, e).map(KindSpec::Escalation),
         RuleKindCfg::Accumulation => accumulation::check(r, p, ctx, e).map(KindSpec::Accumulation),
+        RuleKindCfg::Tamper => tamper::check(r, p, ctx, e).map(KindSpec::Tamper),
+        RuleKindCfg::CutTest => cut_test::check(r, p, ctx, e).map(KindSpec::CutTest),
+    };
+    let escalate = match (&r.escalate, r.kind) {
+        (Some(_), RuleKindCfg::Escalation) => {
+            e.push(
+                format!("{p}.escalate"),
+                "an escalation rule escalates by its stages",
+            );
+            None
+        }
+        (Some(c), _) => unacked::check(c, r.level, p, e),
+        (None, _) => None,
     };
     refuse_foreign_fields(r, p, e);
     for (f, d) in [
@@ -199,6 +245,8 @@ pub fn check(r: &Rule, p: &str, ctx: &CheckCtx<'_>, e: &mut Errs) -> Option<Rule
     let on_delay = match &kind {
         // `hold` is the interlock's word for the on-delay; the longer wins.
         KindSpec::Interlock(_) | KindSpec::Consistency(_) => dur(r.hold).max(dur(r.on_delay)),
+        // The cut must show within `within`: the failure waits that long.
+        KindSpec::CutTest(c) => c.within,
         _ => dur(r.on_delay),
     };
     Some(RuleSpec {
@@ -209,6 +257,7 @@ pub fn check(r: &Rule, p: &str, ctx: &CheckCtx<'_>, e: &mut Errs) -> Option<Rule
         on_delay,
         off_delay: dur(r.off_delay),
         actions: r.actions.clone(),
+        escalate,
         kind,
     })
 }
@@ -217,6 +266,18 @@ pub fn check(r: &Rule, p: &str, ctx: &CheckCtx<'_>, e: &mut Errs) -> Option<Rule
 /// a rate rule would otherwise look like it works.
 fn refuse_foreign_fields(r: &Rule, p: &str, e: &mut Errs) {
     let k = r.kind;
+    if k != RuleKindCfg::Tamper {
+        tamper::refuse_on_other_kinds(r, p, e);
+        if r.within.is_some() && k != RuleKindCfg::CutTest {
+            e.push(
+                format!("{p}.within"),
+                "only tamper (test_gas) and cut_test rules take this field",
+            );
+        }
+    }
+    if k != RuleKindCfg::CutTest && r.cut.is_some() {
+        e.push(format!("{p}.cut"), "only a cut_test rule takes this field");
+    }
     if k != RuleKindCfg::Threshold {
         for (f, given) in [
             ("schedule", r.schedule.is_some()),

@@ -139,6 +139,9 @@ impl Identity {
         if let Some(b) = &t.acked_by {
             o.insert("acked_by".into(), json!(truncate(b, 128)));
         }
+        if let Some(q) = &t.quality {
+            o.insert("quality".into(), json!(q));
+        }
         if let Some(d) = t.detail.as_ref().filter(|d| !d.is_empty()) {
             // Contract 1.1: at most 16 flat facts.
             let d: serde_json::Map<String, J> = d
