@@ -61,6 +61,8 @@ fn shared(cfg: Config, dir: &std::path::Path) -> Shared {
         online: Mutex::new(Default::default()),
         counts: Default::default(),
         acks: tokio::sync::mpsc::channel(1).0,
+        calibrate: tokio::sync::mpsc::channel(1).0,
+        calibrations: RwLock::new(Vec::new()),
         status_wake: Default::default(),
         engine_tick: Mutex::new(None),
         stream: StreamHub::new(CancellationToken::new()),

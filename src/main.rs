@@ -90,6 +90,24 @@ enum Cmd {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Open a calibration window (标校) on a point of the running gateway,
+    /// as a logged-in operator (its name is the window's): the point's
+    /// alarms go out as `calibration` events until the window ends by
+    /// itself. Logs in like `ack`.
+    Calibrate {
+        point: String,
+        /// How long, e.g. 30m (at most 4h).
+        #[arg(long = "for")]
+        length: String,
+        /// The operator account to log in with.
+        #[arg(long = "by", visible_alias = "user")]
+        user: Option<String>,
+        /// The gateway's API; default: `http.listen` of --config, else 127.0.0.1:8080.
+        #[arg(long)]
+        api: Option<String>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Print a point's local history, or with --audit the audit log of
     /// acknowledgements.
     History {
@@ -257,52 +275,15 @@ fn main() -> ExitCode {
             api,
             config,
         } => {
-            let api = match (api, config) {
-                (Some(a), _) => a,
-                (None, Some(c)) => match load_or_print(&c) {
-                    Ok(cfg) => match cfg.http {
-                        Some(h) => format!("http://{}", h.listen),
-                        None => {
-                            eprintln!(
-                                "{}: [http] is disabled, so there is no API to send the acknowledgement to; give --api",
-                                c.display()
-                            );
-                            return ExitCode::from(2);
-                        }
-                    },
-                    Err(code) => return code,
-                },
-                (None, None) => "http://127.0.0.1:8080".into(),
+            let api = match api_of(api, config) {
+                Ok(a) => a,
+                Err(code) => return code,
             };
-            let login = match (std::env::var("RISKGATE_TOKEN").ok(), user) {
-                (Some(t), _) if !t.is_empty() => client::Login::Token(t),
-                (_, Some(u)) => {
-                    match riskgate::auth::cli::read_password(&format!("password of {u}: ")) {
-                        Ok(pw) => client::Login::Password(u, pw),
-                        Err(e) => {
-                            eprintln!("error: {e}");
-                            return ExitCode::from(2);
-                        }
-                    }
-                }
-                _ => {
-                    eprintln!(
-                        "error: give --user NAME (an operator account) or set RISKGATE_TOKEN"
-                    );
-                    return ExitCode::from(2);
-                }
+            let login = match login_of(user) {
+                Ok(l) => l,
+                Err(code) => return code,
             };
-            let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
-            match rt.block_on(client::ack(&api, &alarm_id, login)) {
-                Ok(msg) => {
-                    println!("{msg}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            print_outcome(client::ack(&api, &alarm_id, login))
         }
         Cmd::User {
             cmd,
@@ -321,6 +302,23 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Cmd::Calibrate {
+            point,
+            length,
+            user,
+            api,
+            config,
+        } => {
+            let api = match api_of(api, config) {
+                Ok(a) => a,
+                Err(code) => return code,
+            };
+            let login = match login_of(user) {
+                Ok(l) => l,
+                Err(code) => return code,
+            };
+            print_outcome(client::calibrate(&api, &point, &length, login))
+        }
         Cmd::History {
             point,
             since,
@@ -344,6 +342,57 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// The API a client command talks to: `--api`, else `http.listen` of
+/// `--config`, else the default listener.
+fn api_of(api: Option<String>, config: Option<PathBuf>) -> Result<String, ExitCode> {
+    match (api, config) {
+        (Some(a), _) => Ok(a),
+        (None, Some(c)) => match load_or_print(&c)?.http {
+            Some(h) => Ok(format!("http://{}", h.listen)),
+            None => {
+                eprintln!(
+                    "{}: [http] is disabled, so there is no API to send this to; give --api",
+                    c.display()
+                );
+                Err(ExitCode::from(2))
+            }
+        },
+        (None, None) => Ok("http://127.0.0.1:8080".into()),
+    }
+}
+
+/// `RISKGATE_TOKEN`, else the operator account's password from the terminal.
+fn login_of(user: Option<String>) -> Result<client::Login, ExitCode> {
+    match client::Login::from_env_or_prompt(user) {
+        Some(Ok(l)) => Ok(l),
+        Some(Err(e)) => {
+            eprintln!("error: {e:#}");
+            Err(ExitCode::from(2))
+        }
+        None => {
+            eprintln!(
+                "error: give --user NAME (--by NAME for calibrate; an operator account) or set RISKGATE_TOKEN"
+            );
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+/// Runs one client request and prints its line or its error.
+fn print_outcome(request: impl std::future::Future<Output = anyhow::Result<String>>) -> ExitCode {
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match rt.block_on(request) {
+        Ok(msg) => {
+            println!("{msg}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -13,6 +13,7 @@
 //! | `GET /api/events?since=24h` | reader | alarm events from the local log |
 //! | `GET /api/events/stream` | reader | live server-sent events for the page (`stream.rs`) |
 //! | `GET /api/online` | reader | per device, the share of polls answered over the last hour and day |
+//! | `POST /api/calibrations` · `GET /api/calibrations` | operator · reader | calibration windows (标校): `{"point","for"}` opens one in the session user's name (`calibrate.rs`) |
 //! | `GET /api/audit?since=24h` | operator | the audit log of acknowledgements |
 //! | `GET /metrics` | anyone | Prometheus |
 //! | `GET /health` | anyone | 200 `ok` while the gateway runs and keeps its promises; 503 `degraded: FAULTS` while a fault of the gateway itself is active (e.g. `store.write`) |
@@ -37,6 +38,7 @@ use tokio::sync::oneshot;
 
 pub mod auth;
 mod ready;
+pub mod calibrate;
 pub mod serve;
 pub mod state;
 pub mod stream;
@@ -44,6 +46,7 @@ pub mod stream;
 use crate::queue::{AuditRow, AuditSource, QueueId};
 use crate::time::since;
 use auth::{Operator, Reader};
+pub use calibrate::CalibrateCmd;
 pub use serve::{HEADER_TIMEOUT, serve};
 pub use state::{AckCmd, PointView, Shared};
 
@@ -98,6 +101,10 @@ fn routes(shared: Arc<Shared>) -> Router {
         .route("/api/points", get(points))
         .route("/api/alarms", get(alarms))
         .route("/api/alarms/ack", post(ack))
+        .route(
+            "/api/calibrations",
+            get(calibrate::list).post(calibrate::open),
+        )
         .route("/api/history", get(history))
         .route("/api/events", get(events))
         .route("/api/events/stream", get(stream::events_stream))

@@ -155,6 +155,9 @@ pub struct Shared {
     pub online: Mutex<crate::telemetry::OnlineRate>,
     pub counts: Arc<Mutex<StatusCounts>>,
     pub acks: mpsc::Sender<AckCmd>,
+    /// Calibration windows to open, and the open ones.
+    pub calibrate: mpsc::Sender<super::CalibrateCmd>,
+    pub calibrations: RwLock<Vec<crate::rules::CalibrationView>>,
     /// Notified when the gateway's faults change, so the uplink publishes
     /// its status at once.
     pub status_wake: Arc<tokio::sync::Notify>,

@@ -210,6 +210,8 @@ mod tests {
             online: Mutex::new(Default::default()),
             counts: Default::default(),
             acks: mpsc::channel(1).0,
+            calibrate: mpsc::channel(1).0,
+            calibrations: RwLock::new(Vec::new()),
             status_wake: Default::default(),
             engine_tick: Mutex::new(None),
             stream: StreamHub::new(CancellationToken::new()),

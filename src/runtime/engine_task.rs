@@ -89,6 +89,8 @@ pub(super) struct EngineTask {
     failed_tx: mpsc::UnboundedSender<(String, Option<String>)>,
     /// With `[telemetry]`: sees every reading and the active alarms.
     telemetry: Option<TelemetryFeed>,
+    /// Calibration windows the API asks to open.
+    calibrate: mpsc::Receiver<crate::api::CalibrateCmd>,
     /// Faults the sinks report (a token refused, a bucket missing), raised
     /// and cleared as gateway fault alarms.
     gateway_faults: mpsc::UnboundedReceiver<(GatewayFault, Option<String>)>,
@@ -129,6 +131,7 @@ impl EngineTask {
             failed_tx,
             telemetry: None,
             gateway_faults: mpsc::unbounded_channel().1,
+            calibrate: mpsc::channel(1).1,
             store_rx,
             store_tx,
             store_health: StoreHealth::default(),
@@ -148,6 +151,11 @@ impl EngineTask {
     /// Where the sinks' faults come from (see [`crate::sink::influx::FaultTx`]).
     pub fn gateway_faults(&mut self, rx: mpsc::UnboundedReceiver<(GatewayFault, Option<String>)>) {
         self.gateway_faults = rx;
+    }
+
+    /// Where the API's calibration requests come from.
+    pub fn calibrations(&mut self, rx: mpsc::Receiver<crate::api::CalibrateCmd>) {
+        self.calibrate = rx;
     }
 
     pub async fn run(
@@ -184,6 +192,14 @@ impl EngineTask {
                     if let Some(tx) = cmd.reply { let _ = tx.send(reply); }
                 }
                 Some(ack) = remote.recv() => self.remote_ack(ack),
+                Some(cmd) = self.calibrate.recv() => {
+                    let r = self.engine.calibrate(&cmd.point, cmd.length, &cmd.by, self.clock.now());
+                    let reply = r.map(|out| {
+                        self.emit(out);
+                        self.engine.calibrations().into_iter().find(|w| w.point == cmd.point)
+                    });
+                    let _ = cmd.reply.send(reply.map(|w| w.expect("just opened")));
+                }
                 Some(r) = self.store_rx.recv() => self.store_result(r.as_deref()),
                 Some((point, why)) = self.failed_rx.recv() => {
                     let out = self.engine.action_outcome(&point, why.as_deref(), Utc::now());
@@ -194,9 +210,12 @@ impl EngineTask {
                     self.emit(out);
                 }
                 input = inputs.recv(), if inputs_open => match input {
-                    Some(input) => {
+                    Some(mut input) => {
                         let now = self.clock.now();
-                        if let Input::Readings(rs) = &input {
+                        if let Input::Readings(rs) = &mut input {
+                            // Over range and device faults are stored and
+                            // sent as the engine judges them.
+                            self.engine.qualify(rs);
                             self.batch(rs);
                         }
                         if let Input::DeviceHealth { device, ok, detail, at } = &input {
@@ -523,5 +542,10 @@ impl EngineTask {
     /// what changed (`views`): cheap when little did.
     fn publish_views(&mut self) {
         self.views.publish(&mut self.engine, &self.shared);
+        *self
+            .shared
+            .calibrations
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = self.engine.calibrations();
     }
 }

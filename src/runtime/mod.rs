@@ -120,6 +120,7 @@ pub async fn start(cfg: Config) -> Result<Running, RunError> {
 
     let (input_tx, input_rx) = mpsc::channel::<Input>(4096);
     let (ack_tx, ack_rx) = mpsc::channel::<AckCmd>(64);
+    let (cal_tx, cal_rx) = mpsc::channel(16);
     let (remote_tx, remote_rx) = mpsc::unbounded_channel::<RemoteAck>();
     let counts = Arc::new(Mutex::new(StatusCounts {
         devices_total: cfg.devices.len() as u64,
@@ -137,6 +138,8 @@ pub async fn start(cfg: Config) -> Result<Running, RunError> {
         online: Mutex::new(Default::default()),
         counts: counts.clone(),
         acks: ack_tx,
+        calibrate: cal_tx,
+        calibrations: RwLock::new(Vec::new()),
         status_wake: Arc::new(tokio::sync::Notify::new()),
         engine_tick: Mutex::new(None),
         stream: crate::api::state::StreamHub::new(shutdown.child_token()),
@@ -221,6 +224,7 @@ pub async fn start(cfg: Config) -> Result<Running, RunError> {
             let telemetry = telemetry::TelemetryFeed::new(sh.clone(), chrono::Utc::now());
             let mut et = EngineTask::new(engine, sh, writers, feeds).with_telemetry(telemetry);
             et.gateway_faults(fault_rx);
+            et.calibrations(cal_rx);
             et.run(input_rx, ack_rx, remote_rx, engine_stop).await;
         });
     }

@@ -283,7 +283,7 @@ fn update_point(v: &mut PointView, s: PointState, sh: &Shared) {
     } else {
         None
     };
-    let label = s.quality.label();
+    let label = s.label;
     if v.quality != label {
         label.clone_into(&mut v.quality);
     }

@@ -1,15 +1,40 @@
-//! The command line's client of a running gateway's HTTP API: `riskgate
-//! ack` logs in (or uses a token), acknowledges and logs out again, so
-//! the name on the acknowledgement is always a logged-in operator's.
+//! The command line's clients of a running gateway's HTTP API, one file
+//! per job: `riskgate ack` ([`ack`]) and `riskgate calibrate`
+//! ([`calibrate`]). Each logs in (or uses a token), makes its one request
+//! and logs out again, so the name on what it does is always a logged-in
+//! operator's, never one the command line typed.
 
 use std::time::Duration;
 
 use anyhow::Context;
 
+mod ack;
+mod calibrate;
+
+pub use ack::ack;
+pub use calibrate::calibrate;
+
 /// How the command line proves who it is.
 pub enum Login {
     Password(String, String),
     Token(String),
+}
+
+impl Login {
+    /// `RISKGATE_TOKEN` when set and not empty, else the account `user`
+    /// with its password read from the terminal; `None` when neither is
+    /// given (the caller says which flag is missing).
+    pub fn from_env_or_prompt(user: Option<String>) -> Option<anyhow::Result<Login>> {
+        match (std::env::var("RISKGATE_TOKEN").ok(), user) {
+            (Some(t), _) if !t.is_empty() => Some(Ok(Login::Token(t))),
+            (_, Some(u)) => Some(
+                crate::auth::cli::read_password(&format!("password of {u}: "))
+                    .map(|pw| Login::Password(u, pw))
+                    .map_err(anyhow::Error::from),
+            ),
+            _ => None,
+        }
+    }
 }
 
 /// POSTs `body` to `{api}{path}` with the bearer token, if any; the JSON
@@ -47,8 +72,14 @@ async fn post(
     }
 }
 
-/// Logs in (unless given a token), acknowledges, logs out again.
-pub async fn ack(api: &str, alarm_id: &str, login: Login) -> anyhow::Result<String> {
+/// Logs in (unless given a token), POSTs `body` to `path` in that session
+/// and logs out again; the answer of the one request.
+async fn in_session(
+    api: &str,
+    login: Login,
+    path: &str,
+    body: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
     let (token, own) = match login {
         Login::Token(t) => (t, false),
         Login::Password(name, password) => {
@@ -63,20 +94,10 @@ pub async fn ack(api: &str, alarm_id: &str, login: Login) -> anyhow::Result<Stri
             (r["token"].as_str().unwrap_or_default().to_string(), true)
         }
     };
-    let r = post(
-        api,
-        "/api/alarms/ack",
-        Some(&token),
-        serde_json::json!({"alarm_id": alarm_id}),
-    )
-    .await;
+    let r = post(api, path, Some(&token), body).await;
     if own {
         // The session was only for this; a failed logout only leaves it to expire.
         let _ = post(api, "/api/logout", Some(&token), serde_json::json!({})).await;
     }
-    let r = r?;
-    Ok(format!(
-        "acknowledged {alarm_id} by {}",
-        r["acked_by"].as_str().unwrap_or_default()
-    ))
+    r
 }
