@@ -37,8 +37,8 @@ use serde_json::json;
 use tokio::sync::oneshot;
 
 pub mod auth;
-mod ready;
 pub mod calibrate;
+mod ready;
 pub mod serve;
 pub mod state;
 pub mod stream;

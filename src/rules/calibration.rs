@@ -127,7 +127,7 @@ pub fn open(
             cut_test: None,
         });
     }
-    points.mark_changed(point);
+    points.mark_calibration(point);
     let mut out = Output::default();
     let k = key(point);
     let r = Raise {
@@ -192,7 +192,7 @@ pub fn settle(
         let w = p.calibration.take().expect("due above");
         p.calibrated_until = Some(now.mono);
         let pname = p.name.clone();
-        points.mark_changed(&id);
+        points.mark_calibration(&id);
         let k = key(&id);
         let msg = text::calibration_closed(&pname, &w.by);
         alarms.clear(&k, now.wall, None, msg, points, out);
@@ -269,5 +269,6 @@ pub fn cut_tests(alarms: &mut Alarms, points: &mut Points, rules: &[LiveRule], n
                 d.insert("cut_ms".into(), serde_json::json!(t.as_millis() as u64));
             }
         }
+        points.mark_calibration(c.point());
     }
 }

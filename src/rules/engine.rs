@@ -199,6 +199,11 @@ impl Engine {
         calibration::list(&self.points)
     }
 
+    /// Changes whenever `calibrations` would answer differently.
+    pub fn calibrations_version(&self) -> u64 {
+        self.points.calibrations_version()
+    }
+
     /// A good reading goes into the memory of the rules that keep one: an
     /// accumulation rule's slot of its observation time, a rate history
     /// (kept by the point table, only marked here for the store).

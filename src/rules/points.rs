@@ -174,6 +174,9 @@ pub struct Points {
     /// without looking at every point (bounded by the point count even
     /// when nobody takes them, as in tests driving the engine alone).
     changed: Vec<PointId>,
+    /// Counts changes to the calibration windows (opened, closed, a cut
+    /// test decided), so their list is rebuilt only when one changed.
+    calibrations_version: u64,
 }
 
 /// A stored history waiting for `settle`: point, window, (wall ms, value).
@@ -327,8 +330,19 @@ impl Points {
         too_old || matches!(p.quality, Quality::Bad(BadReason::Stale))
     }
 
-    /// Lists a point as changed for a reason outside its readings (a
-    /// calibration window opened or closed changes its shown quality).
+    /// A point's calibration window opened, closed or got its cut test's
+    /// result: its shown quality may differ, and so does the windows' list.
+    pub fn mark_calibration(&mut self, id: &str) {
+        self.calibrations_version += 1;
+        self.mark_changed(id);
+    }
+
+    /// Grows with every `mark_calibration`.
+    pub fn calibrations_version(&self) -> u64 {
+        self.calibrations_version
+    }
+
+    /// Lists a point as changed for a reason outside its readings.
     pub fn mark_changed(&mut self, id: &str) {
         if let Some(p) = self.map.get_mut(id)
             && !p.changed

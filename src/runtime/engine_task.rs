@@ -37,6 +37,8 @@ use crate::sink::uplink::contract::RemoteAck;
 use crate::source::{WriteRequest, Writers};
 use crate::time::Clock;
 
+mod calibrate;
+
 /// A queued output fed with readings: its queue and its sink's encoding,
 /// with the bodies encoded since the last commit.
 pub(crate) struct Feed {
@@ -91,6 +93,8 @@ pub(super) struct EngineTask {
     telemetry: Option<TelemetryFeed>,
     /// Calibration windows the API asks to open.
     calibrate: mpsc::Receiver<crate::api::CalibrateCmd>,
+    /// The engine's `calibrations_version` last published.
+    calibrations_published: u64,
     /// Faults the sinks report (a token refused, a bucket missing), raised
     /// and cleared as gateway fault alarms.
     gateway_faults: mpsc::UnboundedReceiver<(GatewayFault, Option<String>)>,
@@ -132,6 +136,7 @@ impl EngineTask {
             telemetry: None,
             gateway_faults: mpsc::unbounded_channel().1,
             calibrate: mpsc::channel(1).1,
+            calibrations_published: 0,
             store_rx,
             store_tx,
             store_health: StoreHealth::default(),
@@ -151,11 +156,6 @@ impl EngineTask {
     /// Where the sinks' faults come from (see [`crate::sink::influx::FaultTx`]).
     pub fn gateway_faults(&mut self, rx: mpsc::UnboundedReceiver<(GatewayFault, Option<String>)>) {
         self.gateway_faults = rx;
-    }
-
-    /// Where the API's calibration requests come from.
-    pub fn calibrations(&mut self, rx: mpsc::Receiver<crate::api::CalibrateCmd>) {
-        self.calibrate = rx;
     }
 
     pub async fn run(
@@ -192,14 +192,7 @@ impl EngineTask {
                     if let Some(tx) = cmd.reply { let _ = tx.send(reply); }
                 }
                 Some(ack) = remote.recv() => self.remote_ack(ack),
-                Some(cmd) = self.calibrate.recv() => {
-                    let r = self.engine.calibrate(&cmd.point, cmd.length, &cmd.by, self.clock.now());
-                    let reply = r.map(|out| {
-                        self.emit(out);
-                        self.engine.calibrations().into_iter().find(|w| w.point == cmd.point)
-                    });
-                    let _ = cmd.reply.send(reply.map(|w| w.expect("just opened")));
-                }
+                Some(cmd) = self.calibrate.recv() => self.open_calibration(cmd),
                 Some(r) = self.store_rx.recv() => self.store_result(r.as_deref()),
                 Some((point, why)) = self.failed_rx.recv() => {
                     let out = self.engine.action_outcome(&point, why.as_deref(), Utc::now());
@@ -542,10 +535,6 @@ impl EngineTask {
     /// what changed (`views`): cheap when little did.
     fn publish_views(&mut self) {
         self.views.publish(&mut self.engine, &self.shared);
-        *self
-            .shared
-            .calibrations
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = self.engine.calibrations();
+        self.publish_calibrations();
     }
 }

@@ -1,6 +1,7 @@
 //! The config file as written: serde shapes, their defaults and the names
 //! of their values; nothing checked yet. `device.rs` holds the shapes of
-//! serial lines and devices.
+//! serial lines and devices, `watch.rs` those of tamper checks,
+//! escalation and point quality.
 //!
 //! Fields that only some protocols or rule kinds use are `Option`s here and
 //! are checked by each protocol's `config.rs` (and `validate()`), which can
@@ -14,7 +15,9 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 mod device;
+mod watch;
 pub use device::*;
+pub use watch::*;
 
 /// A duration written as text: `"500ms"`, `"10s"`, `"2m"`, `"1h"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -254,63 +257,6 @@ pub enum RuleKindCfg {
     Tamper,
     /// A calibration's power-cut test (AQ 6201-2019): `rules::kind::cut_test`.
     CutTest,
-}
-
-/// What a tamper rule looks for (`rules::kind::tamper`).
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum TamperCheck {
-    /// The value changes less than `floor` over `window`.
-    Frozen,
-    /// The value sits near its clean-air value while a neighbour is high.
-    Covered,
-    /// The device is offline while the area works.
-    Removed,
-    /// A cabinet door or enclosure bit is set.
-    Opened,
-    /// A camera reports its lens blocked.
-    Blocked,
-    /// A step to the test-gas value and back outside a calibration window.
-    TestGas,
-}
-
-/// Where an unacknowledged alarm escalates to: `"up"` (one level more
-/// severe each time) or a level.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(untagged)]
-pub enum EscalateTo {
-    Level(u8),
-    Word(String),
-}
-
-/// `escalate = { after = "10m", to = "up", again_after = "10m" }`: an
-/// alarm not acknowledged within `after` is escalated (值班值守).
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-pub struct EscalateCfg {
-    pub after: Option<Dur>,
-    #[serde(default)]
-    pub to: Option<EscalateTo>,
-    #[serde(default)]
-    pub again_after: Option<Dur>,
-}
-
-/// `[[quality]]`: what makes one point's reading `over_range` or
-/// `device_fault` (bad, so every rule reading it is on its alarm side).
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-pub struct QualityCfg {
-    pub point: String,
-    /// The sensor's measuring range `[low, high]`; a reading outside it
-    /// is `over_range`.
-    #[serde(default)]
-    pub range: Option<Vec<f64>>,
-    /// A point holding the device's fault or status bits for this point:
-    /// a bit point (true = fault), or a status register with `fault_mask`.
-    #[serde(default)]
-    pub fault: Option<String>,
-    /// With a numeric `fault` point: the bits that mean a fault (e.g. a
-    /// KJ status word's 16 outstation fault + 128 sensor fault = 144).
-    #[serde(default)]
-    pub fault_mask: Option<u64>,
 }
 
 /// What an accumulation (or a counting rate) rule's point reports.
