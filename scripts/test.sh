@@ -50,6 +50,9 @@ need_component rustfmt cargo fmt
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked "$@"
+# The criterion micro-benchmarks once each (seconds): they must keep building
+# and running; their timings are not judged here (docs/benchmarks.md).
+cargo test --locked --bench micro
 # The Debian package, from the debug binary the tests just built (no release
 # build): install, check, remove, purge. Skips with its reason when not root.
 ./scripts/package-test.sh
