@@ -79,7 +79,7 @@ fn modbus_decode(c: &mut Criterion) {
     let words = [0x3fcf_u16, 0x5c29, 0x0000, 0x0001];
     let mut g = c.benchmark_group("decode");
     g.throughput(Throughput::Elements(points.len() as u64));
-    g.bench_function("modbus_registers_per_point", |b| {
+    g.bench_function("modbus_registers_all_points", |b| {
         b.iter(|| {
             for (order, p) in &points {
                 let w = &words[..(width(p) as usize).min(words.len())];
@@ -98,7 +98,7 @@ fn rule_evaluation(c: &mut Criterion) {
     let mut g = c.benchmark_group("rules");
     g.throughput(Throughput::Elements(batches[0].len() as u64));
     let mut i = 0;
-    g.bench_function("on_readings_per_reading", |b| {
+    g.bench_function("on_readings_all_points", |b| {
         b.iter(|| {
             i = (i + 1) % batches.len();
             black_box(engine.on_readings(&batches[i], clock.now()))
@@ -112,7 +112,7 @@ fn line_protocol(c: &mut Criterion) {
     let rs = readings(&cfg, 3);
     let mut g = c.benchmark_group("line_protocol");
     g.throughput(Throughput::Elements(rs.len() as u64));
-    g.bench_function("encode_per_reading", |b| {
+    g.bench_function("encode_all_points", |b| {
         b.iter(|| {
             for r in &rs {
                 black_box(riskgate::sink::influx::line("reading", "bench-site", r));
