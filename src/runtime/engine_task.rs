@@ -226,6 +226,9 @@ impl EngineTask {
                     self.shared.ticked();
                     let out = self.engine.tick(self.clock.now());
                     self.emit(out);
+                    if let Some(t) = &mut self.telemetry {
+                        t.calibrations(self.engine.calibrations_version(), || self.engine.calibrations());
+                    }
                     if let Some(t) = &mut self.telemetry
                         && let Some(dropped) = t.tick(self.engine.active(), Utc::now())
                     {

@@ -25,6 +25,8 @@ pub(super) struct TelemetryFeed {
     to_store: mpsc::UnboundedSender<(Vec<Message>, DateTime<Utc>)>,
     /// Old messages each queueing dropped for the cap, as they finish.
     drops: mpsc::UnboundedReceiver<u64>,
+    /// The engine's `calibrations_version` the builder was last told.
+    calibrations_seen: Option<u64>,
 }
 
 impl TelemetryFeed {
@@ -40,11 +42,29 @@ impl TelemetryFeed {
             builder,
             to_store,
             drops,
+            calibrations_seen: None,
         })
     }
 
     pub fn readings(&mut self, rs: &[Reading]) {
         self.builder.on_readings(rs);
+    }
+
+    /// The points inside a calibration window, when the windows changed
+    /// (`version` is the engine's `calibrations_version`): asked of the
+    /// engine only then, as this runs every tick.
+    pub fn calibrations(
+        &mut self,
+        version: u64,
+        open: impl FnOnce() -> Vec<crate::rules::CalibrationView>,
+    ) {
+        if self.calibrations_seen == Some(version) {
+            return;
+        }
+        self.calibrations_seen = Some(version);
+        let open = open();
+        self.builder
+            .set_calibrating(open.iter().map(|w| w.point.as_str()));
     }
 
     /// Gives the builder the active alarm levels and hands the messages due

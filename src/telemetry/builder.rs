@@ -9,6 +9,13 @@
 //! across a boundary counts in the new period). No message is larger than
 //! `max_bytes` or holds more than 5000 entries: longer ones are split into
 //! parts sharing one `ts`.
+//!
+//! A point inside an operator's calibration window (标校) whose reading is
+//! good and fresh is sent as `calibrating`, with its value: the county
+//! sees the test gas for what it is. A bad or stale reading keeps its own
+//! quality (fail safe: a dead sensor is not excused by a window), and
+//! readings of their own quality (`over_range`, `device_fault`) come as
+//! the engine judged them.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -54,6 +61,8 @@ struct Slot {
     latest: Option<Latest>,
     sent: Option<Sent>,
     alarm: u8,
+    /// Inside a calibration window.
+    calibrating: bool,
     acc: Acc,
 }
 
@@ -102,6 +111,7 @@ impl Builder {
                 latest: None,
                 sent: None,
                 alarm: 0,
+                calibrating: false,
                 acc: Acc::default(),
             })
             .collect();
@@ -181,6 +191,19 @@ impl Builder {
         }
     }
 
+    /// The points inside a calibration window now (every other point is
+    /// not): a good, fresh reading of theirs is sent as `calibrating`.
+    pub fn set_calibrating<'a>(&mut self, points: impl IntoIterator<Item = &'a str>) {
+        for s in &mut self.slots {
+            s.calibrating = false;
+        }
+        for p in points {
+            if let Some(&i) = self.index.get(p) {
+                self.slots[i].calibrating = true;
+            }
+        }
+    }
+
     /// The messages due at `now`, in the order they are to be sent:
     /// closed statistics, a snapshot when its time has come, then a change
     /// report.
@@ -217,7 +240,8 @@ impl Builder {
     }
 
     /// The quality a point has at `now`: its reading's, or `stale` when its
-    /// good reading is older than its `stale_after`.
+    /// good reading is older than its `stale_after`, or `calibrating` when
+    /// it is good and fresh inside a calibration window.
     fn quality(s: &Slot, now: DateTime<Utc>) -> &'static str {
         match &s.latest {
             None => "no_data",
@@ -227,6 +251,7 @@ impl Builder {
             {
                 "stale"
             }
+            Some(l) if l.quality == "good" && s.calibrating => "calibrating",
             Some(l) => l.quality,
         }
     }

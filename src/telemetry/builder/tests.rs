@@ -211,3 +211,78 @@ fn float_register_values_are_written_short() {
     assert_eq!(number(0.1).to_string(), "0.1");
     assert_eq!(number(21.5).to_string(), "21.5");
 }
+
+/// A point inside a calibration window is sent as `calibrating` with its
+/// value while its reading is good and fresh; a bad or stale one keeps its
+/// own quality; over range and device faults come as the readings carry
+/// them; every message is valid against the contract's schema.
+#[test]
+fn calibrating_and_the_other_quality_states_are_sent_and_valid() {
+    let schema: J = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("docs/contract/telemetry.schema.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap();
+    let mut tseq = 0;
+    let mut sent = |msgs: Vec<Message>| -> Vec<J> {
+        msgs.iter()
+            .flat_map(|m| {
+                tseq += 1;
+                let body: J = serde_json::from_str(&encode(&id(), tseq, m)).unwrap();
+                let errors: Vec<String> = validator
+                    .iter_errors(&body)
+                    .map(|e| e.to_string())
+                    .collect();
+                assert!(errors.is_empty(), "{errors:?}\n{body:#}");
+                m.items.clone()
+            })
+            .collect()
+    };
+    let q = |items: &[J], p: &str| items.iter().find(|e| e["id"] == p).map(|e| e["q"].clone());
+    let mut b = builder(cfg(), &["ch4.a", "co.a", "o2.a"]);
+    b.on_readings(&[
+        reading("ch4.a", 0.3, 0),
+        reading("co.a", 5.0, 0),
+        reading("o2.a", 20.8, 0),
+    ]);
+    sent(b.tick(at(0)));
+
+    b.set_calibrating(["ch4.a", "not.a.point"]);
+    b.on_readings(&[
+        reading("ch4.a", 2.0, 5000),
+        Reading {
+            quality: Quality::Bad(BadReason::OverRange),
+            value: None,
+            ..reading("co.a", 0.0, 5000)
+        },
+        Reading {
+            quality: Quality::Bad(BadReason::DeviceFault),
+            value: None,
+            ..reading("o2.a", 0.0, 5000)
+        },
+    ]);
+    let items = sent(b.tick(at(5000)));
+    assert_eq!(q(&items, "ch4.a").unwrap(), "calibrating");
+    assert_eq!(items.iter().find(|e| e["id"] == "ch4.a").unwrap()["v"], 2.0);
+    assert_eq!(q(&items, "co.a").unwrap(), "over_range");
+    assert_eq!(q(&items, "o2.a").unwrap(), "device_fault");
+
+    // Stale inside the window: stale (a window excuses no dead sensor).
+    let items = sent(b.tick(at(15_001)));
+    assert_eq!(q(&items, "ch4.a").unwrap(), "stale");
+    // Fresh again, still inside: calibrating; the window closed: good.
+    b.on_readings(&[reading("ch4.a", 0.3, 16_000)]);
+    let items = sent(b.tick(at(21_000)));
+    assert_eq!(q(&items, "ch4.a").unwrap(), "calibrating");
+    b.set_calibrating([]);
+    b.on_readings(&[reading("ch4.a", 0.3, 22_000)]);
+    let items = sent(b.tick(at(26_000)));
+    assert_eq!(q(&items, "ch4.a").unwrap(), "good");
+}
