@@ -137,7 +137,7 @@ fn telemetry_of<'a>(county: &'a Subscriber, point: &str) -> Option<&'a J> {
         })
 }
 
-fn alarm<'a>(county: &'a Subscriber, f: impl Fn(&J) -> bool) -> Option<&'a J> {
+fn alarm(county: &Subscriber, f: impl Fn(&J) -> bool) -> Option<&J> {
     county.alarms().into_iter().find(|a| f(a))
 }
 
