@@ -1,4 +1,4 @@
-//! The `riskgate` command: run | validate | demo | ack | history | user.
+//! The `riskgate` command: run | validate | demo | ack | calibrate | history | user.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
