@@ -53,6 +53,10 @@ cargo test --workspace --locked "$@"
 # The criterion micro-benchmarks once each (seconds): they must keep building
 # and running; their timings are not judged here (docs/benchmarks.md).
 cargo test --locked --bench micro
+# The end-to-end benchmark suite's smoke mode (benches/suite.rs): a tiny load
+# through every part of the gateway's path, so the suite cannot rot. It checks that
+# every figure is produced, never a figure's value.
+cargo test --locked --bench suite
 # The Debian package, from the debug binary the tests just built (no release
 # build): install, check, remove, purge. Skips with its reason when not root.
 ./scripts/package-test.sh
