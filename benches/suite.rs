@@ -3,7 +3,7 @@
 //! both sinks on real services, measured from outside.
 //!
 //! `cargo bench --bench suite` (release build) runs the loads of
-//! docs/benchmarks.md#suite and a search for the maximum sustained rate;
+//! docs/benchmarks.md#end-to-end-suite and a search for the maximum sustained rate;
 //! `cargo test --bench suite` (what `scripts/test.sh` runs, debug build) is
 //! the smoke mode: one tiny load, a few steps, seconds. `SUITE_SMOKE=1` forces
 //! the smoke mode under `cargo bench` too.
