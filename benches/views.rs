@@ -142,6 +142,26 @@ fn measure(
     start.elapsed().as_secs_f64() * 1e6 / n as f64
 }
 
+/// Microseconds per `Engine::tick` (every 200 ms in the engine task) on a
+/// site whose points were all read once: the time-driven work (stale
+/// checks, rules re-evaluated on the clock) that every site pays whatever
+/// its input rate.
+fn measure_tick(devices: usize, budget: Duration) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = site(devices, dir.path());
+    let mut engine = Engine::new(&cfg);
+    let clock = Clock::new();
+    for d in 0..devices {
+        engine.handle(&input(&cfg, d, 0), clock.now());
+    }
+    let (mut n, start) = (0usize, Instant::now());
+    while n < 20 || start.elapsed() < budget {
+        std::hint::black_box(engine.tick(clock.now()));
+        n += 1;
+    }
+    start.elapsed().as_secs_f64() * 1e6 / n as f64
+}
+
 fn main() {
     let mut results = Vec::new();
     for devices in [10, 100, 1000] {
@@ -154,8 +174,10 @@ fn main() {
                 .get_or_insert_with(|| Views::new(sh, e))
                 .publish(e, sh);
         });
+        let tick = measure_tick(devices, Duration::from_secs(1));
         let r = json!({
             "devices": devices,
+            "us_per_tick": (tick * 10.0).round() / 10.0,
             "points": devices * POINTS_PER_DEVICE,
             "us_per_input_engine_only": (engine_only * 10.0).round() / 10.0,
             "us_per_input_rebuild": (rebuilt * 10.0).round() / 10.0,

@@ -149,10 +149,9 @@ pub fn open(
 /// Open windows, by point id.
 pub fn list(points: &Points) -> Vec<CalibrationView> {
     points
-        .ids()
-        .into_iter()
+        .calibrating()
         .filter_map(|id| {
-            let w = points.get(&id)?.calibration.as_ref()?;
+            let w = points.get(id)?.calibration.as_ref()?;
             Some(CalibrationView {
                 point: id.clone(),
                 by: w.by.clone(),
@@ -178,7 +177,8 @@ pub fn settle(
     now: Now,
     out: &mut Output,
 ) {
-    for id in points.ids() {
+    let open: Vec<String> = points.calibrating().cloned().collect();
+    for id in open {
         let due = points
             .get(&id)
             .and_then(|p| p.calibration.as_ref())

@@ -246,10 +246,18 @@ impl Engine {
             now,
             &mut out,
         );
-        for id in self.points.ids() {
-            if self.points.check_stale(&id, now.mono) {
-                health::point_quality(&mut self.alarms, &self.points, &id, now.wall, &mut out);
+        // Every point only when one may have turned too old since the last
+        // look (or some were): a site with nothing stale pays nothing here
+        // per tick, however many points it has.
+        if self.points.stale_sweep_due(now.mono) {
+            let mut seen = false;
+            for id in self.points.ids().iter() {
+                if self.points.check_stale(id, now.mono) {
+                    seen = true;
+                    health::point_quality(&mut self.alarms, &self.points, id, now.wall, &mut out);
+                }
             }
+            self.points.stale_swept(now.mono, seen);
         }
         for i in 0..self.rules.len() {
             if !matches!(self.rules[i].spec.kind, KindSpec::Escalation(_)) {

@@ -17,7 +17,8 @@
 //! the first moment the engine is told (`settle`); its samples may lie
 //! before this run's origin, hence signed milliseconds.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -157,6 +158,12 @@ pub struct Sample {
 pub type History = VecDeque<Sample>;
 
 /// A moment on the monotonic scale, in signed ms.
+/// When a point whose last good (or first) reading came at `base` turns
+/// too old: `check_stale` says so once `now.since(base) > stale_after`.
+fn deadline(base: Mono, stale_after: Duration) -> Mono {
+    Mono::from_origin(base.since(Mono::default()) + stale_after)
+}
+
 fn mono_ms(m: Mono) -> i64 {
     m.since(Mono::default()).as_millis() as i64
 }
@@ -177,6 +184,23 @@ pub struct Points {
     /// Counts changes to the calibration windows (opened, closed, a cut
     /// test decided), so their list is rebuilt only when one changed.
     calibrations_version: u64,
+    /// The point ids in order, made once after the last `insert`: a tick
+    /// walks them, and sorting 10,000 ids five times a second cost more
+    /// than the readings (issue 15).
+    sorted: Option<Arc<[String]>>,
+    /// The points with an open calibration window, in id order (kept by
+    /// `mark_calibration`), so closing due windows does not look at every
+    /// point.
+    calibrating: BTreeSet<String>,
+    /// No point can be too old before this: a lower bound of the earliest
+    /// `base + stale_after` over the points that have a base (last good
+    /// or first reading). A reading only moves its point's deadline later,
+    /// or gives a first one, which lowers the bound here; a sweep sets it
+    /// exactly. `None`: no point has a base yet.
+    stale_bound: Option<Mono>,
+    /// The last sweep found a point too old or stale: sweep again on the
+    /// next tick (its alarm's state is re-judged every tick, as before).
+    stale_seen: bool,
 }
 
 /// A stored history waiting for `settle`: point, window, (wall ms, value).
@@ -185,6 +209,7 @@ type Restored = (String, Duration, Vec<(i64, f64)>);
 impl Points {
     pub fn insert(&mut self, id: String, info: PointInfo) {
         self.map.insert(id, info);
+        self.sorted = None;
     }
 
     /// A rate rule reads `point` over `window`: keep that history.
@@ -204,11 +229,42 @@ impl Points {
     }
 
     /// Point ids in order, so one tick raises its stale alarms in the same
-    /// order every run.
-    pub fn ids(&self) -> Vec<String> {
+    /// order every run. Sorted once; the clone is a reference count.
+    pub fn ids(&mut self) -> Arc<[String]> {
+        if let Some(v) = &self.sorted {
+            return v.clone();
+        }
         let mut v: Vec<String> = self.map.keys().cloned().collect();
         v.sort();
+        let v: Arc<[String]> = v.into();
+        self.sorted = Some(v.clone());
         v
+    }
+
+    /// The points with an open calibration window, in id order.
+    pub fn calibrating(&self) -> impl Iterator<Item = &String> {
+        self.calibrating.iter()
+    }
+
+    /// Whether a tick must look for stale points: one may have become too
+    /// old since the last sweep, or the last sweep found some.
+    pub fn stale_sweep_due(&self, now: Mono) -> bool {
+        self.stale_seen || self.stale_bound.is_some_and(|b| now > b)
+    }
+
+    /// After a sweep at `now` that found (`seen`) a point too old or stale
+    /// or not: the next deadline, exactly.
+    pub fn stale_swept(&mut self, now: Mono, seen: bool) {
+        self.stale_seen = seen;
+        self.stale_bound = self
+            .map
+            .values()
+            .filter_map(|p| {
+                let base = p.last_good_mono.or(p.first_reading_mono)?;
+                Some(deadline(base, p.stale_after))
+            })
+            .filter(|d| *d >= now)
+            .min();
     }
 
     /// A history the store kept (wall ms, value), put back once `settle` is
@@ -272,7 +328,12 @@ impl Points {
         p.quality = r.quality.clone();
         p.reported = true;
         p.first_reading.get_or_insert(r.at);
-        p.first_reading_mono.get_or_insert(mono);
+        if p.first_reading_mono.is_none() {
+            p.first_reading_mono = Some(mono);
+            // A first deadline may come before every other one.
+            let d = deadline(mono, p.stale_after);
+            self.stale_bound = Some(self.stale_bound.map_or(d, |b| b.min(d)));
+        }
         if r.quality.is_good() {
             p.value = r.value.clone();
             p.last_good = Some(r.at);
@@ -334,6 +395,11 @@ impl Points {
     /// result: its shown quality may differ, and so does the windows' list.
     pub fn mark_calibration(&mut self, id: &str) {
         self.calibrations_version += 1;
+        if self.map.get(id).is_some_and(|p| p.calibration.is_some()) {
+            self.calibrating.insert(id.to_string());
+        } else {
+            self.calibrating.remove(id);
+        }
         self.mark_changed(id);
     }
 
