@@ -546,4 +546,75 @@ mod stale_tests {
             Quality::Bad(BadReason::Stale)
         );
     }
+
+    /// The sweep's shortcut (issue 15) skips only ticks on which a full
+    /// sweep finds nothing: over random readings (good, timeout, exception)
+    /// of points with different `stale_after` and random time steps, a
+    /// table that sweeps only when `stale_sweep_due` says so agrees after
+    /// every tick with one that sweeps every point every tick.
+    mod sweep_props {
+        use super::*;
+        use proptest::prelude::*;
+
+        const POINTS: [(&str, u64); 3] = [("fast", 1_000), ("mid", 5_000), ("slow", 30_000)];
+
+        fn table() -> Points {
+            let mut pts = Points::default();
+            for (id, ms) in POINTS {
+                let info = PointInfo::new(id.into(), None, "d".into(), Duration::from_millis(ms));
+                pts.insert(id.into(), info);
+            }
+            pts
+        }
+
+        #[derive(Clone, Debug)]
+        enum Step {
+            Read(usize, u8),
+            Wait(u64),
+        }
+
+        fn step() -> impl Strategy<Value = Step> {
+            prop_oneof![
+                (0..POINTS.len(), 0u8..3).prop_map(|(p, q)| Step::Read(p, q)),
+                (0u64..8_000).prop_map(Step::Wait),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn the_shortcut_never_skips_a_stale_point(steps in prop::collection::vec(step(), 1..80)) {
+                let (mut every, mut lazy) = (table(), table());
+                let (t0, mut ms) = (Utc::now(), 0u64);
+                for s in steps {
+                    match s {
+                        Step::Read(p, q) => {
+                            let quality = match q {
+                                0 => Quality::Good,
+                                1 => Quality::Bad(BadReason::Timeout),
+                                _ => Quality::Bad(BadReason::Exception(2)),
+                            };
+                            let mut r = reading(quality, t0 + chrono::Duration::milliseconds(ms as i64));
+                            r.point = POINTS[p].0.into();
+                            every.apply(&r, Mono::from_millis(ms));
+                            lazy.apply(&r, Mono::from_millis(ms));
+                        }
+                        Step::Wait(d) => ms += d,
+                    }
+                    // One tick.
+                    let now = Mono::from_millis(ms);
+                    let found: Vec<bool> = every.ids().iter().map(|id| every.check_stale(id, now)).collect();
+                    if lazy.stale_sweep_due(now) {
+                        let seen: Vec<bool> = lazy.ids().iter().map(|id| lazy.check_stale(id, now)).collect();
+                        prop_assert_eq!(&seen, &found);
+                        lazy.stale_swept(now, seen.iter().any(|s| *s));
+                    } else {
+                        prop_assert!(!found.iter().any(|f| *f), "skipped a tick that finds {:?} at {} ms", found, ms);
+                    }
+                    for (id, _) in POINTS {
+                        prop_assert_eq!(&every.get(id).unwrap().quality, &lazy.get(id).unwrap().quality);
+                    }
+                }
+            }
+        }
+    }
 }
