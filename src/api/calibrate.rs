@@ -20,14 +20,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::oneshot;
 
+use super::act;
 use super::auth::{self, Operator, Reader};
 use super::{Shared, error};
-use crate::queue::{AuditRow, AuditSource};
 use crate::rules::{CalibrateError, CalibrationView};
 
 /// A window to open, with its answer.
@@ -52,11 +51,8 @@ pub(super) async fn open(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| v.get("by").is_some()) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "`by` is not accepted: the window carries the logged-in user's name",
-        );
+    if let Some(r) = act::refuse_by(&body, "the window") {
+        return r;
     }
     let b: Body = match auth::json_body(&headers, &body) {
         Ok(b) => b,
@@ -78,38 +74,26 @@ pub(super) async fn open(
         by: op.user.name.clone(),
         reply: tx,
     };
-    if sh.calibrate.send(cmd).await.is_err() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the gateway is stopping");
-    }
-    let result = match rx.await {
+    let result = match act::ask(&sh.calibrate, cmd, rx).await {
         Ok(r) => r,
-        Err(_) => return error(StatusCode::SERVICE_UNAVAILABLE, "the gateway is stopping"),
+        Err(r) => return r,
     };
-    let row = AuditRow {
-        id: 0,
-        at_ms: Utc::now().timestamp_millis(),
-        actor: op.user.name.clone(),
-        display_name: op.user.shown().to_string(),
-        source: AuditSource::Local,
-        address: op.from.to_string(),
-        action: "calibrate".into(),
-        alarm_id: crate::rules::calibration::key(&b.point),
-        result: match &result {
-            Ok(w) => format!(
-                "ok: for {}, until {}",
-                humantime::format_duration(length),
-                sh.id.time(w.until)
-            ),
-            Err(e) => format!("refused: {e}"),
-        },
+    let outcome = match &result {
+        Ok(w) => format!(
+            "ok: for {}, until {}",
+            humantime::format_duration(length),
+            sh.id.time(w.until)
+        ),
+        Err(e) => format!("refused: {e}"),
     };
-    tracing::info!(user = %row.actor, from = %row.address, point = %b.point, result = %row.result, "calibration window");
-    let store = sh.store.clone();
-    match tokio::task::spawn_blocking(move || store.audit(&row)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "audit row of a calibration not stored"),
-        Err(e) => tracing::error!(error = %e, "storing an audit row panicked"),
-    }
+    act::audit(
+        &sh,
+        &op,
+        "calibrate",
+        crate::rules::calibration::key(&b.point),
+        outcome,
+    )
+    .await;
     match result {
         Ok(w) => Json(json!({
             "ok": true, "point": w.point, "by": w.by, "until": sh.id.time(w.until),

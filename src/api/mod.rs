@@ -36,6 +36,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::oneshot;
 
+mod act;
 pub mod auth;
 pub mod calibrate;
 mod ready;
@@ -43,7 +44,7 @@ pub mod serve;
 pub mod state;
 pub mod stream;
 
-use crate::queue::{AuditRow, AuditSource, QueueId};
+use crate::queue::QueueId;
 use crate::time::since;
 use auth::{Operator, Reader};
 pub use calibrate::CalibrateCmd;
@@ -206,11 +207,8 @@ async fn ack(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| v.get("by").is_some()) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "`by` is not accepted: the acknowledgement carries the logged-in user's name",
-        );
+    if let Some(r) = act::refuse_by(&body, "the acknowledgement") {
+        return r;
     }
     let body: AckBody = match auth::json_body(&headers, &body) {
         Ok(b) => b,
@@ -225,37 +223,15 @@ async fn ack(
         by: op.user.name.clone(),
         reply: Some(tx),
     };
-    if sh.acks.send(cmd).await.is_err() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the gateway is stopping");
-    }
-    let result = match rx.await {
+    let result = match act::ask(&sh.acks, cmd, rx).await {
         Ok(r) => r,
-        Err(_) => return error(StatusCode::SERVICE_UNAVAILABLE, "the gateway is stopping"),
+        Err(r) => return r,
     };
-    let row = AuditRow {
-        id: 0,
-        at_ms: Utc::now().timestamp_millis(),
-        actor: op.user.name.clone(),
-        display_name: op.user.shown().to_string(),
-        source: AuditSource::Local,
-        address: op.from.to_string(),
-        action: "ack".into(),
-        alarm_id: body.alarm_id.clone(),
-        result: match &result {
-            Ok(()) => "ok".into(),
-            Err(e) => format!("refused: {e}"),
-        },
+    let outcome = match &result {
+        Ok(()) => "ok".into(),
+        Err(e) => format!("refused: {e}"),
     };
-    tracing::info!(user = %row.actor, from = %row.address, alarm_id = %row.alarm_id, result = %row.result, "acknowledgement");
-    let store = sh.store.clone();
-    // Committed before the answer (queue/audit.rs); a store that refuses
-    // it does not undo the acknowledgement, which the engine has applied
-    // and the county will see, but it is said loudly.
-    match tokio::task::spawn_blocking(move || store.audit(&row)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "audit row of an acknowledgement not stored"),
-        Err(e) => tracing::error!(error = %e, "storing an audit row panicked"),
-    }
+    act::audit(&sh, &op, "ack", body.alarm_id.clone(), outcome).await;
     match result {
         Ok(()) => Json(json!({"ok": true, "alarm_id": body.alarm_id, "acked_by": op.user.name}))
             .into_response(),
