@@ -68,24 +68,11 @@ fault_mask = 1
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(15))
-        .build()
-        .unwrap()
+    common::api_client()
 }
 
 async fn token(api: &str, name: &str) -> String {
-    let r = client()
-        .post(format!("{api}/api/login"))
-        .json(&json!({"name": name, "password": PW}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    r.json::<J>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    common::login_token(api, name, PW).await
 }
 
 async fn get(api: &str, path: &str, token: &str) -> J {

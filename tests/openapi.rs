@@ -13,12 +13,11 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::time::Duration;
 
 use common::{SiteCfg, gas_detectors};
 use reqwest::{Method, StatusCode};
 use riskgate::auth::{Role, cli};
-use serde_json::{Value as J, json};
+use serde_json::json;
 use yaml_rust2::{Yaml, YamlLoader};
 
 const PW: &str = "openapi-check-1301";
@@ -173,24 +172,11 @@ fn the_route_scan_reads_chained_methods_and_closures() {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(15))
-        .build()
-        .unwrap()
+    common::api_client()
 }
 
 async fn token(api: &str, name: &str) -> String {
-    let r = client()
-        .post(format!("{api}/api/login"))
-        .json(&json!({"name": name, "password": PW}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK, "login {name}");
-    r.json::<J>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    common::login_token(api, name, PW).await
 }
 
 /// Calls an operation with an empty JSON object as the body of a write and

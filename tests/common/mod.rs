@@ -3,6 +3,7 @@
 //! - `certs`: test CAs and certificates made with the openssl CLI;
 //! - `services`: real Mosquitto and VictoriaMetrics on free loopback ports;
 //! - `http`: a minimal blocking HTTP client;
+//! - `session`: the async API client and a login that returns the token;
 //! - `influx`: a stand-in for InfluxDB 2.x's write endpoint (auth, org,
 //!   bucket, parse errors, scripted answers);
 //! - `schema`: the contract's JSON schemas as an oracle;
@@ -24,6 +25,7 @@ pub mod http;
 pub mod influx;
 pub mod schema;
 pub mod services;
+pub mod session;
 // The site builder is the library's, behind its `demo` feature.
 #[cfg(feature = "demo")]
 pub mod site;
@@ -37,6 +39,7 @@ pub use http::{http_get, http_post};
 pub use influx::{Answer, InfluxStandIn};
 pub use schema::assert_schema_valid;
 pub use services::{Mosquitto, Victoria};
+pub use session::{api_client, login_token};
 #[cfg(feature = "demo")]
 pub use site::{STEADY, SiteCfg, gas_detectors};
 pub use subscriber::{Msg, Subscriber, SubscriberOpts, assert_gap_free, dedupe_alarms, subscribe};
