@@ -34,6 +34,11 @@
 //!   phase. The throughput window is the time the steps take (at least a
 //!   minimum), so both are measured under the same load.
 //!
+//! In full mode the same loads also run against two peer gateways, Node-RED
+//! and the ThingsBoard IoT Gateway (`suite/peers.rs`; `SUITE_PEERS=0` skips
+//! them). `SUITE_LOADS=1,3` runs only those full-mode loads (1-based, in the
+//! order below), and the maximum search only if the list holds `max`.
+//!
 //! Figures go to `target/bench/suite.json` and `suite.md` (smoke mode:
 //! `suite-smoke.*`), with the machine (CPU model, cores, load average before
 //! the run). Nothing here asserts a figure's value; the smoke mode asserts only
@@ -41,6 +46,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "suite/peers.rs"]
+mod peers;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -646,17 +653,41 @@ async fn main() {
             load("1,000 devices, 10k points/s", 1000, 10, 1_000_000, 100),
         ]
     };
-    let devices = loads.iter().map(|l| l.devices).max().unwrap().max(10);
-    let registers = loads.iter().map(|l| l.registers).max().unwrap().max(10);
+    let only = std::env::var("SUITE_LOADS").ok().filter(|_| !smoke);
+    let picked = |i: usize| {
+        only.as_deref()
+            .is_none_or(|s| s.split(',').any(|x| x.trim() == i.to_string()))
+    };
+    let loads: Vec<Load> = (1..)
+        .zip(loads)
+        .filter(|(i, _)| picked(*i))
+        .map(|(_, l)| l)
+        .collect();
+    let search = !smoke
+        && only
+            .as_deref()
+            .is_none_or(|s| s.split(',').any(|x| x.trim() == "max"));
+    let peers = (!smoke && std::env::var("SUITE_PEERS").as_deref() != Ok("0")).then(peers::install);
+    let devices = loads.iter().map(|l| l.devices).max().unwrap_or(10).max(10);
+    let registers = loads
+        .iter()
+        .map(|l| l.registers)
+        .max()
+        .unwrap_or(10)
+        .max(10);
     let fleet = Fleet::start(devices, registers).await;
 
     let mut k = 0;
     let mut results = Vec::new();
     for l in &loads {
         k += 1;
-        results.push(run_load(&mut env, &fleet, l, k).await);
+        let mut v = run_load(&mut env, &fleet, l, k).await;
+        if let Some(p) = &peers {
+            v["peers"] = peers::run(&mut env, &fleet, l, k, p).await;
+        }
+        results.push(v);
     }
-    let (probes, max) = if smoke {
+    let (probes, max) = if !search {
         (Vec::new(), None)
     } else {
         max_search(&mut env, &fleet, &mut k).await
@@ -670,11 +701,12 @@ async fn main() {
         "loads": results,
         "max_search": probes,
         "max_sustained_points_per_s": max,
+        "peers": peers.as_ref().map(peers::Installed::to_json),
     });
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&out).unwrap();
     let stem = if smoke { "suite-smoke" } else { "suite" };
-    let md = markdown(&result);
+    let md = markdown(&result) + &peers::markdown(&result);
     std::fs::write(
         out.join(format!("{stem}.json")),
         serde_json::to_string_pretty(&result).unwrap(),
@@ -685,6 +717,7 @@ async fn main() {
     println!("written to {}/{stem}.json and .md", out.display());
 
     if smoke {
+        peers::self_check(&loads[0], &fleet, env.mosquitto.port);
         // Figures produced, whatever their values: every field a number, and
         // at least one alarm step timed end to end.
         for r in result["loads"].as_array().unwrap() {
