@@ -16,7 +16,7 @@ pub mod video;
 pub use bank::RegisterBank;
 pub use devices::{DeviceHandle, DeviceKind};
 pub use faults::{Fault, FaultSwitch};
-pub use modbus::{RtuLine, TcpSlave, crc16_modbus};
+pub use modbus::{Pace, RtuLine, TcpSlave, crc16_modbus};
 pub use pty::PtyPair;
 pub use scenario::{Scenario, ScenarioError};
 pub use video::{VideoBox, VideoBoxConfig};

@@ -11,7 +11,7 @@ use firmware_sim::devices::plant::Plant;
 use firmware_sim::devices::{self, DeviceHandle, DeviceKind, RunnerOptions};
 use firmware_sim::scenario::FaultKind;
 use firmware_sim::{
-    Fault, FaultSwitch, RegisterBank, RtuLine, Scenario, TcpSlave, VideoBox, VideoBoxConfig,
+    Fault, FaultSwitch, Pace, RegisterBank, RtuLine, Scenario, TcpSlave, VideoBox, VideoBoxConfig,
 };
 
 #[derive(Parser, Debug)]
@@ -149,6 +149,10 @@ struct TransportArgs {
     /// Serial baud rate
     #[arg(long, default_value_t = 9600)]
     baud: u32,
+    /// RTU: answer at the pace of a real line at --baud (11 bits a byte,
+    /// 3.5 characters between frames) instead of at once
+    #[arg(long)]
+    paced: bool,
     /// Unit id (TCP: default any unit id; RTU: default 1)
     #[arg(long)]
     unit: Option<u8>,
@@ -176,6 +180,10 @@ struct RtuLineArgs {
     serial: String,
     #[arg(long, default_value_t = 9600)]
     baud: u32,
+    /// Answer at the pace of a real line at --baud (11 bits a byte, 3.5
+    /// characters between frames) instead of at once
+    #[arg(long)]
+    paced: bool,
     /// UNIT:KIND:SCENARIO[:FAULT], e.g. 3:gas-detector:scenarios/steady.toml:silent
     /// (SCENARIO `-` = none; FAULT as for --fault)
     #[arg(long = "slave", required = true)]
@@ -304,7 +312,7 @@ async fn start_transport(
         Ok(Transport::Tcp(slave))
     } else if let Some(path) = &t.serial {
         let unit = t.unit.unwrap_or(1);
-        let line = RtuLine::start(path, t.baud, vec![(unit, bank, faults)])
+        let line = RtuLine::start_paced(path, t.baud, pace(t.paced), vec![(unit, bank, faults)])
             .await
             .with_context(|| format!("cannot open serial device {path}"))?;
         ready(&format!("listening on {path}"));
@@ -342,6 +350,10 @@ async fn run_typed_bank(t: TransportArgs) -> Result<()> {
     stop.await;
     transport.stop().await;
     Ok(())
+}
+
+fn pace(paced: bool) -> Pace {
+    if paced { Pace::Wire } else { Pace::Instant }
 }
 
 async fn run_rtu_line(args: RtuLineArgs) -> Result<()> {
@@ -383,7 +395,7 @@ async fn run_rtu_line(args: RtuLineArgs) -> Result<()> {
         handles.push(h);
         slaves.push((unit, bank, faults));
     }
-    let mut line = RtuLine::start(&args.serial, args.baud, slaves)
+    let mut line = RtuLine::start_paced(&args.serial, args.baud, pace(args.paced), slaves)
         .await
         .with_context(|| format!("cannot open serial device {}", args.serial))?;
     let stop = shutdown_signal();

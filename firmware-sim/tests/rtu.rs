@@ -245,3 +245,79 @@ async fn tokio_modbus_rtu_client_is_compatible() {
     assert_eq!(e, Err(ExceptionCode::IllegalDataAddress));
     line.stop().await;
 }
+
+/// Reads until `want` bytes came, noting when each read returned.
+async fn read_timed(
+    port: &mut tokio_serial::SerialStream,
+    want: usize,
+) -> (Vec<u8>, Vec<tokio::time::Instant>) {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut at = Vec::new();
+    let mut buf = [0u8; 64];
+    while got.len() < want {
+        let n = tokio::time::timeout(IO_TIMEOUT, port.read(&mut buf))
+            .await
+            .expect("the paced answer comes")
+            .unwrap();
+        got.extend_from_slice(&buf[..n]);
+        at.push(tokio::time::Instant::now());
+    }
+    (got, at)
+}
+
+#[tokio::test]
+async fn paced_line_answers_at_the_wire_pace() {
+    use tokio::io::AsyncWriteExt;
+    // 600 baud: a character is 18 ms, so the answer of 25 bytes is spread
+    // over 440 ms and the silence after it is 64 ms, far more than a loaded
+    // machine's scheduling delay.
+    const BAUD: u32 = 600;
+    let char_time = Duration::from_secs_f64(11.0 / f64::from(BAUD));
+    let pty = PtyPair::spawn();
+    let bank = RegisterBank::new();
+    for r in 0..10 {
+        bank.set_holding(r, 100 + r);
+    }
+    let mut line = RtuLine::start_paced(
+        &pty.a,
+        BAUD,
+        firmware_sim::Pace::Wire,
+        vec![(1, bank.clone(), FaultSwitch::new())],
+    )
+    .await
+    .unwrap();
+    let mut port = open(&pty.b);
+    let request = rtu_frame(1, &read_pdu(3, 0, 10));
+    let mut words = vec![3, 20];
+    for r in 0..10u16 {
+        words.extend_from_slice(&(100 + r).to_be_bytes());
+    }
+    let answer = rtu_frame(1, &words);
+
+    let sent = tokio::time::Instant::now();
+    port.write_all(&request).await.unwrap();
+    let (got, at) = read_timed(&mut port, answer.len()).await;
+    assert_eq!(got, answer);
+    // The request's 8 characters, 3.5 of silence and the answer's 25 have
+    // passed before the last byte is there.
+    let frame_time = char_time.mul_f64(8.0 + 3.5 + 25.0);
+    assert!(
+        *at.last().unwrap() - sent >= frame_time,
+        "answer complete after {:?}, the wire needs {frame_time:?}",
+        *at.last().unwrap() - sent
+    );
+    // Byte by byte, not the whole frame at once.
+    assert!(at.len() > 1, "the answer came in one piece");
+
+    // A master that sends again at once has not kept the silence: its
+    // request counts as sent 3.5 characters after the answer, and is noted.
+    let sent = tokio::time::Instant::now();
+    port.write_all(&request).await.unwrap();
+    let (got, at) = read_timed(&mut port, answer.len()).await;
+    assert_eq!(got, answer);
+    assert!(*at.last().unwrap() - sent >= frame_time);
+    assert_eq!(line.early_requests(), 1);
+    assert_eq!(line.frames_ok(), 2);
+    line.stop().await;
+}

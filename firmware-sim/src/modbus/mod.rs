@@ -3,9 +3,10 @@
 pub mod pdu;
 pub mod rtu;
 pub mod tcp;
+pub mod wire;
 
 pub use pdu::{handle_pdu, is_write_function};
-pub use rtu::RtuLine;
+pub use rtu::{Pace, RtuLine};
 pub use tcp::TcpSlave;
 
 /// Modbus CRC-16: init 0xFFFF, reflected polynomial 0xA001.

@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_serial::SerialPortBuilderExt;
 use tokio_util::sync::CancellationToken;
 
 use super::pdu::{exception_response, handle_pdu, is_write_function};
+use super::wire::{Wire, write_paced};
 use super::{append_crc, check_crc};
 use crate::bank::RegisterBank;
 use crate::faults::{Fault, FaultSwitch};
@@ -55,10 +57,23 @@ pub fn silence_for_baud(baud: u32) -> Duration {
     (char_time.mul_f64(3.5)).max(MIN_SILENCE)
 }
 
+/// When a line's answers come.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Pace {
+    /// As soon as the request is decoded, the whole frame at once.
+    #[default]
+    Instant,
+    /// As a real line at the baud rate would carry them ([`super::wire`]):
+    /// a byte takes 11/baud s, and 3.5 characters of silence separate frames.
+    Wire,
+}
+
 #[derive(Default)]
 struct Stats {
     frames_ok: AtomicU64,
     frames_bad: AtomicU64,
+    /// Paced lines: requests that arrived while the wire was still busy.
+    early: AtomicU64,
 }
 
 struct Slave {
@@ -94,6 +109,16 @@ impl RtuLine {
         baud: u32,
         slaves: Vec<(u8, RegisterBank, FaultSwitch)>,
     ) -> io::Result<RtuLine> {
+        Self::start_paced(path, baud, Pace::Instant, slaves).await
+    }
+
+    /// [`start`](Self::start) with the answers' timing chosen.
+    pub async fn start_paced(
+        path: &str,
+        baud: u32,
+        pace: Pace,
+        slaves: Vec<(u8, RegisterBank, FaultSwitch)>,
+    ) -> io::Result<RtuLine> {
         let mut port = tokio_serial::new(path, baud)
             .data_bits(tokio_serial::DataBits::Eight)
             .parity(tokio_serial::Parity::None)
@@ -102,8 +127,8 @@ impl RtuLine {
             .open_native_async()
             .map_err(io::Error::from)?;
         let _ = port.set_exclusive(false);
-        tracing::info!(path, baud, units = ?slaves.iter().map(|s| s.0).collect::<Vec<_>>(), "modbus rtu line open");
-        Ok(Self::start_on(port, path, baud, slaves))
+        tracing::info!(path, baud, ?pace, units = ?slaves.iter().map(|s| s.0).collect::<Vec<_>>(), "modbus rtu line open");
+        Ok(Self::start_on_paced(port, path, baud, pace, slaves))
     }
 
     /// Run the line on any byte stream (a serial port, a pipe, a socket).
@@ -116,6 +141,20 @@ impl RtuLine {
     where
         P: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        Self::start_on_paced(port, name, baud, Pace::Instant, slaves)
+    }
+
+    /// [`start_on`](Self::start_on) with the answers' timing chosen.
+    pub fn start_on_paced<P>(
+        port: P,
+        name: &str,
+        baud: u32,
+        pace: Pace,
+        slaves: Vec<(u8, RegisterBank, FaultSwitch)>,
+    ) -> RtuLine
+    where
+        P: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let stats = Arc::new(Stats::default());
         let cancel = CancellationToken::new();
         let slaves: Vec<Slave> = slaves
@@ -123,6 +162,7 @@ impl RtuLine {
             .map(|(unit, bank, faults)| Slave { unit, bank, faults })
             .collect();
         let silence = silence_for_baud(baud);
+        let wire = (pace == Pace::Wire).then(|| Wire::new(baud));
         let task = {
             let stats = stats.clone();
             let cancel = cancel.clone();
@@ -130,7 +170,7 @@ impl RtuLine {
             tokio::spawn(async move {
                 tokio::select! {
                     _ = cancel.cancelled() => {}
-                    res = run_line(port, slaves, stats, silence) => {
+                    res = run_line(port, slaves, stats, silence, wire) => {
                         if let Err(e) = res {
                             tracing::warn!(path = %name, error = %e, "modbus rtu line ended");
                         }
@@ -164,6 +204,13 @@ impl RtuLine {
         self.stats.frames_ok.load(Ordering::Relaxed)
     }
 
+    /// Paced lines: requests that arrived while the wire was still busy with
+    /// the previous frame or the silence after it (a master that does not
+    /// keep the 3.5-character gap).
+    pub fn early_requests(&self) -> u64 {
+        self.stats.early.load(Ordering::Relaxed)
+    }
+
     /// The device path given to `start`.
     pub fn path(&self) -> &str {
         &self.path
@@ -181,21 +228,25 @@ async fn run_line<P>(
     slaves: Vec<Slave>,
     stats: Arc<Stats>,
     silence: Duration,
+    mut wire: Option<Wire>,
 ) -> io::Result<()>
 where
     P: AsyncRead + AsyncWrite + Unpin,
 {
     let mut buf: Vec<u8> = Vec::with_capacity(512);
     let mut chunk = [0u8; 512];
+    // When the first byte in `buf` arrived: when its sender began to send it.
+    let mut arrived = Instant::now();
     loop {
         // Take every complete frame out of the buffer.
         loop {
             match request_frame_len(&buf) {
                 FrameLen::Known(n) if buf.len() >= n => {
                     let frame: Vec<u8> = buf.drain(..n).collect();
+                    let answer_at = received(&mut wire, &stats, arrived, n);
                     if check_crc(&frame) {
                         stats.frames_ok.fetch_add(1, Ordering::Relaxed);
-                        process_frame(&mut port, &slaves, &frame).await?;
+                        process_frame(&mut port, &slaves, &frame, answer_at, wire.as_mut()).await?;
                     } else {
                         stats.frames_bad.fetch_add(1, Ordering::Relaxed);
                         tracing::debug!(frame = ?frame, "rtu frame with bad crc dropped");
@@ -208,7 +259,9 @@ where
         }
 
         let n = if buf.is_empty() {
-            port.read(&mut chunk).await?
+            let n = port.read(&mut chunk).await?;
+            arrived = Instant::now();
+            n
         } else {
             match tokio::time::timeout(silence, port.read(&mut chunk)).await {
                 Ok(r) => r?,
@@ -216,9 +269,10 @@ where
                     // Silence: the buffered bytes are one frame (unknown function
                     // code or a truncated frame).
                     let frame = std::mem::take(&mut buf);
+                    let answer_at = received(&mut wire, &stats, arrived, frame.len());
                     if frame.len() >= 4 && check_crc(&frame) {
                         stats.frames_ok.fetch_add(1, Ordering::Relaxed);
-                        process_frame(&mut port, &slaves, &frame).await?;
+                        process_frame(&mut port, &slaves, &frame, answer_at, wire.as_mut()).await?;
                     } else {
                         stats.frames_bad.fetch_add(1, Ordering::Relaxed);
                         tracing::debug!(frame = ?frame, "incomplete or corrupt rtu frame dropped at silence");
@@ -237,7 +291,27 @@ where
     }
 }
 
-async fn process_frame<P>(port: &mut P, slaves: &[Slave], frame: &[u8]) -> io::Result<()>
+/// A paced line: the request of `len` bytes that began to arrive at
+/// `arrived` is on the wire; returns when an answer may start.
+fn received(wire: &mut Option<Wire>, stats: &Stats, arrived: Instant, len: usize) -> Instant {
+    let Some(w) = wire else {
+        return arrived;
+    };
+    let early = w.early();
+    let answer_at = w.request(arrived, len);
+    stats.early.fetch_add(w.early() - early, Ordering::Relaxed);
+    answer_at
+}
+
+/// Answers `frame` if it is for one of `slaves`; on a paced line (`wire`)
+/// not before `answer_at` and at the wire's pace.
+async fn process_frame<P>(
+    port: &mut P,
+    slaves: &[Slave],
+    frame: &[u8],
+    answer_at: Instant,
+    wire: Option<&mut Wire>,
+) -> io::Result<()>
 where
     P: AsyncWrite + Unpin,
 {
@@ -293,8 +367,17 @@ where
         out[n - 2] ^= 0xFF;
         out[n - 1] ^= 0xFF;
     }
-    port.write_all(&out).await?;
-    port.flush().await?;
+    match wire {
+        Some(w) => {
+            let start = answer_at.max(Instant::now());
+            w.answer(start, out.len());
+            write_paced(port, &out, start, w.char_time()).await?;
+        }
+        None => {
+            port.write_all(&out).await?;
+            port.flush().await?;
+        }
+    }
     Ok(())
 }
 
