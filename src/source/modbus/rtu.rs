@@ -120,7 +120,7 @@ async fn line_loop(
                 }
                 None => writes_open = false,
             },
-            _ = tokio::time::sleep_until(due), if next.is_some() => {
+            _ = wait_until(due), if next.is_some() => {
                 let (_, d, i) = next.expect("guarded");
                 let device = pollers[d].device.clone();
                 pollers[d].poll(i, &mut bus.slave(&device), tx).await?;
@@ -223,7 +223,7 @@ struct SlaveHandle<'a> {
 impl Transport for SlaveHandle<'_> {
     async fn exchange(&mut self, op: &Op, _retry: bool) -> Result<Data, RequestError> {
         let bus = &mut *self.bus;
-        tokio::time::sleep_until(bus.last_end + bus.cfg.inter_frame_gap.0).await;
+        wait_until(bus.last_end + bus.cfg.inter_frame_gap.0).await;
         let limit = bus.cfg.response_timeout.0;
         bus.ensure_context()?;
         let port = bus.port.clone().expect("ensure_context opened the port");
@@ -270,6 +270,39 @@ impl Transport for SlaveHandle<'_> {
             Err(RequestError::NotConnected(_) | RequestError::Resting(_)) => {}
         }
         result
+    }
+}
+
+/// Below this, a wait is slept on a blocking thread rather than on tokio's
+/// timer.
+const PRECISE_BELOW: Duration = Duration::from_millis(2);
+
+/// Waits until `t`, never before, and not a tick late. Tokio's timer works
+/// in whole milliseconds and rounds a deadline up, so waiting for a
+/// deadline just past (a slave polled back to back) or for a gap of 3.5
+/// characters (0.33 ms at 115,200 baud) cost up to a millisecond each, a
+/// quarter of a whole exchange at that baud: the line ran at 73 % of its
+/// wire-time limit (docs/benchmarks.md#rtu-wire-time). The last stretch is
+/// slept on a blocking thread, which wakes within tens of microseconds.
+async fn wait_until(t: Instant) {
+    let now = Instant::now();
+    if t <= now {
+        return;
+    }
+    if t - now > PRECISE_BELOW {
+        // Rounded up, this still ends before `t`.
+        tokio::time::sleep_until(t - Duration::from_millis(1)).await;
+    }
+    let rest = t.saturating_duration_since(Instant::now());
+    if rest.is_zero() {
+        return;
+    }
+    if tokio::task::spawn_blocking(move || std::thread::sleep(rest))
+        .await
+        .is_err()
+    {
+        // The runtime is shutting down its blocking pool.
+        tokio::time::sleep_until(t).await;
     }
 }
 
