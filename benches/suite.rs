@@ -39,6 +39,10 @@
 //! them). `SUITE_LOADS=1,3` runs only those full-mode loads (1-based, in the
 //! order below), and the maximum search only if the list holds `max`.
 //!
+//! Beside the loads, `suite/wire.rs` runs the RTU wire-time, Modbus TCP
+//! request-rate limit, MQTT-sourced point latency and replay scenarios
+//! (under `scenarios` in the JSON, a table of their own in the Markdown).
+//!
 //! Figures go to `target/bench/suite.json` and `suite.md` (smoke mode:
 //! `suite-smoke.*`), with the machine (CPU model, cores, load average before
 //! the run). Nothing here asserts a figure's value; the smoke mode asserts only
@@ -48,6 +52,8 @@
 mod common;
 #[path = "suite/peers.rs"]
 mod peers;
+#[path = "suite/wire.rs"]
+mod wire;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -692,6 +698,11 @@ async fn main() {
     } else {
         max_search(&mut env, &fleet, &mut k).await
     };
+    let best = results
+        .iter()
+        .filter_map(|r| r["delivered_points_per_s"].as_f64())
+        .fold(0.0, f64::max);
+    let scenarios = wire::run(&mut env, smoke, max, best).await;
 
     let result = json!({
         "measured_at": Utc::now().to_rfc3339(),
@@ -702,11 +713,12 @@ async fn main() {
         "max_search": probes,
         "max_sustained_points_per_s": max,
         "peers": peers.as_ref().map(peers::Installed::to_json),
+        "scenarios": scenarios,
     });
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&out).unwrap();
     let stem = if smoke { "suite-smoke" } else { "suite" };
-    let md = markdown(&result) + &peers::markdown(&result);
+    let md = markdown(&result) + &peers::markdown(&result) + &wire::markdown(&result["scenarios"]);
     std::fs::write(
         out.join(format!("{stem}.json")),
         serde_json::to_string_pretty(&result).unwrap(),
@@ -734,5 +746,6 @@ async fn main() {
             assert!(r["pipeline_latency"]["p99_ms"].as_f64().is_some(), "{r}");
             assert!(r["clear_latency"]["p99_ms"].as_f64().is_some(), "{r}");
         }
+        wire::assert_produced(&result["scenarios"]);
     }
 }
